@@ -1,0 +1,191 @@
+"""The hierarchical predictor: taxonomy first, then the subtaxonomy model of that taxonomy.
+
+Used by the TorchServe handler and by ``training.evaluate`` alike, so offline metrics and
+served answers come from the same code. No TorchServe import here.
+
+Batching: every event of a call goes through one taxonomy pass; events are then grouped
+by taxonomy and each group goes through its subtaxonomy model once. Within a pass, events
+are sorted by length and padded only to the longest of their chunk.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from handlers.hierarchy import TOKENIZER_DIR, Hierarchy, Level, check_run_dir
+
+Event = Mapping[str, Any]
+
+
+class Cascade:
+    """Loads a run directory (or an extracted archive) and predicts full paths.
+
+    ``beam_min_prob``: with ``top_k`` > 1, other taxonomies at least this likely also get
+    their subtaxonomy model run, so the top-k paths can span taxonomies. The predicted path
+    itself is always the greedy one (best taxonomy, then its best subtaxonomy), so it does
+    not depend on ``top_k``.
+    """
+
+    def __init__(
+        self,
+        run_dir: str | Path,
+        device: str | torch.device = "cpu",
+        max_batch: int = 64,
+        beam_min_prob: float = 0.05,
+    ) -> None:
+        self.run_dir = Path(run_dir)
+        self.hierarchy: Hierarchy = check_run_dir(self.run_dir)
+        self.device = torch.device(device)
+        self.max_batch = max(1, int(max_batch))
+        self.beam_min_prob = float(beam_min_prob)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(self.run_dir / TOKENIZER_DIR))
+        self.pad_id = self.tokenizer.pad_token_id or 0
+        self.models: dict[str, torch.nn.Module] = {}
+        for folder in self.hierarchy.checkpoints():
+            model = AutoModelForSequenceClassification.from_pretrained(
+                str(self.run_dir / folder), use_safetensors=True
+            )
+            self.models[folder] = model.to(self.device).eval()
+
+    # -- text -> token ids ---------------------------------------------------------------
+    def encode(self, events: Sequence[Event]) -> list[list[int]]:
+        fmt = self.hierarchy.text
+        texts = [fmt.format(event) for event in events]
+        return self.tokenizer(texts, truncation=True, max_length=fmt.max_length)["input_ids"]
+
+    # -- one level -----------------------------------------------------------------------
+    @torch.inference_mode()
+    def level_probs(self, level: Level, ids: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Class probabilities of one level for a list of token-id sequences."""
+        n = len(ids)
+        if level.checkpoint is None:
+            return torch.ones((n, 1))
+        model = self.models[level.checkpoint]
+        out = torch.empty((n, len(level.labels)))
+        order = sorted(range(n), key=lambda i: len(ids[i]))
+        for start in range(0, n, self.max_batch):
+            chunk = order[start : start + self.max_batch]
+            width = max(len(ids[i]) for i in chunk)
+            input_ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for row, i in enumerate(chunk):
+                input_ids[row, : len(ids[i])] = torch.tensor(ids[i], dtype=torch.long)
+                mask[row, : len(ids[i])] = 1
+            logits = model(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device)).logits
+            out[torch.tensor(chunk)] = torch.softmax(logits.float(), dim=-1).cpu()
+        return out
+
+    def subtaxonomy_given(self, events: Sequence[Event], taxonomies: Sequence[str]) -> list[str]:
+        """The subtaxonomy each event gets when its taxonomy is given, not predicted.
+
+        Evaluation uses it to score the second level apart from the first's errors.
+        """
+        ids = self.encode(events)
+        groups: dict[str, list[int]] = {}
+        for i, tax in enumerate(taxonomies):
+            groups.setdefault(tax, []).append(i)
+        out = [""] * len(events)
+        for tax, members in groups.items():
+            level = self.hierarchy.subtaxonomies[tax]
+            best = self.level_probs(level, [ids[i] for i in members]).argmax(dim=-1).tolist()
+            for i, b in zip(members, best):
+                out[i] = level.labels[b]
+        return out
+
+    # -- the cascade ---------------------------------------------------------------------
+    def predict(
+        self,
+        events: Sequence[Event],
+        top_k: int | Sequence[int] = 1,
+        timings: dict[str, float] | None = None,
+    ) -> list[dict[str, Any]]:
+        """JSON-ready answers, one per event, in order.
+
+        ``top_k`` is one number for all events or one per event. ``timings``, when given,
+        receives the milliseconds spent per level (the handler reports them as metrics).
+        """
+        n = len(events)
+        if n == 0:
+            return []
+        ks = [int(top_k)] * n if isinstance(top_k, int) else [int(k) for k in top_k]
+        if len(ks) != n:
+            raise ValueError(f"{len(ks)} top_k values for {n} events")
+        clock = time.perf_counter()
+        ids = self.encode(events)
+        h = self.hierarchy
+        tax_probs = self.level_probs(h.taxonomy, ids)
+        tax_ms = (time.perf_counter() - clock) * 1000
+        if h.single_level:
+            if timings is not None:
+                timings["taxonomy_ms"] = timings.get("taxonomy_ms", 0.0) + tax_ms
+            return [_single_answer(h.taxonomy.labels, tax_probs[i], ks[i]) for i in range(n)]
+
+        # Which (event, taxonomy) pairs need a subtaxonomy pass.
+        best = tax_probs.argmax(dim=-1).tolist()
+        wanted: dict[int, list[int]] = {}
+        for i in range(n):
+            candidates = {best[i]}
+            if ks[i] > 1:
+                top = torch.topk(tax_probs[i], min(ks[i], tax_probs.shape[1]))
+                candidates |= {t for p, t in zip(top.values.tolist(), top.indices.tolist()) if p >= self.beam_min_prob}
+            for t in candidates:
+                wanted.setdefault(t, []).append(i)
+
+        clock = time.perf_counter()
+        sub_probs: list[dict[int, torch.Tensor]] = [{} for _ in range(n)]
+        for t, members in wanted.items():
+            level = h.subtaxonomies[h.taxonomy.labels[t]]
+            probs = self.level_probs(level, [ids[i] for i in members])
+            for row, i in enumerate(members):
+                sub_probs[i][t] = probs[row]
+        sub_ms = (time.perf_counter() - clock) * 1000
+        if timings is not None:
+            timings["taxonomy_ms"] = timings.get("taxonomy_ms", 0.0) + tax_ms
+            timings["subtaxonomy_ms"] = timings.get("subtaxonomy_ms", 0.0) + sub_ms
+
+        answers = []
+        for i in range(n):
+            t = best[i]
+            tax_label = h.taxonomy.labels[t]
+            sub_labels = h.subtaxonomies[tax_label].labels
+            probs = sub_probs[i][t]
+            s = int(probs.argmax())
+            p_tax, p_sub = float(tax_probs[i, t]), float(probs[s])
+            paths = []
+            for tt, pr in sub_probs[i].items():
+                tl = h.taxonomy.labels[tt]
+                pt = float(tax_probs[i, tt])
+                paths += [(pt * float(ps), tl, sl) for sl, ps in zip(h.subtaxonomies[tl].labels, pr.tolist())]
+            paths.sort(key=lambda p: -p[0])
+            answers.append(
+                {
+                    "taxonomy": {"label": tax_label, "score": _round(p_tax)},
+                    "subtaxonomy": {"label": sub_labels[s], "score": _round(p_sub)},
+                    "path": [tax_label, sub_labels[s]],
+                    "path_score": _round(p_tax * p_sub),
+                    "top_k": [
+                        {"taxonomy": tl, "subtaxonomy": sl, "score": _round(score)}
+                        for score, tl, sl in paths[: ks[i]]
+                    ],
+                }
+            )
+        return answers
+
+
+def _round(x: float) -> float:
+    return round(float(x), 6)
+
+
+def _single_answer(labels: Sequence[str], probs: torch.Tensor, k: int) -> dict[str, Any]:
+    top = torch.topk(probs, min(k, len(labels)))
+    best = int(probs.argmax())
+    return {
+        "label": labels[best],
+        "score": _round(probs[best]),
+        "top_k": [{"label": labels[j], "score": _round(p)} for p, j in zip(top.values.tolist(), top.indices.tolist())],
+    }

@@ -1,0 +1,243 @@
+"""The run directory's description: label maps and how an event becomes text.
+
+Training writes ``hierarchy.json`` and serving reads it, so the way an event is turned
+into a string and the order of every label list exist here once. Nothing in this module
+imports torch or TorchServe: it is cheap to import anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+SCHEMA_VERSION = 1
+HIERARCHY_FILE = "hierarchy.json"
+TOKENIZER_DIR = "tokenizer"
+TAXONOMY_DIR = "taxonomy"
+SUBTAXONOMY_DIR = "subtaxonomy"
+
+
+class HierarchyError(ValueError):
+    """A hierarchy.json that is missing, unreadable or inconsistent."""
+
+
+@dataclass(frozen=True)
+class TextFormat:
+    """How title and description are joined, and how much of them a model sees.
+
+    ``max_chars`` caps characters before tokenizing: a tokenizer spends seconds on a
+    multi-megabyte string even when it truncates to a few hundred tokens afterwards.
+    """
+
+    fields: tuple[str, ...] = ("title", "description")
+    separator: str = ". "
+    max_length: int = 128
+    max_chars: int = 2048
+
+    def format(self, event: Mapping[str, Any]) -> str:
+        """One string per event, the same in training, evaluation and serving.
+
+        A ready-made ``text`` wins over the fields, so callers that already have one
+        string (plain-text requests) need no fields.
+        """
+        text = event.get("text")
+        if text is None:
+            parts = []
+            for name in self.fields:
+                value = event.get(name)
+                if value is None:
+                    continue
+                value = str(value).strip()
+                if value:
+                    parts.append(value)
+            text = self.separator.join(parts)
+        return " ".join(str(text)[: self.max_chars].split())
+
+
+@dataclass(frozen=True)
+class Level:
+    """One classifier: its labels in id order and the folder holding its checkpoint.
+
+    ``checkpoint`` is None for a taxonomy with a single subtaxonomy: the answer is
+    known without a model.
+    """
+
+    labels: tuple[str, ...]
+    checkpoint: str | None
+
+    def __post_init__(self) -> None:
+        if not self.labels:
+            raise HierarchyError("a level has no labels")
+        if len(set(self.labels)) != len(self.labels):
+            raise HierarchyError(f"duplicate labels in {list(self.labels)}")
+        if self.checkpoint is None and len(self.labels) > 1:
+            raise HierarchyError(f"labels {list(self.labels)} need a checkpoint")
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    """Taxonomy level plus one subtaxonomy level per taxonomy.
+
+    A single-level archive (one checkpoint served on its own) has an empty
+    ``subtaxonomies`` mapping and ``name`` saying which classifier it is.
+    """
+
+    text: TextFormat
+    taxonomy: Level
+    subtaxonomies: dict[str, Level]
+    base_model: dict[str, Any] = field(default_factory=dict)
+    name: str = "cascade"
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def single_level(self) -> bool:
+        return not self.subtaxonomies
+
+    def checkpoints(self) -> list[str]:
+        """Every checkpoint folder, taxonomy first, each once."""
+        folders = [self.taxonomy.checkpoint]
+        folders += [lvl.checkpoint for lvl in self.subtaxonomies.values()]
+        return [f for f in folders if f is not None]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema_version": self.schema_version,
+            "name": self.name,
+            "text": {**asdict(self.text), "fields": list(self.text.fields)},
+            "base_model": self.base_model,
+            "taxonomy": {"labels": list(self.taxonomy.labels), "checkpoint": self.taxonomy.checkpoint},
+            "subtaxonomies": {
+                tax: {"labels": list(lvl.labels), "checkpoint": lvl.checkpoint}
+                for tax, lvl in self.subtaxonomies.items()
+            },
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "Hierarchy":
+        try:
+            version = int(data["schema_version"])
+            if version != SCHEMA_VERSION:
+                raise HierarchyError(
+                    f"schema_version {version} is not supported (this code reads {SCHEMA_VERSION})"
+                )
+            text = data["text"]
+            hierarchy = cls(
+                text=TextFormat(
+                    fields=tuple(text["fields"]),
+                    separator=str(text["separator"]),
+                    max_length=int(text["max_length"]),
+                    max_chars=int(text["max_chars"]),
+                ),
+                taxonomy=Level(tuple(data["taxonomy"]["labels"]), data["taxonomy"]["checkpoint"]),
+                subtaxonomies={
+                    tax: Level(tuple(lvl["labels"]), lvl["checkpoint"])
+                    for tax, lvl in data["subtaxonomies"].items()
+                },
+                base_model=dict(data.get("base_model") or {}),
+                name=str(data.get("name", "cascade")),
+                schema_version=version,
+            )
+        except HierarchyError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise HierarchyError(f"hierarchy.json is malformed: {type(exc).__name__}: {exc}") from exc
+        if hierarchy.taxonomy.checkpoint is None and len(hierarchy.taxonomy.labels) > 1:
+            raise HierarchyError("the taxonomy level has no checkpoint")
+        missing = set(hierarchy.subtaxonomies) - set(hierarchy.taxonomy.labels)
+        extra = set(hierarchy.taxonomy.labels) - set(hierarchy.subtaxonomies)
+        if hierarchy.subtaxonomies and (missing or extra):
+            raise HierarchyError(
+                "taxonomy labels and subtaxonomy entries disagree: "
+                f"without an entry {sorted(extra)}, unknown {sorted(missing)}"
+            )
+        return hierarchy
+
+    def save(self, run_dir: str | Path) -> Path:
+        path = Path(run_dir) / HIERARCHY_FILE
+        path.write_text(json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> "Hierarchy":
+        path = Path(run_dir) / HIERARCHY_FILE
+        if not path.is_file():
+            raise HierarchyError(f"{path} not found: is {run_dir} a run directory?")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise HierarchyError(f"{path} is not readable JSON: {exc}") from exc
+        return cls.from_json(data)
+
+
+def slugify(label: str, taken: set[str] | None = None) -> str:
+    """A folder name for a label: lowercase ASCII, unique among ``taken``."""
+    slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-") or "label"
+    if taken is not None:
+        base, n = slug, 2
+        while slug in taken:
+            slug, n = f"{base}-{n}", n + 1
+        taken.add(slug)
+    return slug
+
+
+def build_hierarchy(
+    pairs: list[tuple[str, str]],
+    text: TextFormat,
+    base_model: dict[str, Any] | None = None,
+) -> Hierarchy:
+    """The hierarchy implied by (taxonomy, subtaxonomy) pairs, labels sorted."""
+    children: dict[str, set[str]] = {}
+    for tax, sub in pairs:
+        children.setdefault(tax, set()).add(sub)
+    taken: set[str] = set()
+    subtaxonomies = {}
+    for tax in sorted(children):
+        labels = tuple(sorted(children[tax]))
+        folder = f"{SUBTAXONOMY_DIR}/{slugify(tax, taken)}" if len(labels) > 1 else None
+        subtaxonomies[tax] = Level(labels, folder)
+    return Hierarchy(
+        text=text,
+        taxonomy=Level(tuple(sorted(children)), TAXONOMY_DIR if len(children) > 1 else None),
+        subtaxonomies=subtaxonomies,
+        base_model=dict(base_model or {}),
+    )
+
+
+def check_run_dir(run_dir: str | Path) -> Hierarchy:
+    """Load hierarchy.json and check that every file it promises is there and agrees.
+
+    Packaging and serving call this first, so a broken run directory is reported by
+    name at build time instead of as a dead worker at load time.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise HierarchyError(f"run directory {run_dir} does not exist")
+    hierarchy = Hierarchy.load(run_dir)
+    tokenizer = run_dir / TOKENIZER_DIR
+    if not (tokenizer / "tokenizer.json").is_file() and not (tokenizer / "vocab.txt").is_file():
+        raise HierarchyError(f"{tokenizer} holds no tokenizer (tokenizer.json or vocab.txt)")
+    levels = [(hierarchy.name if hierarchy.single_level else "taxonomy", hierarchy.taxonomy)]
+    levels += list(hierarchy.subtaxonomies.items())
+    for name, level in levels:
+        if level.checkpoint is None:
+            continue
+        folder = run_dir / level.checkpoint
+        config_path = folder / "config.json"
+        if not config_path.is_file():
+            raise HierarchyError(f"checkpoint for {name!r} is missing: {config_path} not found")
+        if not (folder / "model.safetensors").is_file():
+            raise HierarchyError(f"checkpoint for {name!r} has no model.safetensors in {folder}")
+        try:
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+            id2label = {int(k): v for k, v in config["id2label"].items()}
+        except (OSError, ValueError, KeyError, AttributeError) as exc:
+            raise HierarchyError(f"{config_path} has no readable id2label: {exc}") from exc
+        labels = tuple(id2label[i] for i in sorted(id2label))
+        if labels != level.labels:
+            raise HierarchyError(
+                f"{config_path} labels {list(labels)} differ from hierarchy.json's {list(level.labels)}"
+            )
+    return hierarchy

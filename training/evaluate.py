@@ -1,0 +1,101 @@
+"""Score a run directory on a split of an events table, through the serving cascade.
+
+    python -m training.evaluate --run artifacts/demo --data events.csv --split test
+
+Predictions come from ``handlers.cascade.Cascade``, the module the TorchServe handler
+wraps, so these figures are the figures of the served model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from handlers.cascade import Cascade
+from handlers.hierarchy import HierarchyError
+from training.data import Columns, DataError, load_events, split_events
+from training.metrics import cascade_scores
+
+
+def evaluate_frame(cascade: Cascade, frame: pd.DataFrame, batch_size: int = 256) -> tuple[dict[str, Any], list[dict]]:
+    """Metrics and the raw answers for the rows of ``frame`` (one split)."""
+    events = frame[["title", "description"]].to_dict("records")
+    known = set(cascade.hierarchy.taxonomy.labels)
+    unknown = sorted(set(frame.taxonomy) - known)
+    if unknown:
+        raise DataError(f"taxonomies not in this run's hierarchy: {', '.join(unknown[:10])}")
+    answers: list[dict] = []
+    for start in range(0, len(events), batch_size):
+        answers += cascade.predict(events[start : start + batch_size], top_k=1)
+    given = cascade.subtaxonomy_given(events, list(frame.taxonomy))
+    scores = cascade_scores(list(frame.taxonomy), list(frame.subtaxonomy), answers, given)
+    return scores, answers
+
+
+def splits_of(run_dir: Path, data: str, columns: Columns) -> pd.DataFrame:
+    """The table with the same split training used (its seed is in training.json)."""
+    frame = load_events(data, columns)
+    seed = 42
+    info = Path(run_dir) / "training.json"
+    if info.is_file():
+        seed = int(json.loads(info.read_text()).get("args", {}).get("seed", seed))
+    frame, _ = split_events(frame, seed=seed)
+    return frame
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", required=True, help="run directory written by training.train")
+    parser.add_argument("--data", required=True, help="events table (CSV, JSON Lines or Parquet)")
+    parser.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
+                        help="which rows to score (default: test)")
+    parser.add_argument("--output", help="where to write the metrics JSON (default: RUN/eval-SPLIT.json)")
+    parser.add_argument("--batch-size", type=int, default=64, help="events per cascade call")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    for field in ("title", "description", "taxonomy", "subtaxonomy", "split"):
+        parser.add_argument(f"--{field}-column", default=field, help=f"column holding {field}")
+    args = parser.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    columns = Columns(args.title_column, args.description_column, args.taxonomy_column,
+                      args.subtaxonomy_column, args.split_column)
+    try:
+        frame = splits_of(Path(args.run), args.data, columns)
+        if args.split != "all":
+            frame = frame[frame.split == args.split]
+        if frame.empty:
+            raise DataError(f"no rows in split {args.split!r}")
+        cascade = Cascade(args.run, max_batch=args.batch_size)
+        started = time.perf_counter()
+        scores, _ = evaluate_frame(cascade, frame)
+        seconds = time.perf_counter() - started
+    except (DataError, HierarchyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    scores["seconds"] = round(seconds, 2)
+    output = Path(args.output) if args.output else Path(args.run) / f"eval-{args.split}.json"
+    output.write_text(json.dumps(scores, indent=2) + "\n")
+    print(summary_line(args.split, scores))
+    print(f"wrote {output}")
+    return 0
+
+
+def summary_line(split: str, s: dict[str, Any]) -> str:
+    return (
+        f"{split}: {s['rows']} events | taxonomy acc {s['taxonomy']['accuracy']:.4f} "
+        f"macro-F1 {s['taxonomy']['macro_f1']:.4f} | leaf acc {s['subtaxonomy']['accuracy']:.4f} "
+        f"macro-F1 {s['subtaxonomy']['macro_f1']:.4f} | leaf acc given taxonomy "
+        f"{s['subtaxonomy_given_taxonomy']['accuracy']:.4f} | path acc {s['path_accuracy']:.4f}"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

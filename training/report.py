@@ -1,0 +1,111 @@
+"""report.md and the PNGs beside it: confusion matrices and training curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.metrics import confusion_matrix  # noqa: E402
+
+
+def plot_confusion(true: Sequence[str], pred: Sequence[str], labels: Sequence[str], title: str, path: Path) -> Path:
+    """Row-normalised confusion matrix; counts written in cells while they stay legible."""
+    labels = list(labels)
+    matrix = confusion_matrix(true, pred, labels=labels)
+    rows = matrix.sum(axis=1, keepdims=True)
+    share = np.divide(matrix, rows, out=np.zeros(matrix.shape, dtype=float), where=rows > 0)
+    n = len(labels)
+    size = min(4 + 0.45 * n, 22)
+    fig, ax = plt.subplots(figsize=(size, size * 0.9))
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), labels, rotation=60, ha="right", fontsize=9 if n <= 30 else 6)
+    ax.set_yticks(range(n), labels, fontsize=9 if n <= 30 else 6)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    if n <= 30:
+        for i in range(n):
+            for j in range(n):
+                if matrix[i, j]:
+                    ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=8,
+                            color="white" if share[i, j] > 0.5 else "black")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_curves(history: list[dict[str, Any]], title: str, path: Path) -> Path:
+    """Training loss by step and validation loss/accuracy by epoch, from the Trainer's log."""
+    train = [(h["epoch"], h["loss"]) for h in history if "loss" in h]
+    evals = [(h["epoch"], h["eval_loss"], h.get("eval_accuracy")) for h in history if "eval_loss" in h]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if train:
+        ax.plot(*zip(*train), label="train loss", color="tab:blue", alpha=0.8)
+    if evals:
+        ax.plot([e[0] for e in evals], [e[1] for e in evals], "o-", label="val loss", color="tab:orange")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    if evals and evals[0][2] is not None:
+        acc = ax.twinx()
+        acc.plot([e[0] for e in evals], [e[2] for e in evals], "s--", label="val accuracy", color="tab:green")
+        acc.set_ylabel("val accuracy")
+        acc.set_ylim(0, 1.02)
+        acc.legend(loc="center right")
+    ax.legend(loc="upper right")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.2f}"
+
+
+def write_report(run_dir: Path, metrics: dict[str, Any], summaries: list[dict[str, Any]],
+                 images: list[str], info: dict[str, Any]) -> Path:
+    lines = [f"# Training report: {run_dir.name}", ""]
+    lines += [f"Data: `{info['data']}` ({info['split']['source']} split: "
+              + ", ".join(f"{k} {v}" for k, v in info["split"]["counts"].items()) + ")",
+              f"Base model: `{info['base_model'].get('id') or info['base_model'].get('path')}`", ""]
+    if info["split"]["rare_in_train"]:
+        lines += ["Paths too rare to stratify, kept in train only: "
+                  + ", ".join(info["split"]["rare_in_train"]), ""]
+    lines += ["## Summary", "", "| split | rows | taxonomy acc | taxonomy macro-F1 | taxonomy weighted-F1 | "
+              "leaf acc | leaf macro-F1 | leaf acc given taxonomy | path acc |", "|---|---|---|---|---|---|---|---|---|"]
+    for split, m in metrics["splits"].items():
+        lines.append(
+            f"| {split} | {m['rows']} | {_pct(m['taxonomy']['accuracy'])} | {_pct(m['taxonomy']['macro_f1'])} | "
+            f"{_pct(m['taxonomy']['weighted_f1'])} | {_pct(m['subtaxonomy']['accuracy'])} | "
+            f"{_pct(m['subtaxonomy']['macro_f1'])} | {_pct(m['subtaxonomy_given_taxonomy']['accuracy'])} | "
+            f"{_pct(m['path_accuracy'])} |"
+        )
+    lines += ["", "## Models", "", "| model | labels | train rows | epochs run | best val acc | seconds |",
+              "|---|---|---|---|---|---|"]
+    for s in summaries:
+        best = "–" if s["best_val_accuracy"] is None else f"{100 * s['best_val_accuracy']:.2f}"
+        lines.append(f"| {s['name']} | {s['labels']} | {s['train_rows']} | {s['epochs_run']} | {best} | {s['seconds']:.0f} |")
+    main_split = "test" if "test" in metrics["splits"] else "val"
+    m = metrics["splits"][main_split]
+    lines += ["", f"## Per class ({main_split})", "", "### Taxonomy", "",
+              "| label | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+    for label, c in m["taxonomy"]["per_class"].items():
+        lines.append(f"| {label} | {_pct(c['precision'])} | {_pct(c['recall'])} | {_pct(c['f1'])} | {c['support']} |")
+    lines += ["", "### Subtaxonomy (end to end)", "", "| path | precision | recall | F1 | support |",
+              "|---|---|---|---|---|"]
+    for label, c in m["subtaxonomy"]["per_class"].items():
+        lines.append(f"| {label} | {_pct(c['precision'])} | {_pct(c['recall'])} | {_pct(c['f1'])} | {c['support']} |")
+    lines += ["", "### Subtaxonomy accuracy given the true taxonomy", "", "| taxonomy | rows | accuracy |", "|---|---|---|"]
+    for tax, c in m["subtaxonomy_given_taxonomy"]["per_taxonomy"].items():
+        lines.append(f"| {tax} | {c['rows']} | {_pct(c['accuracy_given_taxonomy'])} |")
+    lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in images] + [""]
+    path = run_dir / "report.md"
+    path.write_text("\n".join(lines))
+    return path

@@ -1,0 +1,343 @@
+"""Train the taxonomy classifier and one subtaxonomy classifier per taxonomy.
+
+    python -m training.train --data training/sample_events.csv --output artifacts/demo
+
+Writes a run directory (hierarchy.json, tokenizer/, taxonomy/, subtaxonomy/<slug>/,
+metrics.json, report.md, plots) that ``scripts/build_archives.py`` packages for TorchServe.
+The run is assembled in a temporary folder beside RUN_DIR and renamed into place at the
+end, so a failed or interrupted run leaves nothing half-written and never touches an
+existing run unless ``--overwrite`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from handlers.hierarchy import TOKENIZER_DIR, Hierarchy, Level, TextFormat, build_hierarchy
+from training.data import Columns, DataError, load_events, split_events
+
+logger = logging.getLogger("training")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    io = p.add_argument_group("data and output")
+    io.add_argument("--data", required=True, help="events table: .csv, .tsv, .jsonl or .parquet")
+    io.add_argument("--output", required=True, help="run directory to create")
+    io.add_argument("--overwrite", action="store_true", help="replace RUN_DIR if it exists (only once the new run succeeded)")
+    for field in ("title", "description", "taxonomy", "subtaxonomy", "split"):
+        io.add_argument(f"--{field}-column", default=field, help=f"column holding {field} (default: {field})")
+    io.add_argument("--separator", default=". ", help="joins title and description into one text (default: '. ')")
+    io.add_argument("--seed", type=int, default=42, help="seed for the split, initialisation and shuffling")
+
+    m = p.add_argument_group("model")
+    m.add_argument("--base-model", default=None,
+                   help="hub id or local folder; default: the embedded all-MiniLM-L6-v2 converted to DistilBERT")
+    m.add_argument("--max-length", type=int, default=128, help="tokens per text; longer texts are truncated")
+    m.add_argument("--train-last-layers", type=int, default=0,
+                   help="train only the last K transformer layers plus the head (faster); 0 trains all")
+
+    t = p.add_argument_group("training (the --subtaxonomy-* flags override for the second level)")
+    t.add_argument("--epochs", type=float, default=4, help="maximum epochs per model (early stopping may end sooner)")
+    t.add_argument("--subtaxonomy-epochs", type=float, default=None, help="maximum epochs per subtaxonomy model")
+    t.add_argument("--learning-rate", type=float, default=1e-4, help="peak AdamW learning rate")
+    t.add_argument("--subtaxonomy-learning-rate", type=float, default=None, help="learning rate of subtaxonomy models")
+    t.add_argument("--batch-size", type=int, default=32, help="training batch size")
+    t.add_argument("--eval-batch-size", type=int, default=128, help="evaluation batch size")
+    t.add_argument("--warmup-ratio", type=float, default=0.06, help="share of steps with linear warm-up")
+    t.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay")
+    t.add_argument("--patience", type=int, default=2, help="epochs without val improvement before stopping")
+    t.add_argument("--class-weights", choices=["none", "balanced"], default="none",
+                   help="'balanced' weights the loss by inverse class frequency, for imbalanced data")
+    t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p.parse_args(argv)
+
+
+@dataclass
+class LevelJob:
+    """One classifier to train: its name, output folder, labels and rows."""
+
+    name: str
+    folder: str
+    level: Level
+    train: pd.DataFrame
+    val: pd.DataFrame
+    label_column: str
+
+
+def _tokenized(frame: pd.DataFrame, labels: tuple[str, ...], column: str, tokenizer: Any, text: TextFormat):
+    from datasets import Dataset
+
+    index = {label: i for i, label in enumerate(labels)}
+    data = Dataset.from_dict({
+        "text": [text.format(r) for r in frame[["title", "description"]].to_dict("records")],
+        "labels": [index[v] for v in frame[column]],
+    })
+    return data.map(
+        lambda batch: tokenizer(batch["text"], truncation=True, max_length=text.max_length),
+        batched=True, remove_columns=["text"], desc="tokenizing",
+    )
+
+
+def _freeze_lower_layers(model: Any, keep: int) -> None:
+    """Train the last ``keep`` transformer layers and the head; freeze the rest."""
+    base = model.base_model
+    layers = getattr(getattr(base, "transformer", None), "layer", None)
+    if layers is None:
+        layers = base.encoder.layer
+    for param in base.parameters():
+        param.requires_grad = False
+    for layer in list(layers)[-keep:]:
+        for param in layer.parameters():
+            param.requires_grad = True
+
+
+def train_level(job: LevelJob, base: str, tokenizer: Any, text: TextFormat, args: argparse.Namespace,
+                run_tmp: Path, sub: bool) -> dict[str, Any]:
+    """Fine-tune one classifier with the Trainer and save it as a stock checkpoint."""
+    import torch
+    from transformers import (AutoModelForSequenceClassification, DataCollatorWithPadding,
+                              EarlyStoppingCallback, Trainer, TrainingArguments)
+
+    started = time.perf_counter()
+    labels = job.level.labels
+    train_ds = _tokenized(job.train, labels, job.label_column, tokenizer, text)
+    val_ds = _tokenized(job.val, labels, job.label_column, tokenizer, text) if len(job.val) else None
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base, num_labels=len(labels), id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)}, ignore_mismatched_sizes=True,
+    )
+    if args.train_last_layers > 0:
+        _freeze_lower_layers(model, args.train_last_layers)
+
+    epochs = (args.subtaxonomy_epochs if sub and args.subtaxonomy_epochs else args.epochs)
+    lr = (args.subtaxonomy_learning_rate if sub and args.subtaxonomy_learning_rate else args.learning_rate)
+    steps_per_epoch = math.ceil(len(train_ds) / args.batch_size)
+    cuda = torch.cuda.is_available()
+    training_args = TrainingArguments(
+        output_dir=str(run_tmp / "_trainer" / job.folder.replace("/", "_")),
+        num_train_epochs=epochs,
+        learning_rate=lr,
+        lr_scheduler_type="linear",
+        warmup_steps=int(args.warmup_ratio * steps_per_epoch * epochs),
+        weight_decay=args.weight_decay,
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=args.eval_batch_size,
+        eval_strategy="epoch" if val_ds is not None else "no",
+        save_strategy="epoch" if val_ds is not None else "no",
+        save_only_model=True,
+        save_total_limit=1,
+        load_best_model_at_end=val_ds is not None,
+        metric_for_best_model="accuracy",
+        greater_is_better=True,
+        logging_strategy="steps",
+        logging_steps=max(1, steps_per_epoch // 10),
+        seed=args.seed,
+        data_seed=args.seed,
+        use_cpu=not cuda,
+        fp16=cuda,
+        report_to=[],
+        disable_tqdm=args.quiet,
+        dataloader_num_workers=0,
+    )
+    loss_func = None
+    if args.class_weights == "balanced":
+        counts = np.bincount(np.asarray(train_ds["labels"]), minlength=len(labels)).astype(float)
+        weights = torch.tensor(len(train_ds) / (len(labels) * np.maximum(counts, 1)), dtype=torch.float)
+
+        def loss_func(outputs: Any, target: Any, num_items_in_batch: Any = None) -> Any:
+            logits = outputs["logits"] if isinstance(outputs, dict) else outputs.logits
+            return torch.nn.functional.cross_entropy(logits.float(), target, weight=weights.to(logits.device))
+
+    def accuracy(pred: Any) -> dict[str, float]:
+        return {"accuracy": float((np.argmax(pred.predictions, axis=-1) == pred.label_ids).mean())}
+
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_ds,
+        eval_dataset=val_ds,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=accuracy,
+        compute_loss_func=loss_func,
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=args.patience)] if val_ds is not None else [],
+    )
+    trainer.train()
+    trainer.model.save_pretrained(run_tmp / job.folder, safe_serialization=True)
+    shutil.rmtree(training_args.output_dir, ignore_errors=True)
+    history = trainer.state.log_history
+    evals = [h["eval_accuracy"] for h in history if "eval_accuracy" in h]
+    summary = {
+        "name": job.name,
+        "folder": job.folder,
+        "labels": len(labels),
+        "train_rows": len(train_ds),
+        "val_rows": len(job.val),
+        "epochs_run": round(float(trainer.state.epoch or 0), 2),
+        "best_val_accuracy": max(evals) if evals else None,
+        "seconds": round(time.perf_counter() - started, 1),
+        "train_samples_per_second": round(len(train_ds) * float(trainer.state.epoch or 0)
+                                          / max(time.perf_counter() - started, 1e-9), 1),
+        "history": history,
+    }
+    best = "n/a (no val rows)" if summary["best_val_accuracy"] is None else f"{summary['best_val_accuracy']:.4f}"
+    print(f"[{job.name}] {summary['train_rows']} examples, {summary['epochs_run']} epochs, "
+          f"best val acc {best}, {summary['seconds']:.0f}s", flush=True)
+    return summary
+
+
+def plan_jobs(hierarchy: Hierarchy, frame: pd.DataFrame) -> list[LevelJob]:
+    train, val = frame[frame.split == "train"], frame[frame.split == "val"]
+    jobs = []
+    if hierarchy.taxonomy.checkpoint:
+        jobs.append(LevelJob("taxonomy", hierarchy.taxonomy.checkpoint, hierarchy.taxonomy, train, val, "taxonomy"))
+    for tax, level in hierarchy.subtaxonomies.items():
+        if level.checkpoint:
+            jobs.append(LevelJob(f"subtaxonomy:{tax}", level.checkpoint, level, train[train.taxonomy == tax],
+                                 val[val.taxonomy == tax], "subtaxonomy"))
+    return jobs
+
+
+def evaluate_and_report(run_tmp: Path, frame: pd.DataFrame, summaries: list[dict[str, Any]],
+                        info: dict[str, Any], batch_size: int) -> dict[str, Any]:
+    """Score val and test through the serving cascade, then write metrics, plots, report."""
+    from handlers.cascade import Cascade
+    from training.evaluate import evaluate_frame, summary_line
+    from training.report import plot_confusion, plot_curves, write_report
+
+    cascade = Cascade(run_tmp, max_batch=batch_size)
+    hierarchy = cascade.hierarchy
+    metrics: dict[str, Any] = {"splits": {}}
+    last = None
+    for split in ("val", "test"):
+        rows = frame[frame.split == split]
+        if rows.empty:
+            continue
+        scores, answers = evaluate_frame(cascade, rows)
+        metrics["splits"][split] = scores
+        print(summary_line(split, scores), flush=True)
+        last = (split, rows, answers)
+    metrics["models"] = [{k: v for k, v in s.items() if k != "history"} for s in summaries]
+    images = []
+    if last is not None:
+        split, rows, answers = last
+        plot_confusion(list(rows.taxonomy), [a["taxonomy"]["label"] for a in answers], hierarchy.taxonomy.labels,
+                       f"taxonomy ({split})", run_tmp / "confusion_taxonomy.png")
+        images.append("confusion_taxonomy.png")
+        for tax, level in hierarchy.subtaxonomies.items():
+            if not level.checkpoint:
+                continue
+            mine = rows[rows.taxonomy == tax]
+            if mine.empty:
+                continue
+            given = cascade.subtaxonomy_given(mine[["title", "description"]].to_dict("records"), list(mine.taxonomy))
+            name = f"confusion_{level.checkpoint.replace('/', '_')}.png"
+            plot_confusion(list(mine.subtaxonomy), given, level.labels,
+                           f"{tax}: subtaxonomy given taxonomy ({split})", run_tmp / name)
+            images.append(name)
+    for s in summaries:
+        name = f"curves_{s['folder'].replace('/', '_')}.png"
+        plot_curves(s["history"], s["name"], run_tmp / name)
+        images.append(name)
+    (run_tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_report(run_tmp, metrics, summaries, images, info)
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    output = Path(args.output)
+    if output.exists() and not args.overwrite:
+        print(f"error: {output} already exists; choose another --output or pass --overwrite", file=sys.stderr)
+        return 2
+    columns = Columns(args.title_column, args.description_column, args.taxonomy_column,
+                      args.subtaxonomy_column, args.split_column)
+    try:
+        frame, split_report = split_events(load_events(args.data, columns), seed=args.seed)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"data: {len(frame)} rows, {split_report.source} split "
+          + ", ".join(f"{k} {v}" for k, v in split_report.counts.items()), flush=True)
+    if split_report.rare_in_train:
+        print(f"note: {len(split_report.rare_in_train)} paths too rare to stratify stay in train only: "
+              + ", ".join(split_report.rare_in_train[:10]), flush=True)
+    unseen = sorted(set(frame[frame.split != "train"].subtaxonomy) - set(frame[frame.split == "train"].subtaxonomy))
+    if unseen:
+        print(f"warning: subtaxonomies with no training rows (cannot be predicted): {', '.join(unseen[:10])}", flush=True)
+
+    import torch
+    from transformers import AutoTokenizer, set_seed
+
+    from training.base_model import prepare_base_model
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    set_seed(args.seed)
+    base, base_record = prepare_base_model(args.base_model)
+    text = TextFormat(separator=args.separator, max_length=args.max_length, max_chars=max(256, args.max_length * 16))
+    hierarchy = build_hierarchy(list(zip(frame.taxonomy, frame.subtaxonomy)), text, base_record)
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    run_tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent))
+    started = time.perf_counter()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base)
+        tokenizer.save_pretrained(run_tmp / TOKENIZER_DIR)
+        hierarchy.save(run_tmp)
+        jobs = plan_jobs(hierarchy, frame)
+        summaries = []
+        for number, job in enumerate(jobs, start=1):
+            print(f"== [{number}/{len(jobs)}] {job.name}: {len(job.level.labels)} labels, "
+                  f"{len(job.train)} train / {len(job.val)} val rows", flush=True)
+            summaries.append(train_level(job, base, tokenizer, text, args, run_tmp, job.name != "taxonomy"))
+        shutil.rmtree(run_tmp / "_trainer", ignore_errors=True)
+        info = {
+            "data": str(args.data),
+            "args": {k: v for k, v in vars(args).items()},
+            "split": {"source": split_report.source, "counts": split_report.counts,
+                      "rare_in_train": split_report.rare_in_train},
+            "base_model": base_record,
+            "train_seconds": round(time.perf_counter() - started, 1),
+            "torch": torch.__version__,
+        }
+        evaluate_and_report(run_tmp, frame, summaries, info, args.eval_batch_size)
+        info["total_seconds"] = round(time.perf_counter() - started, 1)
+        (run_tmp / "training.json").write_text(json.dumps(info, indent=2) + "\n")
+        _replace(run_tmp, output)
+    except BaseException:
+        shutil.rmtree(run_tmp, ignore_errors=True)
+        raise
+    print(f"run directory: {output} ({info['total_seconds']:.0f}s); report: {output / 'report.md'}", flush=True)
+    return 0
+
+
+def _replace(new: Path, target: Path) -> None:
+    """Move the finished run into place; an old run is removed only after that worked."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        target.rename(old)
+    new.rename(target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
