@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""Package a run directory into TorchServe model archives (.mar).
+
+    python scripts/build_archives.py --run artifacts/demo --name events
+
+The run directory is checked first (hierarchy.json, tokenizer, every checkpoint and its
+labels). The archive holds hierarchy.json, the shared tokenizer once, every checkpoint,
+the handler with the cascade modules, and a model-config.yaml. It is built in a temporary
+folder and renamed into place, so a failed or interrupted build leaves the previous
+archive untouched. ``--per-level`` also builds one single-level archive per checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from handlers.hierarchy import (  # noqa: E402
+    TOKENIZER_DIR,
+    Hierarchy,
+    HierarchyError,
+    Level,
+    check_run_dir,
+)
+
+HANDLER = ROOT / "handlers" / "event_handler.py"
+# The modules the handler imports; they travel as the package ``handlers`` in the archive.
+PACKAGE_MODULES = ("__init__.py", "cascade.py", "hierarchy.py", "parsing.py")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", required=True, help="run directory written by python -m training.train")
+    p.add_argument("--name", help="model name (default: the run directory's name)")
+    p.add_argument("--model-store", default=str(ROOT / "model_store"), help="where archives go (default: model_store)")
+    p.add_argument("--version", default="1.0", help="model version recorded in the archive")
+    p.add_argument("--per-level", action="store_true", help="also build one archive per checkpoint")
+    p.add_argument("--force", action="store_true", help="replace archives that already exist")
+    c = p.add_argument_group("model-config.yaml (how TorchServe runs the model)")
+    c.add_argument("--batch-size", type=int, default=8, help="requests TorchServe gathers into one handler call")
+    c.add_argument("--max-batch-delay", type=int, default=10, help="ms TorchServe waits to fill a batch")
+    c.add_argument("--workers", type=int, default=1, help="worker processes (min and max)")
+    c.add_argument("--threads", type=int, default=2, help="torch threads per worker")
+    c.add_argument("--response-timeout", type=int, default=60, help="seconds before a stuck worker is restarted")
+    c.add_argument("--startup-timeout", type=int, default=180, help="seconds a worker may take to load")
+    c.add_argument("--top-k", type=int, default=3, help="paths returned when a request does not say")
+    c.add_argument("--max-items", type=int, default=64, help="largest JSON array accepted in one request")
+    return p.parse_args(argv)
+
+
+def model_config(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "minWorkers": args.workers,
+        "maxWorkers": args.workers,
+        "batchSize": args.batch_size,
+        "maxBatchDelay": args.max_batch_delay,
+        "responseTimeout": args.response_timeout,
+        "startupTimeout": args.startup_timeout,
+        "handler": {
+            "threads": args.threads,
+            "top_k": args.top_k,
+            "max_top_k": 10,
+            "max_items": args.max_items,
+            "max_body_chars": 1_000_000,
+            "max_batch": 64,
+            "beam_min_prob": 0.05,
+        },
+    }
+
+
+def stage(run_dir: Path, hierarchy: Hierarchy, dest: Path) -> None:
+    """Lay out what goes into the archive: run files, tokenizer once, handler package."""
+    dest.mkdir(parents=True)
+    hierarchy.save(dest)
+    shutil.copytree(run_dir / TOKENIZER_DIR, dest / TOKENIZER_DIR)
+    for folder in hierarchy.checkpoints():
+        (dest / folder).mkdir(parents=True)
+        for item in ["config.json", *sorted(p.name for p in (run_dir / folder).glob("*.safetensors"))]:
+            shutil.copy2(run_dir / folder / item, dest / folder / item)
+    package = dest / "handlers"
+    package.mkdir()
+    for module in PACKAGE_MODULES:
+        shutil.copy2(ROOT / "handlers" / module, package / module)
+
+
+def archive(name: str, staged: Path, config: dict[str, Any], store: Path, version: str, force: bool) -> Path:
+    """Run torch-model-archiver into a temporary folder, then rename into the store."""
+    target = store / f"{name}.mar"
+    if target.exists() and not force:
+        raise FileExistsError(f"{target} exists; pass --force to replace it")
+    work = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".building", dir=store))
+    try:
+        config_file = work / "model-config.yaml"
+        config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+        command = [
+            sys.executable, "-m", "model_archiver.model_packaging",
+            "--model-name", name, "--version", version,
+            "--handler", str(HANDLER), "--extra-files", str(staged),
+            "--config-file", str(config_file), "--export-path", str(work), "--force",
+        ]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"torch-model-archiver failed for {name}:\n{result.stderr or result.stdout}")
+        (work / f"{name}.mar").replace(target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+def per_level_hierarchies(name: str, hierarchy: Hierarchy) -> list[tuple[str, Hierarchy]]:
+    """One single-level hierarchy per checkpoint, named NAME-taxonomy, NAME-<slug>."""
+    levels: list[tuple[str, str, Level]] = []
+    if hierarchy.taxonomy.checkpoint:
+        levels.append((f"{name}-taxonomy", "taxonomy", hierarchy.taxonomy))
+    for tax, level in hierarchy.subtaxonomies.items():
+        if level.checkpoint:
+            levels.append((f"{name}-{level.checkpoint.split('/')[-1]}", f"subtaxonomy of {tax}", level))
+    return [
+        (arch, Hierarchy(text=hierarchy.text, taxonomy=level, subtaxonomies={},
+                         base_model=hierarchy.base_model, name=label))
+        for arch, label, level in levels
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    run_dir = Path(args.run)
+    name = args.name or run_dir.resolve().name
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        print(f"error: model name {name!r} may hold only letters, digits, '.', '_' and '-'", file=sys.stderr)
+        return 2
+    try:
+        hierarchy = check_run_dir(run_dir)
+    except HierarchyError as exc:
+        print(f"error: {run_dir} is not a usable run directory: {exc}", file=sys.stderr)
+        return 2
+    store = Path(args.model_store)
+    store.mkdir(parents=True, exist_ok=True)
+    jobs = [(name, dataclasses.replace(hierarchy, name=name))]
+    if args.per_level:
+        jobs += per_level_hierarchies(name, hierarchy)
+    config = model_config(args)
+    for arch_name, arch_hierarchy in jobs:
+        with tempfile.TemporaryDirectory(prefix="mar-stage-") as tmp:
+            staged = Path(tmp) / "stage"
+            stage(run_dir, arch_hierarchy, staged)
+            try:
+                path = archive(arch_name, staged, config, store, args.version, args.force)
+            except (FileExistsError, RuntimeError) as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 1
+        print(f"built {path} ({path.stat().st_size / 1e6:.1f} MB, "
+              f"{len(arch_hierarchy.checkpoints())} checkpoint(s))", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Start, stop or check TorchServe with config.properties.
+#   scripts/serve.sh start [--models NAME.mar,...] | stop | status
+# Environment: TS_CONFIG (config file), SERVE_DIR (pid, logs, key_file.json; default .serve).
+set -euo pipefail
+source "$(dirname "$0")/_python.sh"
+case "${1:-}" in
+  start|stop|status) exec "$PY" "$ROOT/scripts/tsctl.py" "$@" ;;
+  *) echo "usage: $0 start [--models NAME.mar,...] | stop | status" >&2; exit 2 ;;
+esac

@@ -1,0 +1,341 @@
+#!/usr/bin/env python3
+"""Start, stop and talk to the TorchServe that serves this bundle's archives.
+
+serve.sh, manage.sh and predict.sh are thin wrappers around this file. Standard library
+only, so it runs with any Python 3.9+.
+
+Everything the server writes (pid file, extracted archives, logs, key_file.json) lives
+in one serve directory (default ``.serve/``, or $SERVE_DIR), so several servers can run
+side by side with their own config ($TS_CONFIG) and serve directory. Keys are read from
+that key_file.json, and an expired inference or management key is regenerated through
+TorchServe's token API before the call is retried.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class CtlError(RuntimeError):
+    """A failure to report in one line, without a traceback."""
+
+
+# -- settings ----------------------------------------------------------------------------
+def read_properties(path: Path) -> dict[str, str]:
+    props = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            props[key.strip()] = value.strip()
+    return props
+
+
+class Server:
+    def __init__(self, config: Path | None = None, serve_dir: Path | None = None,
+                 model_store: Path | None = None) -> None:
+        self.config = Path(config or os.environ.get("TS_CONFIG") or ROOT / "config.properties").resolve()
+        if not self.config.is_file():
+            raise CtlError(f"config file {self.config} not found")
+        self.props = read_properties(self.config)
+        self.serve_dir = Path(serve_dir or os.environ.get("SERVE_DIR") or ROOT / ".serve").resolve()
+        store = model_store or os.environ.get("MODEL_STORE") or self.props.get("model_store", "model_store")
+        store = Path(store)
+        self.model_store = (store if store.is_absolute() else ROOT / store).resolve()
+
+    def address(self, api: str) -> str:
+        defaults = {"inference": "http://127.0.0.1:8080", "management": "http://127.0.0.1:8081",
+                    "metrics": "http://127.0.0.1:8082"}
+        return self.props.get(f"{api}_address", defaults[api]).rstrip("/")
+
+    @property
+    def key_file(self) -> Path:
+        return self.serve_dir / "key_file.json"
+
+    def env(self) -> dict[str, str]:
+        tmp = self.serve_dir / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        # TorchServe keeps its pid file in $TMPDIR and unpacks archives under $TEMP: one
+        # server per serve directory keeps two servers from fighting over them.
+        env.update(TMPDIR=str(tmp), TEMP=str(tmp), LOG_LOCATION=str(self.serve_dir / "logs"),
+                   METRICS_LOCATION=str(self.serve_dir / "logs"))
+        return env
+
+    # -- keys ----------------------------------------------------------------------------
+    def keys(self) -> dict[str, Any]:
+        if not self.key_file.is_file():
+            raise CtlError(f"no {self.key_file}: is the server running? (scripts/serve.sh start)")
+        return json.loads(self.key_file.read_text())
+
+    def key(self, kind: str) -> str:
+        entry = self.keys()[kind]
+        if kind != "API" and _expired(entry):
+            self.refresh(kind)
+            entry = self.keys()[kind]
+        return entry["key"]
+
+    def refresh(self, kind: str) -> None:
+        """Ask TorchServe for a new key of this kind; it rewrites key_file.json."""
+        api_key = self.keys()["API"]["key"]
+        status, body = self._http("POST", f"{self.address('management')}/token?type={kind}", None,
+                                  {"Authorization": f"Bearer {api_key}"})
+        if status != 200:
+            raise CtlError(f"could not regenerate the {kind} key: {status} {body[:200]!r}")
+        # TorchServe writes the file right after answering; wait until it shows the new key.
+        for _ in range(50):
+            if not _expired(self.keys()[kind]):
+                return
+            time.sleep(0.1)
+
+    # -- HTTP ----------------------------------------------------------------------------
+    @staticmethod
+    def _http(method: str, url: str, data: bytes | None, headers: dict[str, str],
+              timeout: float = 120) -> tuple[int, str]:
+        request = urllib.request.Request(url, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.status, response.read().decode("utf-8", "replace")
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode("utf-8", "replace")
+        except (urllib.error.URLError, ConnectionError, socket.timeout) as exc:
+            raise CtlError(f"cannot reach {url}: {getattr(exc, 'reason', exc)}; is the server running?") from None
+
+    def call(self, api: str, method: str, path: str, data: bytes | None = None,
+             headers: dict[str, str] | None = None, timeout: float = 120) -> tuple[int, str]:
+        """An authorised call; on a token refusal the key is regenerated and the call retried."""
+        kind = "management" if api == "management" else "inference"
+        url = self.address(api) + path
+        hdrs = dict(headers or {})
+        if api != "metrics":
+            hdrs["Authorization"] = f"Bearer {self.key(kind)}"
+        status, body = self._http(method, url, data, hdrs, timeout)
+        if api != "metrics" and status in (400, 401) and "token" in body.lower():
+            self.refresh(kind)
+            hdrs["Authorization"] = f"Bearer {self.key(kind)}"
+            status, body = self._http(method, url, data, hdrs, timeout)
+        return status, body
+
+    def ping(self) -> bool:
+        try:
+            status, _ = self.call("inference", "GET", "/ping", timeout=5)
+        except (CtlError, OSError, ValueError, KeyError):
+            return False
+        return status == 200
+
+
+def _expired(entry: dict[str, Any]) -> bool:
+    """Keys carry an ISO-8601 'expiration time' (nanoseconds, UTC); 30 s of margin avoids races."""
+    stamp = entry.get("expiration time")
+    if not stamp:
+        return False
+    stamp = re.sub(r"(\.\d{6})\d+", r"\1", str(stamp)).replace("Z", "+00:00")
+    return datetime.fromisoformat(stamp).timestamp() - 30 < time.time()
+
+
+def _port_in_use(url: str) -> bool:
+    parsed = urllib.parse.urlparse(url)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((parsed.hostname or "127.0.0.1", parsed.port or 80))
+        except OSError:
+            return True
+    return False
+
+
+def _torchserve() -> str:
+    local = Path(sys.executable).parent / "torchserve"
+    found = str(local) if local.exists() else shutil.which("torchserve")
+    if not found:
+        raise CtlError("torchserve is not installed: run scripts/setup.sh (or pip install -r requirements.txt)")
+    return found
+
+
+# -- commands ----------------------------------------------------------------------------
+def start(server: Server, models: list[str], timeout: float) -> None:
+    if shutil.which("java") is None:
+        raise CtlError("Java is not installed; TorchServe needs Java 11 or newer. "
+                       "On Debian/Ubuntu: sudo apt-get install -y openjdk-17-jre-headless")
+    if server.key_file.is_file() and server.ping():
+        print(f"TorchServe already running ({server.address('inference')}, serve dir {server.serve_dir})")
+        return
+    for api in ("inference", "management", "metrics"):
+        if _port_in_use(server.address(api)):
+            raise CtlError(f"port of the {api} API ({server.address(api)}) is already in use: stop what holds it "
+                           f"(ss -ltnp) or change {api}_address in {server.config}")
+    server.serve_dir.mkdir(parents=True, exist_ok=True)
+    server.key_file.unlink(missing_ok=True)
+    command = [_torchserve(), "--start", "--ncs", "--ts-config", str(server.config),
+               "--model-store", str(server.model_store)]
+    if models:
+        command += ["--models", *models]
+    log = server.serve_dir / "logs" / "launcher.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as out:
+        subprocess.run(command, cwd=server.serve_dir, env=server.env(), stdout=out, stderr=subprocess.STDOUT,
+                       check=False)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if server.key_file.is_file() and server.ping():
+            print(f"TorchServe is up: inference {server.address('inference')}, management "
+                  f"{server.address('management')}, metrics {server.address('metrics')}")
+            print(f"keys: {server.key_file}; logs: {server.serve_dir / 'logs'}")
+            return
+        time.sleep(0.5)
+    raise CtlError(f"TorchServe did not answer /ping within {timeout:.0f}s; "
+                   f"see {server.serve_dir / 'logs' / 'ts_log.log'} and {log}")
+
+
+def stop(server: Server) -> None:
+    pid_file = server.serve_dir / "tmp" / ".model_server.pid"
+    if not pid_file.is_file():
+        print("TorchServe is not running (no pid file)")
+        return
+    pid = int(pid_file.read_text().strip() or 0)
+    subprocess.run([_torchserve(), "--stop"], cwd=server.serve_dir, env=server.env(), check=False,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while pid and time.time() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        if pid:
+            raise CtlError(f"TorchServe (pid {pid}) is still running 60 s after --stop")
+    pid_file.unlink(missing_ok=True)
+    server.key_file.unlink(missing_ok=True)
+    print("TorchServe stopped")
+
+
+def status(server: Server) -> int:
+    if server.key_file.is_file() and server.ping():
+        code, body = server.call("management", "GET", "/models")
+        models = [m["modelName"] for m in json.loads(body).get("models", [])] if code == 200 else []
+        print(f"running: inference {server.address('inference')}; models: {', '.join(models) or 'none'}")
+        return 0
+    print("not running")
+    return 3
+
+
+def _print(code: int, body: str) -> int:
+    print(body.strip())
+    if code >= 400:
+        print(f"HTTP {code}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def register(server: Server, archive: str, workers: int, name: str | None, timeout: int) -> int:
+    path = Path(archive)
+    if path.parent != Path(".") and path.resolve().parent != server.model_store:
+        raise CtlError(f"{archive} is not in the model store {server.model_store}: only archives there can be "
+                       "registered (build it with scripts/build_archives.py or copy it there)")
+    file_name = path.name if path.suffix == ".mar" else f"{path.name}.mar"
+    if not (server.model_store / file_name).is_file():
+        raise CtlError(f"{server.model_store / file_name} not found")
+    query = {"url": file_name, "initial_workers": workers, "synchronous": "true",
+             "response_timeout": timeout}
+    if name:
+        query["model_name"] = name
+    return _print(*server.call("management", "POST", "/models?" + urllib.parse.urlencode(query), timeout=600))
+
+
+def predict(server: Server, name: str, source: str, content_type: str | None) -> int:
+    data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    if content_type is None:
+        stripped = data.lstrip()
+        content_type = "application/json" if stripped[:1] in (b"{", b"[") else "text/plain"
+    code, body = server.call("inference", "POST", f"/predictions/{urllib.parse.quote(name)}", data,
+                             {"Content-Type": content_type})
+    return _print(code, body)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="TorchServe config (default: $TS_CONFIG or config.properties)")
+    parser.add_argument("--serve-dir", help="where pid, logs and keys go (default: $SERVE_DIR or .serve)")
+    parser.add_argument("--model-store", help="archive folder (default: the config's model_store)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("start", help="start TorchServe and wait until /ping answers")
+    p.add_argument("--models", default="", help="comma-separated NAME.mar to register at start")
+    p.add_argument("--timeout", type=float, default=120, help="seconds to wait for /ping")
+    sub.add_parser("stop", help="stop TorchServe")
+    sub.add_parser("status", help="say whether TorchServe runs and which models it serves")
+    p = sub.add_parser("register", help="register an archive from the model store")
+    p.add_argument("archive", help="NAME.mar in the model store")
+    p.add_argument("--workers", type=int, default=1, help="initial workers")
+    p.add_argument("--name", help="model name (default: the archive's)")
+    p.add_argument("--timeout", type=int, default=120, help="response timeout in seconds")
+    p = sub.add_parser("unregister", help="unregister a model")
+    p.add_argument("name")
+    p = sub.add_parser("scale", help="set a model's worker count")
+    p.add_argument("name")
+    p.add_argument("workers", type=int)
+    sub.add_parser("list", help="list registered models")
+    p = sub.add_parser("describe", help="describe a model and its workers")
+    p.add_argument("name")
+    p = sub.add_parser("predict", help="send a request body from a file or stdin")
+    p.add_argument("name")
+    p.add_argument("source", nargs="?", default="-", help="file with the body, or - for stdin")
+    p.add_argument("--content-type", help="default: application/json for JSON, text/plain otherwise")
+    p = sub.add_parser("key", help="print a current key (for curl)")
+    p.add_argument("kind", choices=["inference", "management"])
+    args = parser.parse_args(argv)
+    try:
+        server = Server(args.config, args.serve_dir, args.model_store)
+        if args.command == "start":
+            start(server, [m for m in args.models.split(",") if m], args.timeout)
+            return 0
+        if args.command == "stop":
+            stop(server)
+            return 0
+        if args.command == "status":
+            return status(server)
+        if args.command == "register":
+            return register(server, args.archive, args.workers, args.name, args.timeout)
+        if args.command == "unregister":
+            return _print(*server.call("management", "DELETE", f"/models/{urllib.parse.quote(args.name)}"))
+        if args.command == "scale":
+            query = urllib.parse.urlencode({"min_worker": args.workers, "max_worker": args.workers,
+                                            "synchronous": "true"})
+            return _print(*server.call("management", "PUT", f"/models/{urllib.parse.quote(args.name)}?{query}",
+                                       timeout=600))
+        if args.command == "list":
+            return _print(*server.call("management", "GET", "/models"))
+        if args.command == "describe":
+            return _print(*server.call("management", "GET", f"/models/{urllib.parse.quote(args.name)}"))
+        if args.command == "predict":
+            return predict(server, args.name, args.source, args.content_type)
+        if args.command == "key":
+            print(server.key(args.kind))
+            return 0
+    except CtlError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Shared fixtures: a tiny trained run, its archive, and a real TorchServe around it.
+
+The run is trained once per session from a tiny random DistilBERT (tests/tiny.py) with
+the real training entry point, so every later test works on a genuine run directory.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.tiny import make_tiny_base, tiny_events, write_csv  # noqa: E402
+
+# Tests run on 2-core CI machines; keep every torch in this process to its share.
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "e2e: starts a real TorchServe (Java) on loopback")
+    config.addinivalue_line("markers", "slow: long-running; used by the benchmark scripts, not CI")
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_base(tmp_path_factory.mktemp("base") / "tiny-distilbert")
+
+
+@pytest.fixture(scope="session")
+def events_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_csv(tmp_path_factory.mktemp("data") / "events.csv", tiny_events(rows_per_class=14))
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path, events_csv: Path) -> Path:
+    from training.train import main
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    code = main(["--data", str(events_csv), "--output", str(out), "--base-model", str(tiny_base),
+                 "--epochs", "6", "--learning-rate", "3e-3", "--batch-size", "8", "--max-length", "32",
+                 "--quiet", "--threads", "2"])
+    assert code == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def model_store(tmp_path_factory: pytest.TempPathFactory, tiny_run: Path) -> Path:
+    store = tmp_path_factory.mktemp("model_store")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "build_archives.py"), "--run", str(tiny_run), "--name", "events",
+         "--model-store", str(store), "--per-level", "--batch-size", "8", "--max-batch-delay", "50",
+         "--threads", "1"],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    return store
+
+
+def free_ports(n: int) -> list[int]:
+    socks = []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory, model_store: Path):
+    """A real TorchServe with the project's config.properties on free loopback ports."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import tsctl
+
+    base = tmp_path_factory.mktemp("torchserve")
+    ports = free_ports(3)
+    text = (ROOT / "config.properties").read_text()
+    for default, port in zip((8080, 8081, 8082), ports):
+        text = text.replace(f"127.0.0.1:{default}", f"127.0.0.1:{port}")
+    config = base / "config.properties"
+    config.write_text(text)
+    env = {"TS_CONFIG": str(config), "SERVE_DIR": str(base / "serve"), "MODEL_STORE": str(model_store)}
+    os.environ.update(env)
+    srv = tsctl.Server(config, base / "serve", model_store)
+    started = subprocess.run([str(ROOT / "scripts" / "serve.sh"), "start"], capture_output=True, text=True,
+                             env={**os.environ, **env}, timeout=300)
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        yield srv
+    finally:
+        subprocess.run([str(ROOT / "scripts" / "serve.sh"), "stop"], env={**os.environ, **env}, timeout=120)
+        for key in env:
+            os.environ.pop(key, None)

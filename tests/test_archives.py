@@ -1,0 +1,85 @@
+"""scripts/build_archives.py with the real torch-model-archiver."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = [sys.executable, str(ROOT / "scripts" / "build_archives.py")]
+
+
+def build(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(BUILD + list(args), capture_output=True, text=True)
+
+
+def test_archive_holds_everything_once(model_store: Path) -> None:
+    names = sorted(p.name for p in model_store.glob("*.mar"))
+    assert names == ["events-music.mar", "events-sports.mar", "events-taxonomy.mar", "events.mar"]
+    with zipfile.ZipFile(model_store / "events.mar") as mar:
+        files = mar.namelist()
+        manifest = json.loads(mar.read("MAR-INF/MANIFEST.json"))
+        config = yaml.safe_load(mar.read("model-config.yaml"))
+        hierarchy = json.loads(mar.read("hierarchy.json"))
+    assert manifest["model"]["handler"] == "event_handler.py"
+    for needed in ["hierarchy.json", "tokenizer/tokenizer.json", "taxonomy/model.safetensors",
+                   "subtaxonomy/music/model.safetensors", "subtaxonomy/sports/model.safetensors",
+                   "handlers/cascade.py", "handlers/parsing.py", "handlers/hierarchy.py", "event_handler.py"]:
+        assert needed in files
+    assert sum(f.endswith("tokenizer.json") for f in files) == 1
+    assert not any(f.endswith((".bin", ".pt", ".pth")) for f in files)
+    assert config["batchSize"] == 8 and config["handler"]["threads"] == 1
+    assert {"minWorkers", "maxWorkers", "maxBatchDelay", "responseTimeout", "startupTimeout"} <= set(config)
+    assert hierarchy["name"] == "events"
+    with zipfile.ZipFile(model_store / "events-sports.mar") as mar:
+        single = json.loads(mar.read("hierarchy.json"))
+        assert single["subtaxonomies"] == {} and single["taxonomy"]["checkpoint"] == "subtaxonomy/sports"
+        assert not any(f.startswith("taxonomy/") for f in mar.namelist())
+
+
+def test_broken_run_is_refused_before_building(tiny_run: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    shutil.rmtree(run / "subtaxonomy" / "sports")
+    result = build("--run", str(run), "--model-store", str(tmp_path / "store"))
+    assert result.returncode == 2
+    assert "subtaxonomy/sports" in result.stderr and "Traceback" not in result.stderr
+    assert not list((tmp_path / "store").glob("*.mar"))
+    result = build("--run", str(tmp_path / "nowhere"), "--model-store", str(tmp_path / "store"))
+    assert result.returncode == 2 and "does not exist" in result.stderr
+
+
+def test_existing_archive_needs_force_and_a_killed_build_keeps_it(tiny_run: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    assert build("--run", str(tiny_run), "--name", "m", "--model-store", str(store)).returncode == 0
+    first = (store / "m.mar").read_bytes()
+    refused = build("--run", str(tiny_run), "--name", "m", "--model-store", str(store))
+    assert refused.returncode == 1 and "--force" in refused.stderr
+    # A run with a large checkpoint takes seconds to archive: kill the build half-way.
+    big = tmp_path / "big"
+    shutil.copytree(tiny_run, big)
+    with open(big / "taxonomy" / "model.safetensors", "wb") as handle:
+        for _ in range(24):
+            handle.write(os.urandom(8 << 20))
+    proc = subprocess.Popen(BUILD + ["--run", str(big), "--name", "m", "--model-store", str(store), "--force"],
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while not list(store.glob(".m.*.building")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    assert proc.poll() is None, "the build finished before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert (store / "m.mar").read_bytes() == first
+    rebuilt = build("--run", str(tiny_run), "--name", "m", "--model-store", str(store), "--force")
+    assert rebuilt.returncode == 0 and "MB" in rebuilt.stdout
+    assert [p.name for p in store.glob("*.mar")] == ["m.mar"]

@@ -1,0 +1,102 @@
+"""The training entry point end to end on a tiny model, and its refusals."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from transformers import AutoModelForSequenceClassification
+
+from handlers.hierarchy import Hierarchy
+from training.evaluate import main as evaluate_main
+from training.train import main as train_main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_run_directory_follows_the_contract(tiny_run: Path) -> None:
+    h = Hierarchy.load(tiny_run)
+    assert h.base_model["source"] == "local"
+    assert h.taxonomy.checkpoint == "taxonomy"
+    assert sorted(lvl.checkpoint for lvl in h.subtaxonomies.values() if lvl.checkpoint) == [
+        "subtaxonomy/music", "subtaxonomy/sports"]
+    assert (tiny_run / "tokenizer" / "tokenizer.json").is_file()
+    for folder in h.checkpoints():
+        model = AutoModelForSequenceClassification.from_pretrained(tiny_run / folder)
+        assert type(model).__name__ == "DistilBertForSequenceClassification"
+        labels = h.taxonomy.labels if folder == "taxonomy" else h.subtaxonomies[folder.split("/")[1]].labels
+        assert [model.config.id2label[i] for i in range(len(labels))] == list(labels)
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    for split in ("val", "test"):
+        m = metrics["splits"][split]
+        assert set(m) >= {"taxonomy", "subtaxonomy", "subtaxonomy_given_taxonomy", "path_accuracy", "rows"}
+        assert 0 <= m["taxonomy"]["accuracy"] <= 1 and "macro_f1" in m["taxonomy"]
+        assert "per_class" in m["subtaxonomy"]
+    assert [s["name"] for s in metrics["models"]][0] == "taxonomy"
+    report = (tiny_run / "report.md").read_text()
+    assert "| test |" in report and "confusion_taxonomy.png" in report
+    for png in ["confusion_taxonomy.png", "confusion_subtaxonomy_music.png", "curves_taxonomy.png",
+                "curves_subtaxonomy_sports.png"]:
+        assert (tiny_run / png).read_bytes()[:4] == b"\x89PNG"
+    assert not list(tiny_run.parent.glob(".tiny.*"))  # no temporary folder left behind
+
+
+def test_tiny_model_learns_the_taxonomy(tiny_run: Path) -> None:
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert metrics["splits"]["val"]["taxonomy"]["accuracy"] > 0.5  # chance is 1/3
+
+
+def test_evaluate_uses_the_same_split_and_writes_json(tiny_run: Path, events_csv: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "eval.json"
+    assert evaluate_main(["--run", str(tiny_run), "--data", str(events_csv), "--split", "test",
+                          "--output", str(out)]) == 0
+    scores = json.loads(out.read_text())
+    trained = json.loads((tiny_run / "metrics.json").read_text())["splits"]["test"]
+    assert scores["rows"] == trained["rows"]
+    assert scores["path_accuracy"] == pytest.approx(trained["path_accuracy"])
+    assert "path acc" in capsys.readouterr().out
+
+
+def test_existing_run_is_never_overwritten(tiny_run: Path, events_csv: Path, capsys: pytest.CaptureFixture) -> None:
+    before = (tiny_run / "hierarchy.json").stat().st_mtime_ns
+    assert train_main(["--data", str(events_csv), "--output", str(tiny_run)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert (tiny_run / "hierarchy.json").stat().st_mtime_ns == before
+
+
+def test_data_errors_exit_cleanly_and_write_nothing(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("title,description,taxonomy\nA,b,music\n")
+    result = subprocess.run([sys.executable, "-m", "training.train", "--data", str(bad), "--output",
+                             str(tmp_path / "run")], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 2
+    assert "missing column(s) 'subtaxonomy'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv"]
+
+
+def test_overwrite_replaces_only_after_success(tiny_base: Path, events_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "old.txt").write_text("old run")
+    args = ["--data", str(events_csv), "--output", str(out), "--base-model", str(tiny_base), "--epochs", "1",
+            "--quiet", "--train-last-layers", "1", "--class-weights", "balanced", "--max-length", "16"]
+    assert train_main(args + ["--overwrite"]) == 0
+    assert not (out / "old.txt").exists() and (out / "hierarchy.json").is_file()
+    summary = json.loads((out / "metrics.json").read_text())["models"]
+    assert all(s["epochs_run"] == 1 for s in summary)
+
+
+def test_train_last_layers_freezes_the_rest(tiny_base: Path) -> None:
+    from training.train import _freeze_lower_layers
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_base, num_labels=3)
+    _freeze_lower_layers(model, 1)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert any(n.startswith("distilbert.transformer.layer.1.") for n in trainable)
+    assert not any(n.startswith(("distilbert.transformer.layer.0.", "distilbert.embeddings")) for n in trainable)
+    assert {"classifier.weight", "pre_classifier.weight"} <= trainable
