@@ -90,12 +90,12 @@ class EventTaxonomyHandler:
                     result["id"] = event["id"]
             answers[idx] = json.dumps(results[start:stop] if is_array else results[start])
             context.set_response_content_type(idx, "application/json")
-        self._report(context, timings, results)
+        self._report(context, timings, results, len(data))
         return answers
 
-    def _report(self, context: Any, timings: dict[str, float], results: list[dict[str, Any]]) -> None:
+    def _report(self, context: Any, timings: dict[str, float], results: list[dict[str, Any]], requests: int) -> None:
         metrics = getattr(context, "metrics", None)
-        if metrics is None or not results:
+        if metrics is None:
             return
         try:
             from ts.metrics.dimension import Dimension
@@ -104,6 +104,9 @@ class EventTaxonomyHandler:
                 # Fresh list each call: TorchServe's metric methods append to the list given.
                 return [Dimension("ModelName", context.model_name), Dimension("Level", "Model"), *extra]
 
+            # Requests over batches is the batch size TorchServe actually achieved.
+            metrics.add_counter("HandlerBatches", 1, None, dims())
+            metrics.add_counter("HandlerRequests", requests, None, dims())
             for level, ms in timings.items():
                 name = f"{level[: -len('_ms')].capitalize()}InferenceTime"
                 metrics.add_time(name, ms, None, "ms", dims())
