@@ -25,11 +25,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "e2e: starts a real TorchServe (Java) on loopback")
-    config.addinivalue_line("markers", "slow: long-running; used by the benchmark scripts, not CI")
-
-
 @pytest.fixture(scope="session")
 def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_base(tmp_path_factory.mktemp("base") / "tiny-distilbert")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from transformers import BertConfig, BertModel
 
@@ -30,3 +32,25 @@ def test_converted_distilbert_matches_bert_hidden_states() -> None:
     with torch.no_grad():
         broken = distil(input_ids=ids, attention_mask=mask).last_hidden_state
     assert not torch.allclose(expected[real], broken[real], atol=1e-4)
+
+
+def test_embedded_default_base_is_converted_once_and_cached(tmp_path, monkeypatch) -> None:
+    from transformers import AutoTokenizer, DistilBertModel
+
+    from training.base_model import embedded_source, prepare_base_model
+
+    monkeypatch.setenv("EVENT_TAXONOMY_CACHE", str(tmp_path))
+    path, record = prepare_base_model(None)
+    assert record["source"] == "embedded" and path.startswith(str(tmp_path))
+    stamp = (Path(path) / "model.safetensors").stat().st_mtime_ns
+    assert prepare_base_model(None)[0] == path
+    assert (Path(path) / "model.safetensors").stat().st_mtime_ns == stamp  # not converted twice
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    batch = tokenizer(["a jazz trio plays tonight", "hello"], padding=True, return_tensors="pt")
+    bert = BertModel.from_pretrained(str(embedded_source()), add_pooling_layer=False).eval()
+    distil = DistilBertModel.from_pretrained(path).eval()
+    with torch.no_grad():
+        expected = bert(**batch).last_hidden_state
+        got = distil(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
+    real = batch.attention_mask.bool()
+    assert torch.allclose(expected[real], got[real], atol=1e-4)

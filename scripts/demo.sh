@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The whole path on the bundled (synthetic) sample events: set up .venv, train with the
+# embedded base model, build the archive, start TorchServe, register the model through
+# the management API and ask for one prediction with curl.
+#   scripts/demo.sh                 (RUN=artifacts/demo NAME=events; RETRAIN=1 to train again)
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+RUN="${RUN:-artifacts/demo}"
+NAME="${NAME:-events}"
+started=$SECONDS
+
+scripts/setup.sh
+PY=.venv/bin/python
+
+if [ -f "$RUN/hierarchy.json" ] && [ -z "${RETRAIN:-}" ]; then
+  echo "== reusing the trained run in $RUN (RETRAIN=1 to train again)"
+else
+  echo "== training on training/sample_events.csv (synthetic events) into $RUN"
+  $PY -m training.train --data training/sample_events.csv --output "$RUN" --overwrite
+fi
+
+echo "== building model_store/$NAME.mar"
+$PY scripts/build_archives.py --run "$RUN" --name "$NAME" --force
+
+echo "== starting TorchServe (config.properties)"
+scripts/serve.sh start
+
+echo "== registering $NAME through the management API"
+scripts/manage.sh unregister "$NAME" >/dev/null 2>&1 || true
+scripts/manage.sh register "$NAME.mar"
+
+KEY="$(scripts/manage.sh key inference)"
+BODY='{"title": "Late-night jazz at the Blue Room", "description": "A quartet plays standards and bebop until 1am. Tickets at the door.", "top_k": 3}'
+echo "== curl -H 'Authorization: Bearer <inference key>' -H 'Content-Type: application/json' http://127.0.0.1:8080/predictions/$NAME -d '$BODY'"
+curl -sS -H "Authorization: Bearer $KEY" -H "Content-Type: application/json" \
+  "http://127.0.0.1:8080/predictions/$NAME" -d "$BODY"
+echo
+echo "== done in $((SECONDS - started))s. Report: $RUN/report.md"
+echo "   more: scripts/predict.sh $NAME FILE | scripts/manage.sh list | stop the server: scripts/serve.sh stop"
