@@ -26,9 +26,14 @@ class Cascade:
     """Loads a run directory (or an extracted archive) and predicts full paths.
 
     ``beam_min_prob``: with ``top_k`` > 1, other taxonomies at least this likely also get
-    their subtaxonomy model run, so the top-k paths can span taxonomies. The predicted path
-    itself is always the greedy one (best taxonomy, then its best subtaxonomy), so it does
-    not depend on ``top_k``.
+    their subtaxonomy model run, so the top-k paths can span taxonomies.
+
+    ``decoding`` (hierarchy.json's, unless given): ``greedy`` predicts the best taxonomy,
+    then its best subtaxonomy; ``joint`` runs the subtaxonomy models of the
+    ``beam_width`` likeliest taxonomies (those at least ``beam_min_prob`` likely) and predicts
+    the path with the highest product, so a confident second level can overrule an unsure
+    first one. Training picks the one that scores better on the validation split. Either way
+    the prediction does not depend on ``top_k``.
     """
 
     def __init__(
@@ -37,12 +42,18 @@ class Cascade:
         device: str | torch.device = "cpu",
         max_batch: int = 64,
         beam_min_prob: float = 0.05,
+        decoding: str | None = None,
+        beam_width: int = 3,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.hierarchy: Hierarchy = check_run_dir(self.run_dir)
         self.device = torch.device(device)
         self.max_batch = max(1, int(max_batch))
         self.beam_min_prob = float(beam_min_prob)
+        self.decoding = decoding or self.hierarchy.decoding
+        if self.decoding not in ("greedy", "joint"):
+            raise ValueError(f"decoding must be 'greedy' or 'joint', not {self.decoding!r}")
+        self.beam_width = max(1, int(beam_width))
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.run_dir / TOKENIZER_DIR))
         self.pad_id = self.tokenizer.pad_token_id or 0
         self.models: dict[str, torch.nn.Module] = {}
@@ -128,10 +139,12 @@ class Cascade:
         # Which (event, taxonomy) pairs need a subtaxonomy pass.
         best = tax_probs.argmax(dim=-1).tolist()
         wanted: dict[int, list[int]] = {}
+        joint = self.decoding == "joint"
         for i in range(n):
             candidates = {best[i]}
-            if ks[i] > 1:
-                top = torch.topk(tax_probs[i], min(ks[i], tax_probs.shape[1]))
+            width = max(ks[i], self.beam_width) if joint else ks[i]
+            if width > 1:
+                top = torch.topk(tax_probs[i], min(width, tax_probs.shape[1]))
                 candidates |= {t for p, t in zip(top.values.tolist(), top.indices.tolist()) if p >= self.beam_min_prob}
             for t in candidates:
                 wanted.setdefault(t, []).append(i)
@@ -150,18 +163,18 @@ class Cascade:
 
         answers = []
         for i in range(n):
-            t = best[i]
+            paths = []
+            for tt, pr in sub_probs[i].items():
+                tl = h.taxonomy.labels[tt]
+                pt = float(tax_probs[i, tt])
+                paths += [(pt * float(ps), tt, j) for j, ps in enumerate(pr.tolist())]
+            paths.sort(key=lambda p: -p[0])
+            t = paths[0][1] if joint else best[i]
             tax_label = h.taxonomy.labels[t]
             sub_labels = h.subtaxonomies[tax_label].labels
             probs = sub_probs[i][t]
             s = int(probs.argmax())
             p_tax, p_sub = float(tax_probs[i, t]), float(probs[s])
-            paths = []
-            for tt, pr in sub_probs[i].items():
-                tl = h.taxonomy.labels[tt]
-                pt = float(tax_probs[i, tt])
-                paths += [(pt * float(ps), tl, sl) for sl, ps in zip(h.subtaxonomies[tl].labels, pr.tolist())]
-            paths.sort(key=lambda p: -p[0])
             answers.append(
                 {
                     "taxonomy": {"label": tax_label, "score": _round(p_tax)},
@@ -169,8 +182,12 @@ class Cascade:
                     "path": [tax_label, sub_labels[s]],
                     "path_score": _round(p_tax * p_sub),
                     "top_k": [
-                        {"taxonomy": tl, "subtaxonomy": sl, "score": _round(score)}
-                        for score, tl, sl in paths[: ks[i]]
+                        {
+                            "taxonomy": h.taxonomy.labels[tt],
+                            "subtaxonomy": h.subtaxonomies[h.taxonomy.labels[tt]].labels[j],
+                            "score": _round(score),
+                        }
+                        for score, tt, j in paths[: ks[i]]
                     ],
                 }
             )

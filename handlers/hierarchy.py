@@ -90,6 +90,7 @@ class Hierarchy:
     subtaxonomies: dict[str, Level]
     base_model: dict[str, Any] = field(default_factory=dict)
     name: str = "cascade"
+    decoding: str = "greedy"
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -106,6 +107,7 @@ class Hierarchy:
         return {
             "schema_version": self.schema_version,
             "name": self.name,
+            "decoding": self.decoding,
             "text": {**asdict(self.text), "fields": list(self.text.fields)},
             "base_model": self.base_model,
             "taxonomy": {"labels": list(self.taxonomy.labels), "checkpoint": self.taxonomy.checkpoint},
@@ -138,6 +140,7 @@ class Hierarchy:
                 },
                 base_model=dict(data.get("base_model") or {}),
                 name=str(data.get("name", "cascade")),
+                decoding=str(data.get("decoding", "greedy")),
                 schema_version=version,
             )
         except HierarchyError:

@@ -79,3 +79,14 @@ def test_single_level_run(tiny_run: Path, tmp_path: Path) -> None:
     single.save(tmp_path)
     answers = Cascade(tmp_path).predict(EVENTS[:2], top_k=2)
     assert answers[0]["label"] in level.labels and len(answers[0]["top_k"]) == 2
+
+
+def test_joint_decoding_predicts_the_best_path_product(tiny_run: Path) -> None:
+    joint = Cascade(tiny_run, decoding="joint", beam_min_prob=0.0)
+    greedy = Cascade(tiny_run, decoding="greedy")
+    for a, g in zip(joint.predict(EVENTS * 2, top_k=1), greedy.predict(EVENTS * 2, top_k=1)):
+        assert a["path"] == [a["top_k"][0]["taxonomy"], a["top_k"][0]["subtaxonomy"]]
+        assert a["path_score"] == pytest.approx(a["top_k"][0]["score"], abs=1e-6)
+        assert a["path_score"] >= g["path_score"] - 1e-6
+    with pytest.raises(ValueError, match="decoding"):
+        Cascade(tiny_run, decoding="beam")

@@ -36,6 +36,7 @@ def test_run_directory_follows_the_contract(tiny_run: Path) -> None:
         assert 0 <= m["taxonomy"]["accuracy"] <= 1 and "macro_f1" in m["taxonomy"]
         assert "per_class" in m["subtaxonomy"]
     assert [s["name"] for s in metrics["models"]][0] == "taxonomy"
+    assert metrics["decoding"] == h.decoding and set(metrics["decoding_val_path_accuracy"]) == {"greedy", "joint"}
     report = (tiny_run / "report.md").read_text()
     assert "| test |" in report and "confusion_taxonomy.png" in report
     for png in ["confusion_taxonomy.png", "confusion_subtaxonomy_music.png", "curves_taxonomy.png",

@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="which rows to score (default: test)")
     parser.add_argument("--output", help="where to write the metrics JSON (default: RUN/eval-SPLIT.json)")
     parser.add_argument("--batch-size", type=int, default=64, help="events per cascade call")
+    parser.add_argument("--decoding", choices=["greedy", "joint"], default=None,
+                        help="override the run's decoding (default: hierarchy.json's)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     for field in ("title", "description", "taxonomy", "subtaxonomy", "split"):
         parser.add_argument(f"--{field}-column", default=field, help=f"column holding {field}")
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             frame = frame[frame.split == args.split]
         if frame.empty:
             raise DataError(f"no rows in split {args.split!r}")
-        cascade = Cascade(args.run, max_batch=args.batch_size)
+        cascade = Cascade(args.run, max_batch=args.batch_size, decoding=args.decoding)
         started = time.perf_counter()
         scores, _ = evaluate_frame(cascade, frame)
         seconds = time.perf_counter() - started

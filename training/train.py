@@ -63,6 +63,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     t.add_argument("--patience", type=int, default=2, help="epochs without val improvement before stopping")
     t.add_argument("--class-weights", choices=["none", "balanced"], default="none",
                    help="'balanced' weights the loss by inverse class frequency, for imbalanced data")
+    t.add_argument("--decoding", choices=["auto", "greedy", "joint"], default="auto",
+                   help="how the served cascade picks a path: 'auto' keeps whichever of greedy "
+                        "(best taxonomy, then its best subtaxonomy) and joint (best product over the "
+                        "likeliest taxonomies) scores better on val")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     return p.parse_args(argv)
@@ -213,6 +217,27 @@ def plan_jobs(hierarchy: Hierarchy, frame: pd.DataFrame) -> list[LevelJob]:
     return jobs
 
 
+def choose_decoding(cascade: Any, val: pd.DataFrame, wanted: str, run_tmp: Path, metrics: dict[str, Any]) -> None:
+    """Settle hierarchy.json's decoding: as asked, or whichever is better on val."""
+    import dataclasses
+
+    from training.evaluate import evaluate_frame
+
+    choice = "greedy" if wanted == "auto" and val.empty else wanted
+    if choice == "auto":
+        scores = {}
+        for mode in ("greedy", "joint"):
+            cascade.decoding = mode
+            scores[mode] = evaluate_frame(cascade, val)[0]["path_accuracy"]
+        choice = "joint" if scores["joint"] > scores["greedy"] else "greedy"
+        metrics["decoding_val_path_accuracy"] = scores
+        print(f"decoding on val: greedy {scores['greedy']:.4f}, joint {scores['joint']:.4f} -> {choice}", flush=True)
+    cascade.decoding = choice
+    cascade.hierarchy = dataclasses.replace(cascade.hierarchy, decoding=choice)
+    cascade.hierarchy.save(run_tmp)
+    metrics["decoding"] = choice
+
+
 def evaluate_and_report(run_tmp: Path, frame: pd.DataFrame, summaries: list[dict[str, Any]],
                         info: dict[str, Any], batch_size: int) -> dict[str, Any]:
     """Score val and test through the serving cascade, then write metrics, plots, report."""
@@ -223,6 +248,7 @@ def evaluate_and_report(run_tmp: Path, frame: pd.DataFrame, summaries: list[dict
     cascade = Cascade(run_tmp, max_batch=batch_size)
     hierarchy = cascade.hierarchy
     metrics: dict[str, Any] = {"splits": {}}
+    choose_decoding(cascade, frame[frame.split == "val"], info["args"]["decoding"], run_tmp, metrics)
     last = None
     for split in ("val", "test"):
         rows = frame[frame.split == split]
