@@ -44,6 +44,7 @@ class Cascade:
         beam_min_prob: float = 0.05,
         decoding: str | None = None,
         beam_width: int = 3,
+        quantize: str | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.hierarchy: Hierarchy = check_run_dir(self.run_dir)
@@ -61,7 +62,12 @@ class Cascade:
             model = AutoModelForSequenceClassification.from_pretrained(
                 str(self.run_dir / folder), use_safetensors=True
             )
-            self.models[folder] = model.to(self.device).eval()
+            model = model.to(self.device).eval()
+            if quantize == "int8":
+                model = quantize_int8(model)
+            elif quantize:
+                raise ValueError(f"quantize must be 'int8' or empty, not {quantize!r}")
+            self.models[folder] = model
 
     # -- text -> token ids ---------------------------------------------------------------
     def encode(self, events: Sequence[Event]) -> list[list[int]]:
@@ -192,6 +198,21 @@ class Cascade:
                 }
             )
         return answers
+
+
+def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
+    """Dynamic int8 on every Linear layer: weights stored int8, activations quantized per batch.
+
+    Done at load time, so archives keep stock fp32 safetensors checkpoints; the CPU runs
+    the int8 matrix products (fbgemm/onednn), which is where a small encoder spends its time.
+    """
+    import warnings
+
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(model.cpu(), {torch.nn.Linear}, dtype=torch.qint8)
 
 
 def _round(x: float) -> float:

@@ -44,6 +44,8 @@ class EventTaxonomyHandler:
             pass
         gpu_id = props.get("gpu_id")
         device = f"cuda:{gpu_id}" if torch.cuda.is_available() and gpu_id is not None else "cpu"
+        if settings.get("quantize"):
+            device = "cpu"  # dynamic int8 kernels are CPU kernels
         self.limits = Limits(
             max_items=int(settings.get("max_items", Limits.max_items)),
             max_top_k=int(settings.get("max_top_k", Limits.max_top_k)),
@@ -55,6 +57,7 @@ class EventTaxonomyHandler:
             device=device,
             max_batch=int(settings.get("max_batch", 64)),
             beam_min_prob=float(settings.get("beam_min_prob", 0.05)),
+            quantize=settings.get("quantize") or None,
         )
         logger.info(
             "loaded %s from %s on %s with %d threads", self.cascade.hierarchy.name, model_dir, device, threads

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import re
 import shutil
 import subprocess
@@ -57,6 +58,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     c.add_argument("--startup-timeout", type=int, default=180, help="seconds a worker may take to load")
     c.add_argument("--top-k", type=int, default=3, help="paths returned when a request does not say")
     c.add_argument("--max-items", type=int, default=64, help="largest JSON array accepted in one request")
+    q = p.add_argument_group("int8")
+    q.add_argument("--quantize", choices=["int8"], help="serve with dynamic int8 Linear layers (CPU), after "
+                   "checking the accuracy cost on the run's validation split")
+    q.add_argument("--data", help="events table for that check (default: the one the run was trained on)")
+    q.add_argument("--max-drop", type=float, default=0.5,
+                   help="largest val path-accuracy drop, in points, that --quantize accepts (default 0.5)")
+    p.add_argument("--handler", default=str(HANDLER), help=argparse.SUPPRESS)  # the benchmark's baseline
     return p.parse_args(argv)
 
 
@@ -76,8 +84,40 @@ def model_config(args: argparse.Namespace) -> dict[str, Any]:
             "max_body_chars": 1_000_000,
             "max_batch": 64,
             "beam_min_prob": 0.05,
+            "quantize": args.quantize or "",
         },
     }
+
+
+def check_int8(run_dir: Path, data: str | None, max_drop: float) -> str | None:
+    """Refuse int8 when it costs more than ``max_drop`` points of val path accuracy.
+
+    Returns an error message, or None when int8 is acceptable.
+    """
+    from handlers.cascade import Cascade
+    from training.data import DataError
+    from training.evaluate import evaluate_frame, splits_of
+
+    if data is None:
+        info = run_dir / "training.json"
+        data = json.loads(info.read_text()).get("data") if info.is_file() else None
+    if not data or not Path(data).is_file():
+        return f"--quantize needs the events table to check accuracy on: pass --data (tried {data!r})"
+    try:
+        val = splits_of(run_dir, data)
+    except DataError as exc:
+        return str(exc)
+    val = val[val.split == "val"]
+    if val.empty:
+        return f"{data} has no validation rows to check int8 on"
+    fp32 = evaluate_frame(Cascade(run_dir), val)[0]["path_accuracy"]
+    int8 = evaluate_frame(Cascade(run_dir, quantize="int8"), val)[0]["path_accuracy"]
+    drop = 100 * (fp32 - int8)
+    print(f"int8 check on {len(val)} val events: path accuracy fp32 {100 * fp32:.2f}, int8 {100 * int8:.2f} "
+          f"(drop {drop:.2f} points, limit {max_drop})", flush=True)
+    if drop > max_drop:
+        return f"int8 costs {drop:.2f} points of val path accuracy, more than --max-drop {max_drop}; not built"
+    return None
 
 
 def stage(run_dir: Path, hierarchy: Hierarchy, dest: Path) -> None:
@@ -95,7 +135,8 @@ def stage(run_dir: Path, hierarchy: Hierarchy, dest: Path) -> None:
         shutil.copy2(ROOT / "handlers" / module, package / module)
 
 
-def archive(name: str, staged: Path, config: dict[str, Any], store: Path, version: str, force: bool) -> Path:
+def archive(name: str, staged: Path, config: dict[str, Any], store: Path, version: str, force: bool,
+            handler: Path = HANDLER) -> Path:
     """Run torch-model-archiver into a temporary folder, then rename into the store."""
     target = store / f"{name}.mar"
     if target.exists() and not force:
@@ -107,7 +148,7 @@ def archive(name: str, staged: Path, config: dict[str, Any], store: Path, versio
         command = [
             sys.executable, "-m", "model_archiver.model_packaging",
             "--model-name", name, "--version", version,
-            "--handler", str(HANDLER), "--extra-files", str(staged),
+            "--handler", str(handler), "--extra-files", str(staged),
             "--config-file", str(config_file), "--export-path", str(work), "--force",
         ]
         result = subprocess.run(command, capture_output=True, text=True)
@@ -151,13 +192,18 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [(name, dataclasses.replace(hierarchy, name=name))]
     if args.per_level:
         jobs += per_level_hierarchies(name, hierarchy)
+    if args.quantize:
+        problem = check_int8(run_dir, args.data, args.max_drop)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 1
     config = model_config(args)
     for arch_name, arch_hierarchy in jobs:
         with tempfile.TemporaryDirectory(prefix="mar-stage-") as tmp:
             staged = Path(tmp) / "stage"
             stage(run_dir, arch_hierarchy, staged)
             try:
-                path = archive(arch_name, staged, config, store, args.version, args.force)
+                path = archive(arch_name, staged, config, store, args.version, args.force, Path(args.handler))
             except (FileExistsError, RuntimeError) as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return 1

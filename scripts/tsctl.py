@@ -160,6 +160,19 @@ def _port_in_use(url: str) -> bool:
     return False
 
 
+def free_ports(n: int) -> list[int]:
+    """n loopback ports free right now (for test and benchmark servers)."""
+    socks = []
+    for _ in range(n):
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        socks.append(sock)
+    ports = [sock.getsockname()[1] for sock in socks]
+    for sock in socks:
+        sock.close()
+    return ports
+
+
 def _torchserve() -> str:
     local = Path(sys.executable).parent / "torchserve"
     found = str(local) if local.exists() else shutil.which("torchserve")

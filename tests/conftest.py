@@ -7,7 +7,6 @@ the real training entry point, so every later test works on a genuine run direct
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import tsctl  # noqa: E402
 
 from tests.tiny import make_tiny_base, tiny_events, write_csv  # noqa: E402
 
@@ -60,26 +63,11 @@ def model_store(tmp_path_factory: pytest.TempPathFactory, tiny_run: Path) -> Pat
     return store
 
 
-def free_ports(n: int) -> list[int]:
-    socks = []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory, model_store: Path):
     """A real TorchServe with the project's config.properties on free loopback ports."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import tsctl
-
     base = tmp_path_factory.mktemp("torchserve")
-    ports = free_ports(3)
+    ports = tsctl.free_ports(3)
     text = (ROOT / "config.properties").read_text()
     for default, port in zip((8080, 8081, 8082), ports):
         text = text.replace(f"127.0.0.1:{default}", f"127.0.0.1:{port}")

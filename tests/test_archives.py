@@ -83,3 +83,29 @@ def test_existing_archive_needs_force_and_a_killed_build_keeps_it(tiny_run: Path
     rebuilt = build("--run", str(tiny_run), "--name", "m", "--model-store", str(store), "--force")
     assert rebuilt.returncode == 0 and "MB" in rebuilt.stdout
     assert [p.name for p in store.glob("*.mar")] == ["m.mar"]
+
+
+def test_int8_build_is_gated_on_validation_accuracy(tiny_run: Path, events_csv: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    refused = build("--run", str(tiny_run), "--name", "q", "--model-store", str(store), "--quantize", "int8",
+                    "--data", str(events_csv), "--max-drop", "-100")
+    assert refused.returncode == 1
+    assert "int8 check on" in refused.stdout and "more than --max-drop -100" in refused.stderr
+    assert not (store / "q.mar").exists()
+    accepted = build("--run", str(tiny_run), "--name", "q", "--model-store", str(store), "--quantize", "int8",
+                     "--max-drop", "100")  # the table comes from the run's training.json
+    assert accepted.returncode == 0, accepted.stderr
+    with zipfile.ZipFile(store / "q.mar") as mar:
+        assert yaml.safe_load(mar.read("model-config.yaml"))["handler"]["quantize"] == "int8"
+
+
+def test_int8_cascade_loads_and_predicts(tiny_run: Path) -> None:
+    import torch
+
+    from handlers.cascade import Cascade
+
+    cascade = Cascade(tiny_run, quantize="int8")
+    kinds = {type(m) for m in cascade.models["taxonomy"].modules()}
+    assert torch.ao.nn.quantized.dynamic.Linear in kinds and torch.nn.Linear not in kinds
+    answer = cascade.predict([{"title": "saxophone trio"}])[0]
+    assert answer["path"][0] in cascade.hierarchy.taxonomy.labels

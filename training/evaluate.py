@@ -38,14 +38,14 @@ def evaluate_frame(cascade: Cascade, frame: pd.DataFrame, batch_size: int = 256)
     return scores, answers
 
 
-def splits_of(run_dir: Path, data: str, columns: Columns) -> pd.DataFrame:
-    """The table with the same split training used (its seed is in training.json)."""
-    frame = load_events(data, columns)
-    seed = 42
+def splits_of(run_dir: Path, data: str, columns: Columns | None = None) -> pd.DataFrame:
+    """The table with the same split training used (seed and column names from training.json)."""
     info = Path(run_dir) / "training.json"
-    if info.is_file():
-        seed = int(json.loads(info.read_text()).get("args", {}).get("seed", seed))
-    frame, _ = split_events(frame, seed=seed)
+    args = json.loads(info.read_text()).get("args", {}) if info.is_file() else {}
+    if columns is None:
+        columns = Columns(*(args.get(f"{f}_column", f) for f in ("title", "description", "taxonomy",
+                                                                 "subtaxonomy", "split")))
+    frame, _ = split_events(load_events(data, columns), seed=int(args.get("seed", 42)))
     return frame
 
 

@@ -335,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
             summaries.append(train_level(job, base, tokenizer, text, args, run_tmp, job.name != "taxonomy"))
         shutil.rmtree(run_tmp / "_trainer", ignore_errors=True)
         info = {
-            "data": str(args.data),
+            "data": str(Path(args.data).resolve()),
             "args": {k: v for k, v in vars(args).items()},
             "split": {"source": split_report.source, "counts": split_report.counts,
                       "rare_in_train": split_report.rare_in_train},

@@ -1,0 +1,301 @@
+#!/usr/bin/env python3
+"""Serving speed, measured: in-process ceiling, served through TorchServe, naive handler.
+
+    python scripts/bench.py --run artifacts/clinc150 --data ../shared/data/clinc150.csv
+
+Three measurements on the same events, in one run:
+  ceiling  the cascade in-process at batch 1, 8 and 32 (events/s, latency per call);
+  served   our archive through a real TorchServe on loopback at concurrency 1, 8 and 32,
+           one event per HTTP request (events/s, p50/p95/p99 latency, errors);
+  naive    scripts/naive_handler.py served the same way: one request per forward pass,
+           padded to max_length, the two levels as separate calls.
+It prints a markdown table with the ratios and writes it with the raw figures (JSON) to
+--output. Every loop is bounded by --requests and --max-seconds; traffic stays on 127.0.0.1.
+``--configs`` compares server layouts (workers x threads, batchSize, maxBatchDelay).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import tsctl  # noqa: E402
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+def load_events(data: str | None, run: Path, n: int) -> list[dict[str, str]]:
+    """Test-split events from the table (or val when it has no test rows), cycled to n."""
+    from training.evaluate import splits_of
+
+    info = run / "training.json"
+    data = data or (json.loads(info.read_text()).get("data") if info.is_file() else None)
+    if not data:
+        raise SystemExit("error: pass --data (the run does not say which table it was trained on)")
+    frame = splits_of(run, data)
+    rows = frame[frame.split == "test"]
+    if rows.empty:
+        rows = frame[frame.split == "val"]
+    events = rows[["title", "description"]].to_dict("records")
+    events = [{k: v for k, v in e.items() if v} for e in events]
+    return [events[i % len(events)] for i in range(n)]
+
+
+# -- in-process ceiling -------------------------------------------------------------------
+def ceiling(run: Path, events: list[dict], batch_sizes: list[int], threads: int, quantize: str | None,
+            max_seconds: float) -> list[dict[str, Any]]:
+    import torch
+
+    from handlers.cascade import Cascade
+
+    torch.set_num_threads(threads)
+    cascade = Cascade(run, max_batch=max(batch_sizes), quantize=quantize)
+    cascade.predict(events[:8])  # warm-up
+    results = []
+    for b in batch_sizes:
+        latencies, done, started = [], 0, time.perf_counter()
+        while done < len(events) and time.perf_counter() - started < max_seconds:
+            chunk = events[done : done + b]
+            t0 = time.perf_counter()
+            cascade.predict(chunk, top_k=1)
+            latencies.append((time.perf_counter() - t0) * 1000)
+            done += len(chunk)
+        seconds = time.perf_counter() - started
+        results.append({"batch": b, "events": done, "events_per_s": done / seconds,
+                        "latency_ms_p50": percentile(latencies, 50), "latency_ms_mean": statistics.mean(latencies)})
+        print(f"ceiling batch {b:>3}: {done / seconds:8.1f} events/s, {percentile(latencies, 50):7.1f} ms per call",
+              flush=True)
+    return results
+
+
+# -- served --------------------------------------------------------------------------------
+class Served:
+    """A TorchServe of its own (free loopback ports, temp serve dir) with one archive registered."""
+
+    def __init__(self, store: Path, archive: str, workdir: Path) -> None:
+        ports = tsctl.free_ports(3)
+        text = (ROOT / "config.properties").read_text()
+        for default, port in zip((8080, 8081, 8082), ports):
+            text = text.replace(f"127.0.0.1:{default}", f"127.0.0.1:{port}")
+        text += "\njob_queue_size=1000\n"
+        config = workdir / "config.properties"
+        config.write_text(text)
+        self.server = tsctl.Server(config, workdir / "serve", store)
+        self.archive = archive
+        self.name = archive.removesuffix(".mar")
+
+    def __enter__(self) -> "Served":
+        tsctl.start(self.server, [], timeout=180)
+        code, body = self.server.call("management", "POST",
+                                      f"/models?url={self.archive}&synchronous=true&initial_workers=1", timeout=600)
+        if code != 200:
+            raise RuntimeError(f"register failed: {code} {body}")
+        code, body = self.server.call("management", "GET", f"/models/{self.name}")
+        self.model = json.loads(body)[0]
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        tsctl.stop(self.server)
+
+    def load(self, events: list[dict], concurrency: int, max_seconds: float) -> dict[str, Any]:
+        """Send every event as its own request from ``concurrency`` keep-alive clients."""
+        host, port = self.server.address("inference").removeprefix("http://").split(":")
+        key = self.server.key("inference")
+        path = f"/predictions/{self.name}"
+        bodies = [json.dumps({**e, "top_k": 1}).encode() for e in events]
+        latencies: list[float] = []
+        errors = [0]
+        lock = threading.Lock()
+        next_index = [0]
+        deadline = time.perf_counter() + max_seconds
+
+        def client() -> None:
+            conn = http.client.HTTPConnection(host, int(port), timeout=120)
+            while True:
+                with lock:
+                    i = next_index[0]
+                    next_index[0] += 1
+                if i >= len(bodies) or time.perf_counter() > deadline:
+                    break
+                t0 = time.perf_counter()
+                try:
+                    conn.request("POST", path, bodies[i], {"Content-Type": "application/json",
+                                                          "Authorization": f"Bearer {key}"})
+                    response = conn.getresponse()
+                    response.read()
+                    ok = response.status == 200
+                except (OSError, http.client.HTTPException):
+                    ok = False
+                    conn.close()
+                    conn = http.client.HTTPConnection(host, int(port), timeout=120)
+                elapsed = (time.perf_counter() - t0) * 1000
+                with lock:
+                    latencies.append(elapsed)
+                    errors[0] += 0 if ok else 1
+            conn.close()
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            for _ in range(concurrency):
+                pool.submit(client)
+        seconds = time.perf_counter() - started
+        done = len(latencies)
+        return {"concurrency": concurrency, "requests": done, "errors": errors[0],
+                "events_per_s": (done - errors[0]) / seconds, "p50_ms": percentile(latencies, 50),
+                "p95_ms": percentile(latencies, 95), "p99_ms": percentile(latencies, 99)}
+
+
+def build(run: Path, store: Path, name: str, layout: dict[str, int], quantize: str | None,
+          handler: Path | None = None) -> str:
+    command = [sys.executable, str(ROOT / "scripts" / "build_archives.py"), "--run", str(run), "--name", name,
+               "--model-store", str(store), "--force", "--workers", str(layout["workers"]),
+               "--threads", str(layout["threads"]), "--batch-size", str(layout["batch"]),
+               "--max-batch-delay", str(layout["delay"])]
+    if quantize:
+        command += ["--quantize", quantize, "--max-drop", "100"]  # the gate is build_archives' job
+    if handler:
+        command += ["--handler", str(handler)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"archive build failed:\n{result.stderr}")
+    return f"{name}.mar"
+
+
+def served(run: Path, events: list[dict], concurrencies: list[int], layout: dict[str, int], quantize: str | None,
+           max_seconds: float, label: str, handler: Path | None = None) -> list[dict[str, Any]]:
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        tmp = Path(tmp)
+        (tmp / "store").mkdir()
+        archive = build(run, tmp / "store", "bench", layout, quantize, handler)
+        with Served(tmp / "store", archive, tmp) as srv:
+            srv.load(events[:16], 4, max_seconds)  # warm-up
+            results = []
+            for c in concurrencies:
+                r = srv.load(events, c, max_seconds)
+                results.append(r)
+                print(f"{label} concurrency {c:>3}: {r['events_per_s']:8.1f} events/s, p50 {r['p50_ms']:7.1f} ms, "
+                      f"p95 {r['p95_ms']:7.1f}, p99 {r['p99_ms']:7.1f}, errors {r['errors']}", flush=True)
+            return results
+
+
+def parse_layout(text: str) -> dict[str, int]:
+    """'1x2:b8:d10' -> 1 worker, 2 threads, batchSize 8, maxBatchDelay 10 ms."""
+    workers_threads, batch, delay = text.split(":")
+    workers, threads = workers_threads.split("x")
+    return {"workers": int(workers), "threads": int(threads), "batch": int(batch.lstrip("b")),
+            "delay": int(delay.lstrip("d"))}
+
+
+def layout_name(layout: dict[str, int]) -> str:
+    return f"{layout['workers']}x{layout['threads']}:b{layout['batch']}:d{layout['delay']}"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [f"### {report['run']}{' int8' if report['quantize'] else ''} ({report['events']} events, "
+             f"{report['device']})", ""]
+    lines += ["| mode | setting | events/s | p50 ms | p95 ms | p99 ms | errors |", "|---|---|---|---|---|---|---|"]
+    for r in report["ceiling"]:
+        lines.append(f"| ceiling (in-process) | batch {r['batch']} | {r['events_per_s']:.1f} | "
+                     f"{r['latency_ms_p50']:.1f} | | | |")
+    for key, title in (("served", f"served {report['layout']}"), ("naive", "naive handler")):
+        for r in report.get(key, []):
+            lines.append(f"| {title} | concurrency {r['concurrency']} | {r['events_per_s']:.1f} | {r['p50_ms']:.1f} | "
+                         f"{r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} |")
+    lines.append("")
+    ratios = report.get("ratios", {})
+    if ratios:
+        lines += ["| ratio | value |", "|---|---|"] + [f"| {k} | {v:.2f} |" for k, v in ratios.items()] + [""]
+    for layout, rows in report.get("layouts", {}).items():
+        if layout == report["layout"]:
+            continue
+        for r in rows:
+            lines.append(f"- layout {layout}, concurrency {r['concurrency']}: {r['events_per_s']:.1f} events/s, "
+                         f"p50 {r['p50_ms']:.1f} ms")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", required=True, help="run directory")
+    p.add_argument("--data", help="events table (default: the one the run was trained on)")
+    p.add_argument("--requests", type=int, default=512, help="events per measurement")
+    p.add_argument("--batch-sizes", default="1,8,32", help="in-process batch sizes")
+    p.add_argument("--concurrency", default="1,8,32", help="concurrent HTTP clients")
+    p.add_argument("--configs", default="1x2:b32:d5",
+                   help="server layouts WORKERSxTHREADS:bBATCH:dDELAY, comma-separated; the first is the main one")
+    p.add_argument("--threads", type=int, default=2, help="torch threads for the in-process ceiling")
+    p.add_argument("--quantize", choices=["int8"], help="measure the int8 cascade (ceiling and served)")
+    p.add_argument("--skip-naive", action="store_true", help="leave out the naive handler")
+    p.add_argument("--naive-requests", type=int, default=128, help="events for the naive handler (it is slow)")
+    p.add_argument("--max-seconds", type=float, default=120, help="time cap per measurement")
+    p.add_argument("--output", default=str(ROOT / "bench_results"), help="folder for JSON and markdown")
+    args = p.parse_args(argv)
+
+    run = Path(args.run)
+    events = load_events(args.data, run, args.requests)
+    batch_sizes = [int(x) for x in args.batch_sizes.split(",")]
+    concurrencies = [int(x) for x in args.concurrency.split(",")]
+    layouts = [parse_layout(x) for x in args.configs.split(",")]
+    import torch
+
+    report: dict[str, Any] = {"run": run.name, "events": len(events), "quantize": args.quantize,
+                              "device": f"{os.cpu_count()} CPU cores, torch {torch.__version__}",
+                              "layout": layout_name(layouts[0])}
+    report["ceiling"] = ceiling(run, events, batch_sizes, args.threads, args.quantize, args.max_seconds)
+    report["layouts"] = {}
+    for layout in layouts:
+        report["layouts"][layout_name(layout)] = served(run, events, concurrencies, layout, args.quantize,
+                                                        args.max_seconds, f"served {layout_name(layout)}")
+    report["served"] = report["layouts"][report["layout"]]
+    if not args.skip_naive:
+        naive_layout = {"workers": 1, "threads": args.threads, "batch": 1, "delay": 0}
+        report["naive"] = served(run, events[: args.naive_requests], concurrencies, naive_layout, None,
+                                 args.max_seconds, "naive", ROOT / "scripts" / "naive_handler.py")
+    ceil = {r["batch"]: r for r in report["ceiling"]}
+    serv = {r["concurrency"]: r for r in report["served"]}
+    ratios = {}
+    top_c, top_b = max(concurrencies), max(batch_sizes)
+    if top_c in serv and top_b in ceil:
+        ratios[f"served c{top_c} / ceiling b{top_b} (events/s)"] = serv[top_c]["events_per_s"] / ceil[top_b]["events_per_s"]
+    if 1 in serv and 1 in ceil:
+        ratios["served c1 p50 - ceiling b1 latency (ms)"] = serv[1]["p50_ms"] - ceil[1]["latency_ms_p50"]
+    if report.get("naive"):
+        naive = {r["concurrency"]: r for r in report["naive"]}
+        if top_c in naive:
+            ratios[f"served / naive at c{top_c} (events/s)"] = serv[top_c]["events_per_s"] / naive[top_c]["events_per_s"]
+    report["ratios"] = ratios
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"{run.name}{'-int8' if args.quantize else ''}"
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    table = markdown(report)
+    (out / f"{stem}.md").write_text(table)
+    print()
+    print(table)
+    print(f"wrote {out / (stem + '.json')} and {out / (stem + '.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

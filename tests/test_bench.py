@@ -1,0 +1,31 @@
+"""The benchmark script runs end to end on a tiny model (figures are not checked here)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_bench_runs_and_reports_every_mode(tiny_run: Path, events_csv: Path, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench.py"), "--run", str(tiny_run), "--data", str(events_csv),
+         "--requests", "24", "--batch-sizes", "1,4", "--concurrency", "1,4", "--configs", "1x1:b4:d5",
+         "--naive-requests", "8", "--max-seconds", "30", "--threads", "1", "--output", str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    report = json.loads((tmp_path / "tiny.json").read_text())
+    assert [r["batch"] for r in report["ceiling"]] == [1, 4]
+    assert [r["concurrency"] for r in report["served"]] == [1, 4]
+    assert all(r["errors"] == 0 and r["requests"] == 24 for r in report["served"])
+    assert [r["requests"] for r in report["naive"]] == [8, 8] and all(r["errors"] == 0 for r in report["naive"])
+    assert set(report["ratios"]) == {"served c4 / ceiling b4 (events/s)", "served c1 p50 - ceiling b1 latency (ms)",
+                                     "served / naive at c4 (events/s)"}
+    assert "| ceiling (in-process) | batch 4 |" in (tmp_path / "tiny.md").read_text()
