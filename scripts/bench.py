@@ -118,8 +118,13 @@ class Served:
     def __exit__(self, *exc: Any) -> None:
         tsctl.stop(self.server)
 
-    def load(self, events: list[dict], concurrency: int, max_seconds: float) -> dict[str, Any]:
-        """Send every event as its own request from ``concurrency`` keep-alive clients."""
+    def load(self, events: list[dict], concurrency: int, max_seconds: float,
+             log: list[tuple[float, float, int]] | None = None) -> dict[str, Any]:
+        """Send every event as its own request from ``concurrency`` keep-alive clients.
+
+        ``log``, when given, receives (start, end, HTTP status or 0 for a broken connection)
+        per request, for callers that need more than the summary.
+        """
         host, port = self.server.address("inference").removeprefix("http://").split(":")
         key = self.server.key("inference")
         path = f"/predictions/{self.name}"
@@ -144,15 +149,17 @@ class Served:
                                                           "Authorization": f"Bearer {key}"})
                     response = conn.getresponse()
                     response.read()
-                    ok = response.status == 200
+                    status = response.status
                 except (OSError, http.client.HTTPException):
-                    ok = False
+                    status = 0
                     conn.close()
                     conn = http.client.HTTPConnection(host, int(port), timeout=120)
-                elapsed = (time.perf_counter() - t0) * 1000
+                t1 = time.perf_counter()
                 with lock:
-                    latencies.append(elapsed)
-                    errors[0] += 0 if ok else 1
+                    latencies.append((t1 - t0) * 1000)
+                    errors[0] += 0 if status == 200 else 1
+                    if log is not None:
+                        log.append((t0, t1, status))
             conn.close()
 
         started = time.perf_counter()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Start, stop or check TorchServe with config.properties.
-#   scripts/serve.sh start [--models NAME.mar,...] | stop | status
+#   scripts/serve.sh start [--models NAME.mar,...] [--no-restore] | stop | status
+# stop remembers the registered models; the next start registers them again.
 # Environment: TS_CONFIG (config file), SERVE_DIR (pid, logs, key_file.json; default .serve).
 set -euo pipefail
 source "$(dirname "$0")/_python.sh"

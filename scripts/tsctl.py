@@ -182,7 +182,35 @@ def _torchserve() -> str:
 
 
 # -- commands ----------------------------------------------------------------------------
-def start(server: Server, models: list[str], timeout: float) -> None:
+def registered_models(server: Server) -> list[dict[str, Any]]:
+    """Name, archive and worker count of every registered model (for restoring after a restart)."""
+    code, body = server.call("management", "GET", "/models")
+    if code != 200:
+        return []
+    saved = []
+    for entry in json.loads(body).get("models", []):
+        code, detail = server.call("management", "GET", f"/models/{urllib.parse.quote(entry['modelName'])}")
+        if code == 200:
+            model = json.loads(detail)[0]
+            saved.append({"name": model["modelName"], "url": model["modelUrl"],
+                          "workers": max(1, int(model.get("minWorkers", 1)))})
+    return saved
+
+
+def restore(server: Server) -> None:
+    """Register again what was registered when the server was last stopped by this script."""
+    path = server.serve_dir / "models.json"
+    if not path.is_file():
+        return
+    for model in json.loads(path.read_text()):
+        query = urllib.parse.urlencode({"url": model["url"], "model_name": model["name"],
+                                        "initial_workers": model["workers"], "synchronous": "true"})
+        code, body = server.call("management", "POST", f"/models?{query}", timeout=600)
+        state = "restored" if code == 200 else f"could not be restored ({code}: {body.strip()[:200]})"
+        print(f"model {model['name']} ({model['url']}, {model['workers']} worker(s)) {state}")
+
+
+def start(server: Server, models: list[str], timeout: float, restore_models: bool = True) -> None:
     if shutil.which("java") is None:
         raise CtlError("Java is not installed; TorchServe needs Java 11 or newer. "
                        "On Debian/Ubuntu: sudo apt-get install -y openjdk-17-jre-headless")
@@ -210,6 +238,8 @@ def start(server: Server, models: list[str], timeout: float) -> None:
             print(f"TorchServe is up: inference {server.address('inference')}, management "
                   f"{server.address('management')}, metrics {server.address('metrics')}")
             print(f"keys: {server.key_file}; logs: {server.serve_dir / 'logs'}")
+            if restore_models:
+                restore(server)
             return
         time.sleep(0.5)
     raise CtlError(f"TorchServe did not answer /ping within {timeout:.0f}s; "
@@ -222,6 +252,9 @@ def stop(server: Server) -> None:
         print("TorchServe is not running (no pid file)")
         return
     pid = int(pid_file.read_text().strip() or 0)
+    if server.key_file.is_file() and server.ping():
+        # Remember what is registered, so the next start brings it back.
+        (server.serve_dir / "models.json").write_text(json.dumps(registered_models(server), indent=2) + "\n")
     subprocess.run([_torchserve(), "--stop"], cwd=server.serve_dir, env=server.env(), check=False,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
@@ -291,7 +324,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("start", help="start TorchServe and wait until /ping answers")
     p.add_argument("--models", default="", help="comma-separated NAME.mar to register at start")
     p.add_argument("--timeout", type=float, default=120, help="seconds to wait for /ping")
-    sub.add_parser("stop", help="stop TorchServe")
+    p.add_argument("--no-restore", action="store_true",
+                   help="do not register again the models registered when the server was last stopped")
+    sub.add_parser("stop", help="stop TorchServe (remembering the registered models)")
     sub.add_parser("status", help="say whether TorchServe runs and which models it serves")
     p = sub.add_parser("register", help="register an archive from the model store")
     p.add_argument("archive", help="NAME.mar in the model store")
@@ -316,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server = Server(args.config, args.serve_dir, args.model_store)
         if args.command == "start":
-            start(server, [m for m in args.models.split(",") if m], args.timeout)
+            start(server, [m for m in args.models.split(",") if m], args.timeout, not args.no_restore)
             return 0
         if args.command == "stop":
             stop(server)

@@ -169,3 +169,33 @@ def test_an_expired_key_is_regenerated_by_the_scripts(registered) -> None:
     code, _ = registered._http("POST", registered.address("inference") + "/predictions/events", b"x",
                                {"Authorization": f"Bearer {old}", "Content-Type": "text/plain"})
     assert code in (400, 401)
+
+
+def test_restart_brings_the_registered_models_back(registered) -> None:
+    before = json.loads(script("manage.sh", "list").stdout)["models"]
+    assert script("serve.sh", "stop").returncode == 0
+    assert script("serve.sh", "status").returncode == 3
+    started = script("serve.sh", "start")
+    assert started.returncode == 0, started.stderr
+    assert "model events (events.mar, 1 worker(s)) restored" in started.stdout
+    assert json.loads(script("manage.sh", "list").stdout)["models"] == before
+    code, body = predict(registered, json.dumps({"title": "marathon"}))
+    assert code == 200 and "path" in json.loads(body)
+
+
+def test_java_missing_and_port_taken_are_reported(registered, tmp_path: Path) -> None:
+    import os
+    import shutil
+
+    bin_dir = tmp_path / "bin"  # a PATH with the shell tools but no java
+    bin_dir.mkdir()
+    for tool in ("bash", "dirname", "python3"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    env = {**os.environ, "PATH": str(bin_dir)}
+    no_java = subprocess.run([str(ROOT / "scripts" / "serve.sh"), "start"], capture_output=True, text=True,
+                             env={**env, "SERVE_DIR": str(tmp_path / "a")}, timeout=60)
+    assert no_java.returncode == 2 and "Java is not installed" in no_java.stderr
+    # The running test server holds these ports: a second server must refuse to start.
+    taken = subprocess.run([str(ROOT / "scripts" / "serve.sh"), "start"], capture_output=True, text=True,
+                           env={**os.environ, "SERVE_DIR": str(tmp_path / "b")}, timeout=60)
+    assert taken.returncode == 2 and "already in use" in taken.stderr
