@@ -54,3 +54,12 @@ def test_check_run_dir_names_what_is_wrong(tiny_run: Path, tmp_path: Path) -> No
         check_run_dir(broken)
     with pytest.raises(HierarchyError, match="does not exist"):
         check_run_dir(tmp_path / "missing")
+
+
+def test_pickle_checkpoints_are_refused(tiny_run: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    weights = run / "taxonomy" / "model.safetensors"
+    weights.rename(run / "taxonomy" / "pytorch_model.bin")
+    with pytest.raises(HierarchyError, match="no model.safetensors"):
+        check_run_dir(run)

@@ -24,6 +24,8 @@ def script(name: str, *args: str, stdin: str | None = None) -> subprocess.Comple
 
 @pytest.fixture(scope="module")
 def registered(server):
+    if '"events"' in script("manage.sh", "list").stdout:  # another test module registered it
+        assert script("manage.sh", "unregister", "events").returncode == 0
     result = script("manage.sh", "register", "events.mar", "--workers", "1")
     assert result.returncode == 0, result.stderr
     assert "registered" in result.stdout
@@ -199,3 +201,17 @@ def test_java_missing_and_port_taken_are_reported(registered, tmp_path: Path) ->
     taken = subprocess.run([str(ROOT / "scripts" / "serve.sh"), "start"], capture_output=True, text=True,
                            env={**os.environ, "SERVE_DIR": str(tmp_path / "b")}, timeout=60)
     assert taken.returncode == 2 and "already in use" in taken.stderr
+
+
+def test_every_port_listens_on_loopback_only(registered) -> None:
+    import psutil
+
+    from tsctl import read_properties
+
+    props = read_properties(ROOT / "config.properties")
+    for api in ("inference", "management", "metrics"):
+        assert props[f"{api}_address"].startswith("http://127.0.0.1:")
+    pid = int((registered.serve_dir / "tmp" / ".model_server.pid").read_text())
+    listening = [c.laddr for c in psutil.Process(pid).net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+    assert len(listening) >= 3
+    assert all(addr.ip in ("127.0.0.1", "::ffff:127.0.0.1") for addr in listening), listening

@@ -47,7 +47,7 @@ def test_run_directory_follows_the_contract(tiny_run: Path) -> None:
 
 def test_tiny_model_learns_the_taxonomy(tiny_run: Path) -> None:
     metrics = json.loads((tiny_run / "metrics.json").read_text())
-    assert metrics["splits"]["val"]["taxonomy"]["accuracy"] > 0.5  # chance is 1/3
+    assert metrics["splits"]["val"]["taxonomy"]["accuracy"] >= 0.8  # chance is 1/3
 
 
 def test_evaluate_uses_the_same_split_and_writes_json(tiny_run: Path, events_csv: Path, tmp_path: Path,

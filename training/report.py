@@ -51,15 +51,18 @@ def plot_curves(history: list[dict[str, Any]], title: str, path: Path) -> Path:
         ax.plot([e[0] for e in evals], [e[1] for e in evals], "o-", label="val loss", color="tab:orange")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
+    handles, labels = ax.get_legend_handles_labels()
     if evals and evals[0][2] is not None:
         acc = ax.twinx()
         acc.plot([e[0] for e in evals], [e[2] for e in evals], "s--", label="val accuracy", color="tab:green")
         acc.set_ylabel("val accuracy")
         acc.set_ylim(0, 1.02)
-        acc.legend(loc="center right")
-    ax.legend(loc="upper right")
+        more = acc.get_legend_handles_labels()
+        handles, labels = handles + more[0], labels + more[1]
+    fig.legend(handles, labels, loc="lower center", ncol=3, frameon=False)
+    fig.subplots_adjust(bottom=0.22)
     ax.set_title(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -75,6 +78,11 @@ def write_report(run_dir: Path, metrics: dict[str, Any], summaries: list[dict[st
     lines += [f"Data: `{info['data']}` ({info['split']['source']} split: "
               + ", ".join(f"{k} {v}" for k, v in info["split"]["counts"].items()) + ")",
               f"Base model: `{info['base_model'].get('id') or info['base_model'].get('path')}`", ""]
+    if "decoding" in metrics:
+        tried = metrics.get("decoding_val_path_accuracy")
+        detail = (f" (val path accuracy: greedy {_pct(tried['greedy'])}, joint {_pct(tried['joint'])})"
+                  if tried else "")
+        lines += [f"Decoding: {metrics['decoding']}{detail}", ""]
     if info["split"]["rare_in_train"]:
         lines += ["Paths too rare to stratify, kept in train only: "
                   + ", ".join(info["split"]["rare_in_train"]), ""]

@@ -48,6 +48,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     m.add_argument("--base-model", default=None,
                    help="hub id or local folder; default: the embedded all-MiniLM-L6-v2 converted to DistilBERT")
     m.add_argument("--max-length", type=int, default=128, help="tokens per text; longer texts are truncated")
+    m.add_argument("--path-warmup-epochs", type=float, default=0,
+                   help="first fine-tune the base on full paths (every taxonomy/subtaxonomy pair as one "
+                        "class) for this many epochs; every classifier then starts from that encoder, so "
+                        "each small subtaxonomy model inherits what all the data taught (0: off)")
     m.add_argument("--train-last-layers", type=int, default=0,
                    help="train only the last K transformer layers plus the head (faster); 0 trains all")
 
@@ -111,9 +115,20 @@ def _freeze_lower_layers(model: Any, keep: int) -> None:
             param.requires_grad = True
 
 
+def _reset_head(model: Any) -> None:
+    """Fresh output layer, for a model that starts from another classifier's checkpoint."""
+    import torch
+
+    torch.nn.init.normal_(model.classifier.weight, std=model.config.initializer_range)
+    torch.nn.init.zeros_(model.classifier.bias)
+
+
 def train_level(job: LevelJob, base: str, tokenizer: Any, text: TextFormat, args: argparse.Namespace,
-                run_tmp: Path, sub: bool) -> dict[str, Any]:
-    """Fine-tune one classifier with the Trainer and save it as a stock checkpoint."""
+                run_tmp: Path, sub: bool, from_classifier: bool = False) -> dict[str, Any]:
+    """Fine-tune one classifier with the Trainer and save it as a stock checkpoint.
+
+    ``from_classifier``: ``base`` is the path warm-up checkpoint, whose head is replaced.
+    """
     import torch
     from transformers import (AutoModelForSequenceClassification, DataCollatorWithPadding,
                               EarlyStoppingCallback, Trainer, TrainingArguments)
@@ -126,10 +141,14 @@ def train_level(job: LevelJob, base: str, tokenizer: Any, text: TextFormat, args
         base, num_labels=len(labels), id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)}, ignore_mismatched_sizes=True,
     )
+    if from_classifier:
+        _reset_head(model)
     if args.train_last_layers > 0:
         _freeze_lower_layers(model, args.train_last_layers)
 
     epochs = (args.subtaxonomy_epochs if sub and args.subtaxonomy_epochs else args.epochs)
+    if job.name == WARMUP:
+        epochs = args.path_warmup_epochs
     lr = (args.subtaxonomy_learning_rate if sub and args.subtaxonomy_learning_rate else args.learning_rate)
     steps_per_epoch = math.ceil(len(train_ds) / args.batch_size)
     cuda = torch.cuda.is_available()
@@ -205,9 +224,17 @@ def train_level(job: LevelJob, base: str, tokenizer: Any, text: TextFormat, args
     return summary
 
 
-def plan_jobs(hierarchy: Hierarchy, frame: pd.DataFrame) -> list[LevelJob]:
+WARMUP = "paths (warm-up)"
+
+
+def plan_jobs(hierarchy: Hierarchy, frame: pd.DataFrame, warmup: bool = False) -> list[LevelJob]:
     train, val = frame[frame.split == "train"], frame[frame.split == "val"]
     jobs = []
+    if warmup:
+        paths = frame.taxonomy + " / " + frame.subtaxonomy
+        frame = frame.assign(path=paths)
+        train, val = frame[frame.split == "train"], frame[frame.split == "val"]
+        jobs.append(LevelJob(WARMUP, "_warmup", Level(tuple(sorted(set(paths))), "_warmup"), train, val, "path"))
     if hierarchy.taxonomy.checkpoint:
         jobs.append(LevelJob("taxonomy", hierarchy.taxonomy.checkpoint, hierarchy.taxonomy, train, val, "taxonomy"))
     for tax, level in hierarchy.subtaxonomies.items():
@@ -327,13 +354,18 @@ def main(argv: list[str] | None = None) -> int:
         tokenizer = AutoTokenizer.from_pretrained(base)
         tokenizer.save_pretrained(run_tmp / TOKENIZER_DIR)
         hierarchy.save(run_tmp)
-        jobs = plan_jobs(hierarchy, frame)
+        jobs = plan_jobs(hierarchy, frame, warmup=args.path_warmup_epochs > 0)
         summaries = []
+        start = base
         for number, job in enumerate(jobs, start=1):
             print(f"== [{number}/{len(jobs)}] {job.name}: {len(job.level.labels)} labels, "
                   f"{len(job.train)} train / {len(job.val)} val rows", flush=True)
-            summaries.append(train_level(job, base, tokenizer, text, args, run_tmp, job.name != "taxonomy"))
+            summaries.append(train_level(job, start, tokenizer, text, args, run_tmp,
+                                         job.name not in ("taxonomy", WARMUP), start != base))
+            if job.name == WARMUP:
+                start = str(run_tmp / job.folder)
         shutil.rmtree(run_tmp / "_trainer", ignore_errors=True)
+        shutil.rmtree(run_tmp / "_warmup", ignore_errors=True)
         info = {
             "data": str(Path(args.data).resolve()),
             "args": {k: v for k, v in vars(args).items()},

@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""Predict a whole table: in-process from a run directory, or through a running server.
+
+    python scripts/predict_batch.py events.csv predictions.csv --run artifacts/demo
+    python scripts/predict_batch.py events.jsonl out.parquet --server events
+
+Reads CSV, JSON Lines or Parquet (same column flags as training) and writes the same
+formats (chosen by OUT's extension): every input column kept, plus taxonomy, subtaxonomy,
+their scores, path_score and the top-k paths as JSON. Rows with no text get empty
+predictions and an ``error`` column instead of stopping the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from training.data import DataError  # noqa: E402
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    suffix = path.suffix.lower()
+    if not path.is_file():
+        raise DataError(f"{path} not found")
+    if suffix in (".csv", ".tsv"):
+        return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False)
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        return pd.read_json(path, lines=True, dtype=False)
+    if suffix in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    raise DataError(f"{path}: unknown format {suffix!r}; use .csv, .tsv, .jsonl or .parquet")
+
+
+def write_table(frame: pd.DataFrame, path: Path) -> None:
+    suffix = path.suffix.lower()
+    tmp = path.with_name(f".{path.name}.partial")
+    if suffix in (".csv", ".tsv"):
+        frame.to_csv(tmp, sep="\t" if suffix == ".tsv" else ",", index=False)
+    elif suffix in (".jsonl", ".ndjson", ".json"):
+        frame.to_json(tmp, orient="records", lines=True, force_ascii=False)
+    elif suffix in (".parquet", ".pq"):
+        frame.to_parquet(tmp, index=False)
+    else:
+        raise DataError(f"{path}: unknown output format {suffix!r}")
+    tmp.replace(path)
+
+
+def chunks(items: list[Any], size: int) -> Iterator[tuple[int, list[Any]]]:
+    for start in range(0, len(items), size):
+        yield start, items[start : start + size]
+
+
+def predictor(args: argparse.Namespace):
+    """A function from a list of events to a list of answers (or error dicts)."""
+    if args.run:
+        from handlers.cascade import Cascade
+
+        cascade = Cascade(args.run, max_batch=args.batch_size)
+        return lambda events: cascade.predict(events, top_k=args.top_k)
+    import tsctl
+
+    server = tsctl.Server()
+
+    def remote(events: list[dict]) -> list[dict]:
+        body = json.dumps([{**e, "top_k": args.top_k} for e in events]).encode()
+        code, text = server.call("inference", "POST", f"/predictions/{args.server}", body,
+                                 {"Content-Type": "application/json"})
+        if code != 200:
+            raise RuntimeError(f"server answered {code}: {text[:300]}")
+        return json.loads(text)
+
+    return remote
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("input", help="events table")
+    p.add_argument("output", help="where to write predictions (.csv, .tsv, .jsonl or .parquet)")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--run", help="predict in-process from this run directory")
+    where.add_argument("--server", metavar="NAME", help="predict through the running TorchServe model NAME")
+    p.add_argument("--title-column", default="title")
+    p.add_argument("--description-column", default="description")
+    p.add_argument("--top-k", type=int, default=3, help="paths per row")
+    p.add_argument("--batch-size", type=int, default=32, help="events per call (the server caps arrays at 64)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    try:
+        frame = read_table(Path(args.input))
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    cols = {args.title_column: "title", args.description_column: "description"}
+    if not set(cols) & set(frame.columns):
+        print(f"error: {args.input} has neither {args.title_column!r} nor {args.description_column!r}; "
+              f"columns: {', '.join(map(str, frame.columns))}", file=sys.stderr)
+        return 2
+    events, rows = [], []
+    errors: dict[int, str] = {}
+    for i, record in enumerate(frame.to_dict("records")):
+        event = {field: str(record[col]).strip() for col, field in cols.items()
+                 if col in record and record[col] is not None and str(record[col]).strip() not in ("", "nan")}
+        if not event:
+            errors[i] = "no title or description"
+            continue
+        events.append(event)
+        rows.append(i)
+    predict = predictor(args)
+    from tqdm.auto import tqdm
+
+    answers: dict[int, dict] = {}
+    with tqdm(total=len(events), disable=args.quiet, unit="event", desc="predicting") as bar:
+        for start, batch in chunks(events, args.batch_size):
+            for offset, answer in enumerate(predict(batch)):
+                answers[rows[start + offset]] = answer
+            bar.update(len(batch))
+    out = frame.copy()
+    out["taxonomy_pred"] = [answers[i]["taxonomy"]["label"] if i in answers else "" for i in range(len(frame))]
+    out["taxonomy_score"] = [answers[i]["taxonomy"]["score"] if i in answers else None for i in range(len(frame))]
+    out["subtaxonomy_pred"] = [answers[i]["subtaxonomy"]["label"] if i in answers else "" for i in range(len(frame))]
+    out["subtaxonomy_score"] = [answers[i]["subtaxonomy"]["score"] if i in answers else None for i in range(len(frame))]
+    out["path_score"] = [answers[i]["path_score"] if i in answers else None for i in range(len(frame))]
+    out["top_k"] = [json.dumps(answers[i]["top_k"], ensure_ascii=False) if i in answers else ""
+                    for i in range(len(frame))]
+    out["error"] = [errors.get(i, "") for i in range(len(frame))]
+    write_table(out, Path(args.output))
+    print(f"wrote {len(answers)} predictions ({len(errors)} rows without text) to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

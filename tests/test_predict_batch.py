@@ -1,0 +1,51 @@
+"""Batch prediction over a table, in-process and through the server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = [sys.executable, str(ROOT / "scripts" / "predict_batch.py")]
+
+
+def test_in_process_keeps_columns_and_adds_predictions(tiny_run: Path, events_csv: Path, tmp_path: Path) -> None:
+    frame = pd.read_csv(events_csv, dtype=str, keep_default_na=False).head(20)
+    frame.loc[3, ["title", "description"]] = ""
+    frame.to_parquet(tmp_path / "in.parquet")
+    result = subprocess.run(SCRIPT + [str(tmp_path / "in.parquet"), str(tmp_path / "out.jsonl"), "--run", str(tiny_run),
+                                      "--batch-size", "6", "--top-k", "2", "--quiet"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    out = pd.read_json(tmp_path / "out.jsonl", lines=True, dtype=False)
+    assert list(out.columns[: len(frame.columns)]) == list(frame.columns) and len(out) == 20
+    assert out.loc[3, "error"] == "no title or description" and out.loc[3, "taxonomy_pred"] == ""
+    good = out.drop(index=3)
+    assert (good.error == "").all() and good.taxonomy_pred.isin(["music", "nightlife", "sports"]).all()
+    assert all(len(json.loads(k)) == 2 for k in good.top_k)
+    assert (good.taxonomy_pred == good.taxonomy).mean() >= 0.8
+
+
+def test_missing_text_columns_are_reported(tiny_run: Path, tmp_path: Path) -> None:
+    (tmp_path / "in.csv").write_text("name,kind\na,b\n")
+    result = subprocess.run(SCRIPT + [str(tmp_path / "in.csv"), str(tmp_path / "o.csv"), "--run", str(tiny_run)],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "neither 'title' nor 'description'" in result.stderr
+    assert not (tmp_path / "o.csv").exists()
+
+
+@pytest.mark.e2e
+def test_through_the_server_matches_in_process(server, tiny_run: Path, events_csv: Path, tmp_path: Path) -> None:
+    code, body = server.call("management", "GET", "/models")
+    if '"events"' not in body:
+        assert server.call("management", "POST", "/models?url=events.mar&synchronous=true", timeout=600)[0] == 200
+    args = [str(events_csv), "--batch-size", "16", "--quiet", "--top-k", "1"]
+    local = subprocess.run(SCRIPT + [args[0], str(tmp_path / "a.csv"), "--run", str(tiny_run), *args[1:]])
+    remote = subprocess.run(SCRIPT + [args[0], str(tmp_path / "b.csv"), "--server", "events", *args[1:]])
+    assert local.returncode == 0 and remote.returncode == 0
+    a, b = pd.read_csv(tmp_path / "a.csv"), pd.read_csv(tmp_path / "b.csv")
+    assert list(a.subtaxonomy_pred) == list(b.subtaxonomy_pred)
