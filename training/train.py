@@ -86,6 +86,7 @@ class LevelJob:
     train: pd.DataFrame
     val: pd.DataFrame
     label_column: str
+    taxonomy: str | None = None  # set for a subtaxonomy model
 
 
 def _tokenized(frame: pd.DataFrame, labels: tuple[str, ...], column: str, tokenizer: Any, text: TextFormat):
@@ -115,12 +116,28 @@ def _freeze_lower_layers(model: Any, keep: int) -> None:
             param.requires_grad = True
 
 
-def _reset_head(model: Any) -> None:
-    """Fresh output layer, for a model that starts from another classifier's checkpoint."""
-    import torch
+def _init_head(model: Any, warmup: Path, paths: list[str] | None) -> None:
+    """The output layer of a model started from the path warm-up checkpoint.
 
-    torch.nn.init.normal_(model.classifier.weight, std=model.config.initializer_range)
-    torch.nn.init.zeros_(model.classifier.bias)
+    A subtaxonomy model takes the warm-up classifier's rows for its own paths, so it
+    starts as the all-data path classifier restricted to its taxonomy and fine-tuning only
+    refines it; the taxonomy model gets a fresh layer.
+    """
+    import torch
+    from safetensors.torch import load_file
+
+    head = model.classifier
+    with torch.no_grad():
+        if paths:
+            config = json.loads((warmup / "config.json").read_text())
+            index = {label: int(i) for i, label in config["id2label"].items()}
+            weights = load_file(str(warmup / "model.safetensors"))
+            rows = torch.tensor([index[p] for p in paths])
+            head.weight.copy_(weights["classifier.weight"][rows])
+            head.bias.copy_(weights["classifier.bias"][rows])
+        else:
+            torch.nn.init.normal_(head.weight, std=model.config.initializer_range)
+            torch.nn.init.zeros_(head.bias)
 
 
 def train_level(job: LevelJob, base: str, tokenizer: Any, text: TextFormat, args: argparse.Namespace,
@@ -142,7 +159,8 @@ def train_level(job: LevelJob, base: str, tokenizer: Any, text: TextFormat, args
         label2id={label: i for i, label in enumerate(labels)}, ignore_mismatched_sizes=True,
     )
     if from_classifier:
-        _reset_head(model)
+        paths = [path_label(job.taxonomy, sub) for sub in labels] if job.taxonomy else None
+        _init_head(model, Path(base), paths)
     if args.train_last_layers > 0:
         _freeze_lower_layers(model, args.train_last_layers)
 
@@ -227,11 +245,15 @@ def train_level(job: LevelJob, base: str, tokenizer: Any, text: TextFormat, args
 WARMUP = "paths (warm-up)"
 
 
+def path_label(taxonomy: str, subtaxonomy: str) -> str:
+    return f"{taxonomy} / {subtaxonomy}"
+
+
 def plan_jobs(hierarchy: Hierarchy, frame: pd.DataFrame, warmup: bool = False) -> list[LevelJob]:
     train, val = frame[frame.split == "train"], frame[frame.split == "val"]
     jobs = []
     if warmup:
-        paths = frame.taxonomy + " / " + frame.subtaxonomy
+        paths = [path_label(t, s) for t, s in zip(frame.taxonomy, frame.subtaxonomy)]
         frame = frame.assign(path=paths)
         train, val = frame[frame.split == "train"], frame[frame.split == "val"]
         jobs.append(LevelJob(WARMUP, "_warmup", Level(tuple(sorted(set(paths))), "_warmup"), train, val, "path"))
@@ -240,7 +262,7 @@ def plan_jobs(hierarchy: Hierarchy, frame: pd.DataFrame, warmup: bool = False) -
     for tax, level in hierarchy.subtaxonomies.items():
         if level.checkpoint:
             jobs.append(LevelJob(f"subtaxonomy:{tax}", level.checkpoint, level, train[train.taxonomy == tax],
-                                 val[val.taxonomy == tax], "subtaxonomy"))
+                                 val[val.taxonomy == tax], "subtaxonomy", tax))
     return jobs
 
 
