@@ -38,6 +38,7 @@ def test_run_directory_follows_the_contract(tiny_run: Path) -> None:
     assert [s["name"] for s in metrics["models"]][0] == "taxonomy"
     assert metrics["decoding"] == h.decoding and set(metrics["decoding_val_path_accuracy"]) == {"greedy", "joint"}
     report = (tiny_run / "report.md").read_text()
+    assert report.startswith("# Training report: tiny\n")
     assert "| test |" in report and "confusion_taxonomy.png" in report
     for png in ["confusion_taxonomy.png", "confusion_subtaxonomy_music.png", "curves_taxonomy.png",
                 "curves_subtaxonomy_sports.png"]:
@@ -101,3 +102,29 @@ def test_train_last_layers_freezes_the_rest(tiny_base: Path) -> None:
     assert any(n.startswith("distilbert.transformer.layer.1.") for n in trainable)
     assert not any(n.startswith(("distilbert.transformer.layer.0.", "distilbert.embeddings")) for n in trainable)
     assert {"classifier.weight", "pre_classifier.weight"} <= trainable
+
+
+def test_subtaxonomy_head_starts_from_the_warmup_rows_of_its_paths(tiny_base: Path, tmp_path: Path) -> None:
+    import torch
+
+    from training.train import _init_head
+
+    warm = AutoModelForSequenceClassification.from_pretrained(
+        tiny_base, num_labels=3, id2label={0: "a / x", 1: "a / y", 2: "b / z"}, label2id={"a / x": 0, "a / y": 1, "b / z": 2})
+    warm.save_pretrained(tmp_path / "warm")
+    sub = AutoModelForSequenceClassification.from_pretrained(tmp_path / "warm", num_labels=2,
+                                                             ignore_mismatched_sizes=True)
+    _init_head(sub, tmp_path / "warm", ["a / y", "a / x"])
+    assert torch.equal(sub.classifier.weight, warm.classifier.weight[[1, 0]])
+    assert torch.equal(sub.classifier.bias, warm.classifier.bias[[1, 0]])
+    assert torch.equal(sub.pre_classifier.weight, warm.pre_classifier.weight)
+
+
+def test_path_warmup_run(tiny_base: Path, events_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert train_main(["--data", str(events_csv), "--output", str(out), "--base-model", str(tiny_base),
+                       "--path-warmup-epochs", "2", "--epochs", "1", "--quiet", "--max-length", "16"]) == 0
+    names = [s["name"] for s in json.loads((out / "metrics.json").read_text())["models"]]
+    assert names[:2] == ["paths (warm-up)", "taxonomy"]
+    assert not (out / "_warmup").exists()
+    assert sorted(Hierarchy.load(out).checkpoints()) == ["subtaxonomy/music", "subtaxonomy/sports", "taxonomy"]

@@ -74,7 +74,7 @@ def _pct(x: float | None) -> str:
 
 def write_report(run_dir: Path, metrics: dict[str, Any], summaries: list[dict[str, Any]],
                  images: list[str], info: dict[str, Any]) -> Path:
-    lines = [f"# Training report: {run_dir.name}", ""]
+    lines = [f"# Training report: {info.get('run_name', run_dir.name)}", ""]
     lines += [f"Data: `{info['data']}` ({info['split']['source']} split: "
               + ", ".join(f"{k} {v}" for k, v in info["split"]["counts"].items()) + ")",
               f"Base model: `{info['base_model'].get('id') or info['base_model'].get('path')}`", ""]

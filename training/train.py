@@ -389,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(run_tmp / "_trainer", ignore_errors=True)
         shutil.rmtree(run_tmp / "_warmup", ignore_errors=True)
         info = {
+            "run_name": output.name,
             "data": str(Path(args.data).resolve()),
             "args": {k: v for k, v in vars(args).items()},
             "split": {"source": split_report.source, "counts": split_report.counts,
