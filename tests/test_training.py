@@ -86,7 +86,7 @@ def test_overwrite_replaces_only_after_success(tiny_base: Path, events_csv: Path
     out.mkdir()
     (out / "old.txt").write_text("old run")
     args = ["--data", str(events_csv), "--output", str(out), "--base-model", str(tiny_base), "--epochs", "1",
-            "--quiet", "--train-last-layers", "1", "--class-weights", "balanced", "--max-length", "16"]
+            "--path-warmup-epochs", "0", "--quiet", "--train-last-layers", "1", "--class-weights", "balanced", "--max-length", "16"]
     assert train_main(args + ["--overwrite"]) == 0
     assert not (out / "old.txt").exists() and (out / "hierarchy.json").is_file()
     summary = json.loads((out / "metrics.json").read_text())["models"]

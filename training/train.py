@@ -48,10 +48,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     m.add_argument("--base-model", default=None,
                    help="hub id or local folder; default: the embedded all-MiniLM-L6-v2 converted to DistilBERT")
     m.add_argument("--max-length", type=int, default=128, help="tokens per text; longer texts are truncated")
-    m.add_argument("--path-warmup-epochs", type=float, default=0,
+    m.add_argument("--path-warmup-epochs", type=float, default=3,
                    help="first fine-tune the base on full paths (every taxonomy/subtaxonomy pair as one "
                         "class) for this many epochs; every classifier then starts from that encoder, so "
-                        "each small subtaxonomy model inherits what all the data taught (0: off)")
+                        "each small subtaxonomy model inherits what all the data taught (default 3; 0: off)")
     m.add_argument("--train-last-layers", type=int, default=0,
                    help="train only the last K transformer layers plus the head (faster); 0 trains all")
 
