@@ -50,8 +50,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--per-level", action="store_true", help="also build one archive per checkpoint")
     p.add_argument("--force", action="store_true", help="replace archives that already exist")
     c = p.add_argument_group("model-config.yaml (how TorchServe runs the model)")
-    c.add_argument("--batch-size", type=int, default=8, help="requests TorchServe gathers into one handler call")
-    c.add_argument("--max-batch-delay", type=int, default=10, help="ms TorchServe waits to fill a batch")
+    # Defaults measured with scripts/bench.py on 2 cores (README, Results): one worker with two
+    # threads, batches of up to 32 gathered for at most 5 ms.
+    c.add_argument("--batch-size", type=int, default=32, help="requests TorchServe gathers into one handler call")
+    c.add_argument("--max-batch-delay", type=int, default=5, help="ms TorchServe waits to fill a batch")
     c.add_argument("--workers", type=int, default=1, help="worker processes (min and max)")
     c.add_argument("--threads", type=int, default=2, help="torch threads per worker")
     c.add_argument("--response-timeout", type=int, default=60, help="seconds before a stuck worker is restarted")
