@@ -171,7 +171,6 @@ class Cascade:
         for i in range(n):
             paths = []
             for tt, pr in sub_probs[i].items():
-                tl = h.taxonomy.labels[tt]
                 pt = float(tax_probs[i, tt])
                 paths += [(pt * float(ps), tt, j) for j, ps in enumerate(pr.tolist())]
             paths.sort(key=lambda p: -p[0])
