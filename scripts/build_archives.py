@@ -112,8 +112,8 @@ def check_int8(run_dir: Path, data: str | None, max_drop: float) -> str | None:
     val = val[val.split == "val"]
     if val.empty:
         return f"{data} has no validation rows to check int8 on"
-    fp32 = evaluate_frame(Cascade(run_dir), val)[0]["path_accuracy"]
-    int8 = evaluate_frame(Cascade(run_dir, quantize="int8"), val)[0]["path_accuracy"]
+    fp32 = evaluate_frame(Cascade(run_dir), val).scores["path_accuracy"]
+    int8 = evaluate_frame(Cascade(run_dir, quantize="int8"), val).scores["path_accuracy"]
     drop = 100 * (fp32 - int8)
     print(f"int8 check on {len(val)} val events: path accuracy fp32 {100 * fp32:.2f}, int8 {100 * int8:.2f} "
           f"(drop {drop:.2f} points, limit {max_drop})", flush=True)

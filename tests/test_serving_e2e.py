@@ -58,7 +58,7 @@ def test_served_answers_equal_offline_evaluation(registered, tiny_run: Path, eve
     rows = frame[frame.split == "test"]
     from handlers.cascade import Cascade
 
-    _, offline = evaluate_frame(Cascade(tiny_run), rows)
+    offline = evaluate_frame(Cascade(tiny_run), rows).answers
     events = rows[["title", "description"]].to_dict("records")
     code, body = predict(registered, json.dumps([{**e, "top_k": 1} for e in events]))
     assert code == 200

@@ -13,7 +13,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
@@ -23,8 +23,14 @@ from training.data import Columns, DataError, load_events, split_events
 from training.metrics import cascade_scores
 
 
-def evaluate_frame(cascade: Cascade, frame: pd.DataFrame, batch_size: int = 256) -> tuple[dict[str, Any], list[dict]]:
-    """Metrics and the raw answers for the rows of ``frame`` (one split)."""
+class Evaluation(NamedTuple):
+    scores: dict[str, Any]
+    answers: list[dict]
+    given: list[str]  # each row's subtaxonomy when its true taxonomy is given
+
+
+def evaluate_frame(cascade: Cascade, frame: pd.DataFrame, batch_size: int = 256) -> Evaluation:
+    """Metrics, answers and taxonomy-given subtaxonomies for the rows of ``frame`` (one split)."""
     events = frame[["title", "description"]].to_dict("records")
     known = set(cascade.hierarchy.taxonomy.labels)
     unknown = sorted(set(frame.taxonomy) - known)
@@ -35,7 +41,7 @@ def evaluate_frame(cascade: Cascade, frame: pd.DataFrame, batch_size: int = 256)
         answers += cascade.predict(events[start : start + batch_size], top_k=1)
     given = cascade.subtaxonomy_given(events, list(frame.taxonomy))
     scores = cascade_scores(list(frame.taxonomy), list(frame.subtaxonomy), answers, given)
-    return scores, answers
+    return Evaluation(scores, answers, given)
 
 
 def splits_of(run_dir: Path, data: str, columns: Columns | None = None) -> pd.DataFrame:
@@ -77,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             raise DataError(f"no rows in split {args.split!r}")
         cascade = Cascade(args.run, max_batch=args.batch_size, decoding=args.decoding)
         started = time.perf_counter()
-        scores, _ = evaluate_frame(cascade, frame)
+        scores = evaluate_frame(cascade, frame).scores
         seconds = time.perf_counter() - started
     except (DataError, HierarchyError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -266,18 +266,24 @@ def plan_jobs(hierarchy: Hierarchy, frame: pd.DataFrame, warmup: bool = False) -
     return jobs
 
 
-def choose_decoding(cascade: Any, val: pd.DataFrame, wanted: str, run_tmp: Path, metrics: dict[str, Any]) -> None:
-    """Settle hierarchy.json's decoding: as asked, or whichever is better on val."""
+def choose_decoding(cascade: Any, val: pd.DataFrame, wanted: str, run_tmp: Path,
+                    metrics: dict[str, Any]) -> dict[str, Any]:
+    """Settle hierarchy.json's decoding: as asked, or whichever is better on val.
+
+    Returns the val evaluation of each mode tried, so it is not computed again.
+    """
     import dataclasses
 
     from training.evaluate import evaluate_frame
 
     choice = "greedy" if wanted == "auto" and val.empty else wanted
+    tried = {}
     if choice == "auto":
         scores = {}
         for mode in ("greedy", "joint"):
             cascade.decoding = mode
-            scores[mode] = evaluate_frame(cascade, val)[0]["path_accuracy"]
+            tried[mode] = evaluate_frame(cascade, val)
+            scores[mode] = tried[mode].scores["path_accuracy"]
         choice = "joint" if scores["joint"] > scores["greedy"] else "greedy"
         metrics["decoding_val_path_accuracy"] = scores
         print(f"decoding on val: greedy {scores['greedy']:.4f}, joint {scores['joint']:.4f} -> {choice}", flush=True)
@@ -285,6 +291,7 @@ def choose_decoding(cascade: Any, val: pd.DataFrame, wanted: str, run_tmp: Path,
     cascade.hierarchy = dataclasses.replace(cascade.hierarchy, decoding=choice)
     cascade.hierarchy.save(run_tmp)
     metrics["decoding"] = choice
+    return tried
 
 
 def evaluate_and_report(run_tmp: Path, frame: pd.DataFrame, summaries: list[dict[str, Any]],
@@ -297,32 +304,32 @@ def evaluate_and_report(run_tmp: Path, frame: pd.DataFrame, summaries: list[dict
     cascade = Cascade(run_tmp, max_batch=batch_size)
     hierarchy = cascade.hierarchy
     metrics: dict[str, Any] = {"splits": {}}
-    choose_decoding(cascade, frame[frame.split == "val"], info["args"]["decoding"], run_tmp, metrics)
+    tried = choose_decoding(cascade, frame[frame.split == "val"], info["args"]["decoding"], run_tmp, metrics)
     last = None
     for split in ("val", "test"):
         rows = frame[frame.split == split]
         if rows.empty:
             continue
-        scores, answers = evaluate_frame(cascade, rows)
-        metrics["splits"][split] = scores
-        print(summary_line(split, scores), flush=True)
-        last = (split, rows, answers)
+        result = tried.get(metrics["decoding"]) if split == "val" else None
+        result = result or evaluate_frame(cascade, rows)
+        metrics["splits"][split] = result.scores
+        print(summary_line(split, result.scores), flush=True)
+        last = (split, rows, result)
     metrics["models"] = [{k: v for k, v in s.items() if k != "history"} for s in summaries]
     images = []
     if last is not None:
-        split, rows, answers = last
-        plot_confusion(list(rows.taxonomy), [a["taxonomy"]["label"] for a in answers], hierarchy.taxonomy.labels,
+        split, rows, result = last
+        plot_confusion(list(rows.taxonomy), [a["taxonomy"]["label"] for a in result.answers], hierarchy.taxonomy.labels,
                        f"taxonomy ({split})", run_tmp / "confusion_taxonomy.png")
         images.append("confusion_taxonomy.png")
         for tax, level in hierarchy.subtaxonomies.items():
             if not level.checkpoint:
                 continue
-            mine = rows[rows.taxonomy == tax]
-            if mine.empty:
+            mine = [i for i, t in enumerate(rows.taxonomy) if t == tax]
+            if not mine:
                 continue
-            given = cascade.subtaxonomy_given(mine[["title", "description"]].to_dict("records"), list(mine.taxonomy))
             name = f"confusion_{level.checkpoint.replace('/', '_')}.png"
-            plot_confusion(list(mine.subtaxonomy), given, level.labels,
+            plot_confusion([rows.subtaxonomy.iloc[i] for i in mine], [result.given[i] for i in mine], level.labels,
                            f"{tax}: subtaxonomy given taxonomy ({split})", run_tmp / name)
             images.append(name)
     for s in summaries:
