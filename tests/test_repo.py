@@ -25,10 +25,11 @@ def pins(lines: list[str]) -> dict[str, str]:
 
 def test_environment_yml_matches_requirements() -> None:
     runtime = pins((ROOT / "requirements.txt").read_text().splitlines())
+    extras = pins((ROOT / "requirements-extras.txt").read_text().splitlines())
     dev = pins((ROOT / "requirements-dev.txt").read_text().splitlines())
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    assert pins(pip_section) == {**runtime, **dev}
+    assert pins(pip_section) == {**runtime, **extras, **dev}
     conda = [d for d in env["dependencies"] if isinstance(d, str)]
     assert "python=3.11" in conda and any(d.startswith("openjdk") for d in conda)
     assert runtime["torch"] == "2.13.0" and runtime["torchserve"] == "0.12.0"

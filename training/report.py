@@ -100,6 +100,8 @@ def write_report(run_dir: Path, metrics: dict[str, Any], summaries: list[dict[st
     for s in summaries:
         best = "–" if s["best_val_accuracy"] is None else f"{100 * s['best_val_accuracy']:.2f}"
         lines.append(f"| {s['name']} | {s['labels']} | {s['train_rows']} | {s['epochs_run']} | {best} | {s['seconds']:.0f} |")
+    if metrics.get("energy"):
+        lines += [""] + energy_lines(metrics["energy"])
     main_split = "test" if "test" in metrics["splits"] else "val"
     m = metrics["splits"][main_split]
     lines += ["", f"## Per class ({main_split})", "", "### Taxonomy", "",
@@ -117,3 +119,18 @@ def write_report(run_dir: Path, metrics: dict[str, Any], summaries: list[dict[st
     path = run_dir / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def energy_lines(energy: dict[str, Any]) -> list[str]:
+    """The report.md section: figures first, then how they were obtained."""
+    return [
+        "## Energy (training)",
+        "",
+        f"- {energy['energy_kwh'] * 1000:.3g} Wh in {energy['seconds']:.0f} s "
+        f"(CPU {energy['cpu_kwh'] * 1000:.3g} Wh, RAM {energy['ram_kwh'] * 1000:.3g} Wh, "
+        f"GPU {energy['gpu_kwh'] * 1000:.3g} Wh)",
+        f"- {energy['co2_kg'] * 1000:.3g} g CO2-eq at the {energy['country']} grid average",
+        f"- {energy['tool']}, hardware: {energy['measured_by']}. An estimate, not a meter reading.",
+        "",
+    ]
+

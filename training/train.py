@@ -29,6 +29,7 @@ import pandas as pd
 
 from handlers.hierarchy import TOKENIZER_DIR, Hierarchy, Level, TextFormat, build_hierarchy
 from training.data import Columns, DataError, load_events, split_events
+from training.tracking import DEFAULT_EXPERIMENT, EnergyMeter, ExtraMissing, MlflowTracker
 
 logger = logging.getLogger("training")
 
@@ -73,6 +74,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "likeliest taxonomies) scores better on val")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    x = p.add_argument_group("tracking and energy (optional extras: scripts/setup.sh --extras)")
+    x.add_argument("--tracking-uri", nargs="?", const="mlruns", default=None, metavar="URI",
+                   help="log params, per-epoch metrics of every model, plots and report to MLflow; "
+                        "without a value: a local store in ./mlruns (view it with "
+                        "mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db)")
+    x.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="MLflow experiment name")
+    x.add_argument("--energy", action="store_true",
+                   help="estimate training energy and CO2 with codecarbon (offline) into metrics.json and report.md")
+    x.add_argument("--energy-country", default="USA",
+                   help="ISO 3166 alpha-3 code of the grid whose carbon intensity applies (default: USA)")
     return p.parse_args(argv)
 
 
@@ -141,10 +153,12 @@ def _init_head(model: Any, warmup: Path, paths: list[str] | None) -> None:
 
 
 def train_level(job: LevelJob, base: str, tokenizer: Any, text: TextFormat, args: argparse.Namespace,
-                run_tmp: Path, sub: bool, from_classifier: bool = False) -> dict[str, Any]:
+                run_tmp: Path, sub: bool, from_classifier: bool = False,
+                callbacks: list[Any] | None = None) -> dict[str, Any]:
     """Fine-tune one classifier with the Trainer and save it as a stock checkpoint.
 
     ``from_classifier``: ``base`` is the path warm-up checkpoint, whose head is replaced.
+    ``callbacks``: extra TrainerCallbacks (experiment tracking).
     """
     import torch
     from transformers import (AutoModelForSequenceClassification, DataCollatorWithPadding,
@@ -216,7 +230,8 @@ def train_level(job: LevelJob, base: str, tokenizer: Any, text: TextFormat, args
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=accuracy,
         compute_loss_func=loss_func,
-        callbacks=[EarlyStoppingCallback(early_stopping_patience=args.patience)] if val_ds is not None else [],
+        callbacks=([EarlyStoppingCallback(early_stopping_patience=args.patience)] if val_ds is not None else [])
+        + list(callbacks or []),
     )
     trainer.train()
     trainer.model.save_pretrained(run_tmp / job.folder, safe_serialization=True)
@@ -295,7 +310,7 @@ def choose_decoding(cascade: Any, val: pd.DataFrame, wanted: str, run_tmp: Path,
 
 
 def evaluate_and_report(run_tmp: Path, frame: pd.DataFrame, summaries: list[dict[str, Any]],
-                        info: dict[str, Any], batch_size: int) -> dict[str, Any]:
+                        info: dict[str, Any], batch_size: int, energy: dict[str, Any] | None = None) -> dict[str, Any]:
     """Score val and test through the serving cascade, then write metrics, plots, report."""
     from handlers.cascade import Cascade
     from training.evaluate import evaluate_frame, summary_line
@@ -316,6 +331,8 @@ def evaluate_and_report(run_tmp: Path, frame: pd.DataFrame, summaries: list[dict
         print(summary_line(split, result.scores), flush=True)
         last = (split, rows, result)
     metrics["models"] = [{k: v for k, v in s.items() if k != "history"} for s in summaries]
+    if energy:
+        metrics["energy"] = energy
     images = []
     if last is not None:
         split, rows, result = last
@@ -364,6 +381,15 @@ def main(argv: list[str] | None = None) -> int:
     if unseen:
         print(f"warning: subtaxonomies with no training rows (cannot be predicted): {', '.join(unseen[:10])}", flush=True)
 
+    try:
+        tracker = MlflowTracker(args.tracking_uri, args.experiment, output.name) if args.tracking_uri else None
+        meter = EnergyMeter(args.energy_country) if args.energy else None
+    except (ExtraMissing, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if tracker is not None:
+        tracker.log_params(vars(args))
+
     import torch
     from transformers import AutoTokenizer, set_seed
 
@@ -379,20 +405,26 @@ def main(argv: list[str] | None = None) -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
     run_tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent))
     started = time.perf_counter()
+    summaries: list[dict[str, Any]] = []
+    metrics = None
     try:
         tokenizer = AutoTokenizer.from_pretrained(base)
         tokenizer.save_pretrained(run_tmp / TOKENIZER_DIR)
         hierarchy.save(run_tmp)
         jobs = plan_jobs(hierarchy, frame, warmup=args.path_warmup_epochs > 0)
-        summaries = []
         start = base
+        if meter is not None:
+            meter.start()
         for number, job in enumerate(jobs, start=1):
             print(f"== [{number}/{len(jobs)}] {job.name}: {len(job.level.labels)} labels, "
                   f"{len(job.train)} train / {len(job.val)} val rows", flush=True)
+            callbacks = [tracker.callback(job.folder)] if tracker is not None else []
             summaries.append(train_level(job, start, tokenizer, text, args, run_tmp,
-                                         job.name not in ("taxonomy", WARMUP), start != base))
+                                         job.name not in ("taxonomy", WARMUP), start != base, callbacks))
             if job.name == WARMUP:
                 start = str(run_tmp / job.folder)
+        energy = meter.stop() if meter is not None else None
+        meter = None
         shutil.rmtree(run_tmp / "_trainer", ignore_errors=True)
         shutil.rmtree(run_tmp / "_warmup", ignore_errors=True)
         info = {
@@ -405,13 +437,21 @@ def main(argv: list[str] | None = None) -> int:
             "train_seconds": round(time.perf_counter() - started, 1),
             "torch": torch.__version__,
         }
-        evaluate_and_report(run_tmp, frame, summaries, info, args.eval_batch_size)
+        if tracker is not None:
+            info["tracking"] = {"uri": tracker.uri, "experiment": args.experiment, "run_id": tracker.run_id}
+        metrics = evaluate_and_report(run_tmp, frame, summaries, info, args.eval_batch_size, energy)
         info["total_seconds"] = round(time.perf_counter() - started, 1)
         (run_tmp / "training.json").write_text(json.dumps(info, indent=2) + "\n")
         _replace(run_tmp, output)
     except BaseException:
         shutil.rmtree(run_tmp, ignore_errors=True)
+        if meter is not None:
+            meter.stop()
+        if tracker is not None:
+            tracker.finish(None, None, summaries)
         raise
+    if tracker is not None:
+        tracker.finish(output, metrics, summaries)
     print(f"run directory: {output} ({info['total_seconds']:.0f}s); report: {output / 'report.md'}", flush=True)
     return 0
 
