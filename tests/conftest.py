@@ -20,6 +20,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import tsctl  # noqa: E402
 
+from tests.serving import script  # noqa: E402
 from tests.tiny import make_tiny_base, tiny_events, write_csv  # noqa: E402
 
 # Tests run on 2-core CI machines; keep every torch in this process to its share.
@@ -85,3 +86,14 @@ def server(tmp_path_factory: pytest.TempPathFactory, model_store: Path):
         subprocess.run([str(ROOT / "scripts" / "serve.sh"), "stop"], env={**os.environ, **env}, timeout=120)
         for key in env:
             os.environ.pop(key, None)
+
+
+@pytest.fixture(scope="module")
+def registered(server):
+    """The server with events.mar registered afresh (one worker) for this test module."""
+    if '"events"' in script("manage.sh", "list").stdout:  # another test module registered it
+        assert script("manage.sh", "unregister", "events").returncode == 0
+    result = script("manage.sh", "register", "events.mar", "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    assert "registered" in result.stdout
+    return server

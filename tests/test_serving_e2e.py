@@ -10,26 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.serving import script
 from training.data import load_events, split_events
 from training.evaluate import evaluate_frame
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def script(name: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([str(ROOT / "scripts" / name), *args], input=stdin, capture_output=True, text=True,
-                          timeout=600)
-
-
-@pytest.fixture(scope="module")
-def registered(server):
-    if '"events"' in script("manage.sh", "list").stdout:  # another test module registered it
-        assert script("manage.sh", "unregister", "events").returncode == 0
-    result = script("manage.sh", "register", "events.mar", "--workers", "1")
-    assert result.returncode == 0, result.stderr
-    assert "registered" in result.stdout
-    return server
 
 
 def predict(server, body: bytes | str, content_type: str = "application/json", key: str | None = "inference"):
