@@ -18,6 +18,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from handlers.hierarchy import TOKENIZER_DIR, Hierarchy, Level, check_run_dir
+from handlers.onnx_int8 import ONNX_FILE, OnnxClassifier
 
 Event = Mapping[str, Any]
 
@@ -34,6 +35,9 @@ class Cascade:
     the path with the highest product, so a confident second level can overrule an unsure
     first one. Training picks the one that scores better on the validation split. Either way
     the prediction does not depend on ``top_k``.
+
+    ``quantize="int8"`` runs each checkpoint's ``model.int8.onnx`` (see handlers/onnx_int8.py)
+    with ONNX Runtime instead of the fp32 safetensors with torch.
     """
 
     def __init__(
@@ -57,17 +61,22 @@ class Cascade:
         self.beam_width = max(1, int(beam_width))
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.run_dir / TOKENIZER_DIR))
         self.pad_id = self.tokenizer.pad_token_id or 0
-        self.models: dict[str, torch.nn.Module] = {}
+        if quantize not in (None, "", "int8"):
+            raise ValueError(f"quantize must be 'int8' or empty, not {quantize!r}")
+        self.models: dict[str, Any] = {}
         for folder in self.hierarchy.checkpoints():
+            if quantize == "int8":
+                # The int8 ONNX export that build_archives.py --quantize int8 made (CPU only).
+                path = self.run_dir / folder / ONNX_FILE
+                if not path.is_file():
+                    raise ValueError(f"{path} not found: int8 archives are built with "
+                                     "scripts/build_archives.py --quantize int8")
+                self.models[folder] = OnnxClassifier(path)
+                continue
             model = AutoModelForSequenceClassification.from_pretrained(
                 str(self.run_dir / folder), use_safetensors=True
             )
-            model = model.to(self.device).eval()
-            if quantize == "int8":
-                model = quantize_int8(model)
-            elif quantize:
-                raise ValueError(f"quantize must be 'int8' or empty, not {quantize!r}")
-            self.models[folder] = model
+            self.models[folder] = model.to(self.device).eval()
 
     # -- text -> token ids ---------------------------------------------------------------
     def encode(self, events: Sequence[Event]) -> list[list[int]]:
@@ -197,21 +206,6 @@ class Cascade:
                 }
             )
         return answers
-
-
-def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
-    """Dynamic int8 on every Linear layer: weights stored int8, activations quantized per batch.
-
-    Done at load time, so archives keep stock fp32 safetensors checkpoints; the CPU runs
-    the int8 matrix products (fbgemm/onednn), which is where a small encoder spends its time.
-    """
-    import warnings
-
-    from torch.ao.quantization import quantize_dynamic
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return quantize_dynamic(model.cpu(), {torch.nn.Linear}, dtype=torch.qint8)
 
 
 def _round(x: float) -> float:

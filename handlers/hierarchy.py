@@ -231,7 +231,8 @@ def check_run_dir(run_dir: str | Path) -> Hierarchy:
         config_path = folder / "config.json"
         if not config_path.is_file():
             raise HierarchyError(f"checkpoint for {name!r} is missing: {config_path} not found")
-        if not (folder / "model.safetensors").is_file():
+        # fp32 safetensors, or the int8 ONNX export that int8 archives carry instead.
+        if not (folder / "model.safetensors").is_file() and not (folder / "model.int8.onnx").is_file():
             raise HierarchyError(f"checkpoint for {name!r} has no model.safetensors in {folder}")
         try:
             config = json.loads(config_path.read_text(encoding="utf-8"))

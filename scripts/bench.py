@@ -70,7 +70,15 @@ def ceiling(run: Path, events: list[dict], batch_sizes: list[int], threads: int,
     from handlers.cascade import Cascade
 
     torch.set_num_threads(threads)
-    cascade = Cascade(run, max_batch=max(batch_sizes), quantize=quantize)
+    with tempfile.TemporaryDirectory(prefix="bench-int8-") as tmp:
+        source = run
+        if quantize:  # the same int8 ONNX exports an int8 archive carries
+            from build_archives import export_run_int8
+            from handlers.hierarchy import check_run_dir
+
+            source = Path(tmp) / "run"
+            export_run_int8(run, check_run_dir(run), source)
+        cascade = Cascade(source, max_batch=max(batch_sizes), quantize=quantize)
     cascade.predict(events[:8])  # warm-up
     results = []
     for b in batch_sizes:

@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from handlers.hierarchy import (  # noqa: E402
 
 HANDLER = ROOT / "handlers" / "event_handler.py"
 # The modules the handler imports; they travel as the package ``handlers`` in the archive.
-PACKAGE_MODULES = ("__init__.py", "cascade.py", "hierarchy.py", "parsing.py")
+PACKAGE_MODULES = ("__init__.py", "cascade.py", "hierarchy.py", "onnx_int8.py", "parsing.py")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -61,8 +62,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     c.add_argument("--top-k", type=int, default=3, help="paths returned when a request does not say")
     c.add_argument("--max-items", type=int, default=64, help="largest JSON array accepted in one request")
     q = p.add_argument_group("int8")
-    q.add_argument("--quantize", choices=["int8"], help="serve with dynamic int8 Linear layers (CPU), after "
-                   "checking the accuracy cost on the run's validation split")
+    q.add_argument("--quantize", choices=["int8"], help="serve int8 ONNX exports with ONNX Runtime (CPU) instead of "
+                   "fp32 torch, after checking the accuracy cost on the run's validation split")
     q.add_argument("--data", help="events table for that check (default: the one the run was trained on)")
     q.add_argument("--max-drop", type=float, default=0.5,
                    help="largest val path-accuracy drop, in points, that --quantize accepts (default 0.5)")
@@ -91,10 +92,29 @@ def model_config(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def check_int8(run_dir: Path, data: str | None, max_drop: float) -> str | None:
+def export_run_int8(run_dir: Path, hierarchy: Hierarchy, dest: Path) -> None:
+    """A copy of the run whose checkpoints are int8 ONNX exports (config.json kept for its labels)."""
+    from handlers.onnx_int8 import ONNX_FILE, export_int8
+
+    dest.mkdir(parents=True)
+    hierarchy.save(dest)
+    shutil.copytree(run_dir / TOKENIZER_DIR, dest / TOKENIZER_DIR)
+    folders = hierarchy.checkpoints()
+    for number, folder in enumerate(folders, start=1):
+        started = time.perf_counter()
+        (dest / folder).mkdir(parents=True)
+        shutil.copy2(run_dir / folder / "config.json", dest / folder / "config.json")
+        export_int8(run_dir / folder, dest / folder / ONNX_FILE)
+        size = (dest / folder / ONNX_FILE).stat().st_size / 1e6
+        print(f"[{number}/{len(folders)}] {folder}: int8 ONNX {size:.1f} MB "
+              f"({time.perf_counter() - started:.1f}s)", flush=True)
+
+
+def check_int8(run_dir: Path, int8_dir: Path, data: str | None, max_drop: float) -> str | None:
     """Refuse int8 when it costs more than ``max_drop`` points of val path accuracy.
 
-    Returns an error message, or None when int8 is acceptable.
+    Compares the fp32 run with the very int8 files that go into the archive. Returns an
+    error message, or None when int8 is acceptable.
     """
     from handlers.cascade import Cascade
     from training.data import DataError
@@ -113,7 +133,7 @@ def check_int8(run_dir: Path, data: str | None, max_drop: float) -> str | None:
     if val.empty:
         return f"{data} has no validation rows to check int8 on"
     fp32 = evaluate_frame(Cascade(run_dir), val).scores["path_accuracy"]
-    int8 = evaluate_frame(Cascade(run_dir, quantize="int8"), val).scores["path_accuracy"]
+    int8 = evaluate_frame(Cascade(int8_dir, quantize="int8"), val).scores["path_accuracy"]
     drop = 100 * (fp32 - int8)
     print(f"int8 check on {len(val)} val events: path accuracy fp32 {100 * fp32:.2f}, int8 {100 * int8:.2f} "
           f"(drop {drop:.2f} points, limit {max_drop})", flush=True)
@@ -129,7 +149,8 @@ def stage(run_dir: Path, hierarchy: Hierarchy, dest: Path) -> None:
     shutil.copytree(run_dir / TOKENIZER_DIR, dest / TOKENIZER_DIR)
     for folder in hierarchy.checkpoints():
         (dest / folder).mkdir(parents=True)
-        for item in ["config.json", *sorted(p.name for p in (run_dir / folder).glob("*.safetensors"))]:
+        weights = sorted(p.name for p in (run_dir / folder).iterdir() if p.suffix in (".safetensors", ".onnx"))
+        for item in ["config.json", *weights]:
             shutil.copy2(run_dir / folder / item, dest / folder / item)
     package = dest / "handlers"
     package.mkdir()
@@ -194,16 +215,25 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [(name, dataclasses.replace(hierarchy, name=name))]
     if args.per_level:
         jobs += per_level_hierarchies(name, hierarchy)
-    if args.quantize:
-        problem = check_int8(run_dir, args.data, args.max_drop)
-        if problem:
-            print(f"error: {problem}", file=sys.stderr)
-            return 1
     config = model_config(args)
+    with tempfile.TemporaryDirectory(prefix="mar-int8-") as int8_tmp:
+        source = run_dir
+        if args.quantize:
+            source = Path(int8_tmp) / "run"
+            export_run_int8(run_dir, hierarchy, source)
+            problem = check_int8(run_dir, source, args.data, args.max_drop)
+            if problem:
+                print(f"error: {problem}", file=sys.stderr)
+                return 1
+        return build_all(jobs, source, config, store, args)
+
+
+def build_all(jobs: list[tuple[str, Hierarchy]], source: Path, config: dict[str, Any], store: Path,
+              args: argparse.Namespace) -> int:
     for arch_name, arch_hierarchy in jobs:
         with tempfile.TemporaryDirectory(prefix="mar-stage-") as tmp:
             staged = Path(tmp) / "stage"
-            stage(run_dir, arch_hierarchy, staged)
+            stage(source, arch_hierarchy, staged)
             try:
                 path = archive(arch_name, staged, config, store, args.version, args.force, Path(args.handler))
             except (FileExistsError, RuntimeError) as exc:

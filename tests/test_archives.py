@@ -12,10 +12,13 @@ import time
 import zipfile
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = [sys.executable, str(ROOT / "scripts" / "build_archives.py")]
+sys.path.insert(0, str(ROOT / "scripts"))
+from build_archives import export_run_int8  # noqa: E402
 
 
 def build(*args: str) -> subprocess.CompletedProcess:
@@ -95,17 +98,29 @@ def test_int8_build_is_gated_on_validation_accuracy(tiny_run: Path, events_csv: 
     accepted = build("--run", str(tiny_run), "--name", "q", "--model-store", str(store), "--quantize", "int8",
                      "--max-drop", "100")  # the table comes from the run's training.json
     assert accepted.returncode == 0, accepted.stderr
+    assert "int8 ONNX" in accepted.stdout  # per-checkpoint export progress
     with zipfile.ZipFile(store / "q.mar") as mar:
         assert yaml.safe_load(mar.read("model-config.yaml"))["handler"]["quantize"] == "int8"
+        names = set(mar.namelist())
+    # The int8 archive carries the ONNX exports instead of the fp32 weights.
+    assert {"taxonomy/model.int8.onnx", "subtaxonomy/music/model.int8.onnx", "handlers/onnx_int8.py"} <= names
+    assert not [n for n in names if n.endswith(".safetensors")]
 
 
-def test_int8_cascade_loads_and_predicts(tiny_run: Path) -> None:
-    import torch
-
+def test_int8_cascade_agrees_with_fp32(tiny_run: Path, events_csv: Path, tmp_path: Path) -> None:
     from handlers.cascade import Cascade
+    from handlers.hierarchy import check_run_dir
+    from handlers.onnx_int8 import OnnxClassifier
+    from training.data import load_events
 
-    cascade = Cascade(tiny_run, quantize="int8")
-    kinds = {type(m) for m in cascade.models["taxonomy"].modules()}
-    assert torch.ao.nn.quantized.dynamic.Linear in kinds and torch.nn.Linear not in kinds
-    answer = cascade.predict([{"title": "saxophone trio"}])[0]
-    assert answer["path"][0] in cascade.hierarchy.taxonomy.labels
+    with pytest.raises(ValueError, match="model.int8.onnx not found"):
+        Cascade(tiny_run, quantize="int8")
+    export_run_int8(tiny_run, check_run_dir(tiny_run), tmp_path / "int8")
+    int8, fp32 = Cascade(tmp_path / "int8", quantize="int8"), Cascade(tiny_run)
+    assert isinstance(int8.models["taxonomy"], OnnxClassifier)
+    events = load_events(events_csv).head(60).to_dict("records")
+    ids = fp32.encode(events)
+    for level in (fp32.hierarchy.taxonomy, fp32.hierarchy.subtaxonomies["music"]):
+        a, b = fp32.level_probs(level, ids), int8.level_probs(level, ids)
+        assert (a - b).abs().max() < 0.05, level.checkpoint
+    assert [x["path"] for x in int8.predict(events)] == [x["path"] for x in fp32.predict(events)]
