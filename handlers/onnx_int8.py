@@ -10,6 +10,7 @@ the archive then carries ``model.int8.onnx`` instead of the fp32 safetensors.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import warnings
 from pathlib import Path
@@ -46,11 +47,18 @@ def export_int8(checkpoint: str | Path, out: str | Path) -> Path:
                               "logits": {0: "batch"}},
                 opset_version=17, dynamo=False,
             )
-        # num_heads/hidden_size 0: read from the graph, so any BERT-family checkpoint works.
-        optimizer.optimize_model(str(fp32), model_type="bert", num_heads=0, hidden_size=0,
-                                 opt_level=1).save_model_to_file(str(fused))
-        quantize_dynamic(str(fused), str(out), weight_type=QuantType.QInt8,
-                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        # The attention fusion needs the head count and width: it cannot read them off this graph.
+        config = model.config
+        heads = getattr(config, "n_heads", None) or config.num_attention_heads
+        width = getattr(config, "dim", None) or config.hidden_size
+        logging.disable(logging.WARNING)  # ONNX Runtime's tools warn about steps that do not apply here
+        try:
+            optimizer.optimize_model(str(fp32), model_type="bert", num_heads=heads, hidden_size=width,
+                                     opt_level=1).save_model_to_file(str(fused))
+            quantize_dynamic(str(fused), str(out), weight_type=QuantType.QInt8,
+                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        finally:
+            logging.disable(logging.NOTSET)
     return out
 
 
