@@ -72,9 +72,15 @@ class OnnxClassifier:
         options.intra_op_num_threads = max(1, threads or torch.get_num_threads())
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # Each session has its own thread pool whose threads by default spin after a run;
+        # with one session per checkpoint, idle sessions' spinning threads took the cores
+        # from the busy one, and the int8 cascade ran slower than fp32. A process-wide
+        # pool (spinning) measured faster at batch 1 but slower at batch 8 and 32.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
         (logits,) = self.session.run(["logits"], {"input_ids": input_ids.cpu().numpy(),
                                                   "attention_mask": attention_mask.cpu().numpy()})
         return SimpleNamespace(logits=torch.from_numpy(logits))
+
