@@ -20,6 +20,7 @@ import argparse
 import http.client
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -98,6 +99,7 @@ def ceiling(run: Path, events: list[dict], batch_sizes: list[int], threads: int,
 
 
 # -- served --------------------------------------------------------------------------------
+WRK_SECONDS = 20.0
 class Served:
     """A TorchServe of its own (free loopback ports, temp serve dir) with one archive registered."""
 
@@ -181,6 +183,58 @@ class Served:
                 "p95_ms": percentile(latencies, 95), "p99_ms": percentile(latencies, 99)}
 
 
+    def load_wrk(self, events: list[dict], concurrency: int, seconds: float) -> dict[str, Any]:
+        """The same load from wrk (C, event loop): far less client CPU than Python threads.
+
+        On a 2-core machine the Python client competes with TorchServe for the cores; wrk
+        shows how much of the gap to the ceiling is the client's. Time-bounded, not counted.
+        """
+        host, port = self.server.address("inference").removeprefix("http://").split(":")
+        bodies = ",\n".join(json.dumps(json.dumps({**e, "top_k": 1})) for e in events)
+        script = WRK_SCRIPT.replace("BODIES", bodies).replace("KEY", self.server.key("inference"))
+        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
+            handle.write(script)
+        try:
+            result = subprocess.run(
+                ["wrk", f"-t{min(2, concurrency)}", f"-c{concurrency}", f"-d{max(1, int(seconds))}s", "--timeout", "60s",
+                 "-s", handle.name, f"http://{host}:{port}/predictions/{self.name}"],
+                capture_output=True, text=True, timeout=seconds + 120,
+            )
+        finally:
+            os.unlink(handle.name)
+        line = next((x for x in result.stdout.splitlines() if x.startswith("WRK_JSON ")), None)
+        if line is None:
+            raise RuntimeError(f"wrk failed: {result.stderr or result.stdout}")
+        r = json.loads(line.removeprefix("WRK_JSON "))
+        errors = r["errors"] + r["non2xx"]
+        return {"concurrency": concurrency, "requests": r["requests"], "errors": errors,
+                "events_per_s": (r["requests"] - errors) / r["seconds"], "p50_ms": r["p50"],
+                "p95_ms": r["p95"], "p99_ms": r["p99"]}
+
+
+# Bodies are JSON strings written as JSON string literals, which Lua reads as they are.
+WRK_SCRIPT = """
+local bodies = {
+BODIES
+}
+local i = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer KEY"
+request = function()
+  i = i % #bodies + 1
+  return wrk.format(nil, nil, nil, bodies[i])
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('WRK_JSON {"requests": %d, "errors": %d, "non2xx": %d, "seconds": %f, '
+    .. '"p50": %f, "p95": %f, "p99": %f}\n', summary.requests, e.connect + e.read + e.write + e.timeout,
+    e.status, summary.duration / 1e6, latency:percentile(50) / 1000, latency:percentile(95) / 1000,
+    latency:percentile(99) / 1000))
+end
+"""
+
+
 def build(run: Path, store: Path, name: str, layout: dict[str, int], quantize: str | None,
           handler: Path | None = None) -> str:
     command = [sys.executable, str(ROOT / "scripts" / "build_archives.py"), "--run", str(run), "--name", name,
@@ -198,7 +252,7 @@ def build(run: Path, store: Path, name: str, layout: dict[str, int], quantize: s
 
 
 def served(run: Path, events: list[dict], concurrencies: list[int], layout: dict[str, int], quantize: str | None,
-           max_seconds: float, label: str, handler: Path | None = None) -> list[dict[str, Any]]:
+           max_seconds: float, label: str, handler: Path | None = None, client: str = "python") -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         tmp = Path(tmp)
         (tmp / "store").mkdir()
@@ -207,7 +261,10 @@ def served(run: Path, events: list[dict], concurrencies: list[int], layout: dict
             srv.load(events[:16], 4, max_seconds)  # warm-up
             results = []
             for c in concurrencies:
-                r = srv.load(events, c, max_seconds)
+                if client == "wrk":
+                    r = srv.load_wrk(events, c, min(max_seconds, WRK_SECONDS))
+                else:
+                    r = srv.load(events, c, max_seconds)
                 results.append(r)
                 print(f"{label} concurrency {c:>3}: {r['events_per_s']:8.1f} events/s, p50 {r['p50_ms']:7.1f} ms, "
                       f"p95 {r['p95_ms']:7.1f}, p99 {r['p99_ms']:7.1f}, errors {r['errors']}", flush=True)
@@ -227,7 +284,8 @@ def layout_name(layout: dict[str, int]) -> str:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    lines = [f"### {report['run']}{' int8' if report['quantize'] else ''} ({report['events']} events, "
+    client = " (wrk client)" if report.get("client") == "wrk" else ""
+    lines = [f"### {report['run']}{' int8' if report['quantize'] else ''}{client} ({report['events']} events, "
              f"{report['device']})", ""]
     lines += ["| mode | setting | events/s | p50 ms | p95 ms | p99 ms | errors |", "|---|---|---|---|---|---|---|"]
     for r in report["ceiling"]:
@@ -261,6 +319,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="server layouts WORKERSxTHREADS:bBATCH:dDELAY, comma-separated; the first is the main one")
     p.add_argument("--threads", type=int, default=2, help="torch threads for the in-process ceiling")
     p.add_argument("--quantize", choices=["int8"], help="measure the int8 cascade (ceiling and served)")
+    p.add_argument("--client", choices=["python", "wrk"], default="python",
+                   help=f"load generator: Python keep-alive threads, counted; or wrk ({WRK_SECONDS:.0f} s per "
+                        "concurrency; Debian package wrk), which leaves more CPU to the server")
     p.add_argument("--skip-naive", action="store_true", help="leave out the naive handler")
     p.add_argument("--naive-requests", type=int, default=128, help="events for the naive handler (it is slow)")
     p.add_argument("--max-seconds", type=float, default=120, help="time cap per measurement")
@@ -274,19 +335,23 @@ def main(argv: list[str] | None = None) -> int:
     layouts = [parse_layout(x) for x in args.configs.split(",")]
     import torch
 
-    report: dict[str, Any] = {"run": run.name, "events": len(events), "quantize": args.quantize,
+    if args.client == "wrk" and shutil.which("wrk") is None:
+        print("error: --client wrk needs wrk (Debian/Ubuntu: apt-get install wrk)", file=sys.stderr)
+        return 2
+    report: dict[str, Any] = {"run": run.name, "events": len(events), "quantize": args.quantize, "client": args.client,
                               "device": f"{os.cpu_count()} CPU cores, torch {torch.__version__}",
                               "layout": layout_name(layouts[0])}
     report["ceiling"] = ceiling(run, events, batch_sizes, args.threads, args.quantize, args.max_seconds)
     report["layouts"] = {}
     for layout in layouts:
         report["layouts"][layout_name(layout)] = served(run, events, concurrencies, layout, args.quantize,
-                                                        args.max_seconds, f"served {layout_name(layout)}")
+                                                        args.max_seconds, f"served {layout_name(layout)}",
+                                                        client=args.client)
     report["served"] = report["layouts"][report["layout"]]
     if not args.skip_naive:
         naive_layout = {"workers": 1, "threads": args.threads, "batch": 1, "delay": 0}
         report["naive"] = served(run, events[: args.naive_requests], concurrencies, naive_layout, None,
-                                 args.max_seconds, "naive", ROOT / "scripts" / "naive_handler.py")
+                                 args.max_seconds, "naive", ROOT / "scripts" / "naive_handler.py", args.client)
     ceil = {r["batch"]: r for r in report["ceiling"]}
     serv = {r["concurrency"]: r for r in report["served"]}
     ratios = {}
@@ -302,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     report["ratios"] = ratios
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    stem = f"{run.name}{'-int8' if args.quantize else ''}"
+    stem = f"{run.name}{'-int8' if args.quantize else ''}{'-wrk' if args.client == 'wrk' else ''}"
     (out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
     table = markdown(report)
     (out / f"{stem}.md").write_text(table)

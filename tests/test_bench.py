@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,3 +31,24 @@ def test_bench_runs_and_reports_every_mode(tiny_run: Path, events_csv: Path, tmp
     assert set(report["ratios"]) == {"served c4 / ceiling b4 (events/s)", "served c1 p50 - ceiling b1 latency (ms)",
                                      "served / naive at c4 (events/s)"}
     assert "| ceiling (in-process) | batch 4 |" in (tmp_path / "tiny.md").read_text()
+
+
+def test_bench_int8_with_the_wrk_client(tiny_run: Path, events_csv: Path, tmp_path: Path) -> None:
+    """Also serves an int8 (ONNX Runtime) archive from a real TorchServe worker."""
+    if shutil.which("wrk") is None:
+        if os.environ.get("CI"):
+            pytest.fail("wrk is required in CI (apt-get install wrk)")
+        pytest.skip("needs Debian's wrk")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench.py"), "--run", str(tiny_run), "--data", str(events_csv),
+         "--requests", "24", "--batch-sizes", "1,4", "--concurrency", "1,4", "--configs", "1x1:b4:d5",
+         "--quantize", "int8", "--client", "wrk", "--skip-naive", "--max-seconds", "3", "--threads", "1",
+         "--output", str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    report = json.loads((tmp_path / "tiny-int8-wrk.json").read_text())
+    assert report["quantize"] == "int8" and report["client"] == "wrk"
+    assert [r["concurrency"] for r in report["served"]] == [1, 4]
+    assert all(r["errors"] == 0 and r["requests"] > 0 and r["events_per_s"] > 0 for r in report["served"])
+    assert "(wrk client)" in (tmp_path / "tiny-int8-wrk.md").read_text()
