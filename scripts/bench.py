@@ -228,7 +228,7 @@ end
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format('WRK_JSON {"requests": %d, "errors": %d, "non2xx": %d, "seconds": %f, '
-    .. '"p50": %f, "p95": %f, "p99": %f}\n', summary.requests, e.connect + e.read + e.write + e.timeout,
+    .. '"p50": %f, "p95": %f, "p99": %f}\\n', summary.requests, e.connect + e.read + e.write + e.timeout,
     e.status, summary.duration / 1e6, latency:percentile(50) / 1000, latency:percentile(95) / 1000,
     latency:percentile(99) / 1000))
 end
