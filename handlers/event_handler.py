@@ -44,7 +44,7 @@ class EventTaxonomyHandler:
         gpu_id = props.get("gpu_id")
         device = f"cuda:{gpu_id}" if torch.cuda.is_available() and gpu_id is not None else "cpu"
         if settings.get("quantize"):
-            device = "cpu"  # dynamic int8 kernels are CPU kernels
+            device = "cpu"  # int8 archives run on ONNX Runtime's CPU provider
         self.limits = Limits(
             max_items=int(settings.get("max_items", Limits.max_items)),
             max_top_k=int(settings.get("max_top_k", Limits.max_top_k)),

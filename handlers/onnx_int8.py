@@ -1,11 +1,11 @@
 """int8 serving through ONNX Runtime: exported at archive build time, run by the cascade.
 
-Why ONNX Runtime rather than torch's dynamic quantization: on a 2-core CPU, with the
-CLINC150 taxonomy model and its short texts, ONNX Runtime with fused attention and int8
-MatMuls ran 4.0x / 2.3x / 2.0x the events/s of torch fp32 at batch 1 / 8 / 32, where
-torch's dynamic int8 Linear layers reached 1.5x / 1.6x / 1.8x (scripts/bench.py measures
-the served figures). The export runs once per checkpoint in scripts/build_archives.py;
-the archive then carries ``model.int8.onnx`` instead of the fp32 safetensors.
+Why ONNX Runtime rather than torch's dynamic quantization of the Linear layers: on a
+2-core CPU, with the CLINC150 cascade (short texts), the in-process events/s at batch
+1 / 8 / 32 rose 2.8x / 1.7x / 1.7x over fp32 torch, where torch's dynamic int8 reached
+1.5x / 1.5x / 1.6x; and the archive carries int8 weights (4x smaller) instead of fp32.
+The export runs once per checkpoint in scripts/build_archives.py; the archive then holds
+``model.int8.onnx`` in place of the fp32 safetensors.
 """
 
 from __future__ import annotations
