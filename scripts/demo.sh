@@ -38,4 +38,5 @@ curl -sS -H "Authorization: Bearer $KEY" -H "Content-Type: application/json" \
   "http://127.0.0.1:8080/predictions/$NAME" -d "$BODY"
 echo
 echo "== done in $((SECONDS - started))s. Report: $RUN/report.md"
+echo "   try it in a browser: scripts/serve.sh page (http://127.0.0.1:8090/, key: scripts/manage.sh key inference)"
 echo "   more: scripts/predict.sh $NAME FILE | scripts/manage.sh list | stop the server: scripts/serve.sh stop"
