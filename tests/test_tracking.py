@@ -66,12 +66,14 @@ def test_failed_run_is_marked_failed(tiny_base: Path, events_csv: Path, tmp_path
     assert not (tmp_path / "run").exists()
 
 
-def test_missing_extra_and_bad_country_fail_before_training(events_csv: Path, tmp_path: Path,
+def test_missing_extra_and_bad_country_fail_before_training(tiny_base: Path, events_csv: Path, tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch,
                                                             capsys: pytest.CaptureFixture) -> None:
-    base = ["--data", str(events_csv), "--output", str(tmp_path / "run")]
-    assert train_main(base + ["--energy", "--energy-country", "France"]) == 2
+    base = ["--data", str(events_csv), "--output", str(tmp_path / "run"), "--base-model", str(tiny_base)]
+    store = tmp_path / "mlruns"
+    assert train_main(base + ["--energy", "--energy-country", "France", "--tracking-uri", str(store)]) == 2
     assert "ISO 3166 alpha-3" in capsys.readouterr().err
+    assert not store.exists()  # refused before any MLflow run was opened
     monkeypatch.setitem(sys.modules, "mlflow", None)  # as if it were not installed
     assert train_main(base + ["--tracking-uri"]) == 2
     err = capsys.readouterr().err

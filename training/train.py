@@ -381,15 +381,6 @@ def main(argv: list[str] | None = None) -> int:
     if unseen:
         print(f"warning: subtaxonomies with no training rows (cannot be predicted): {', '.join(unseen[:10])}", flush=True)
 
-    try:
-        tracker = MlflowTracker(args.tracking_uri, args.experiment, output.name) if args.tracking_uri else None
-        meter = EnergyMeter(args.energy_country) if args.energy else None
-    except (ExtraMissing, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if tracker is not None:
-        tracker.log_params(vars(args))
-
     import torch
     from transformers import AutoTokenizer, set_seed
 
@@ -401,6 +392,15 @@ def main(argv: list[str] | None = None) -> int:
     base, base_record = prepare_base_model(args.base_model)
     text = TextFormat(separator=args.separator, max_length=args.max_length, max_chars=max(256, args.max_length * 16))
     hierarchy = build_hierarchy(list(zip(frame.taxonomy, frame.subtaxonomy)), text, base_record)
+
+    try:  # the energy meter first: a bad country must not leave an MLflow run open
+        meter = EnergyMeter(args.energy_country) if args.energy else None
+        tracker = MlflowTracker(args.tracking_uri, args.experiment, output.name) if args.tracking_uri else None
+    except (ExtraMissing, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if tracker is not None:
+        tracker.log_params(vars(args))
 
     output.parent.mkdir(parents=True, exist_ok=True)
     run_tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent))
