@@ -196,8 +196,8 @@ class Served:
             handle.write(script)
         try:
             result = subprocess.run(
-                ["wrk", f"-t{min(2, concurrency)}", f"-c{concurrency}", f"-d{max(1, int(seconds))}s", "--timeout", "60s",
-                 "-s", handle.name, f"http://{host}:{port}/predictions/{self.name}"],
+                ["wrk", f"-t{min(2, concurrency)}", f"-c{concurrency}", f"-d{max(1, int(seconds))}s",
+                 "--timeout", "60s", "-s", handle.name, f"http://{host}:{port}/predictions/{self.name}"],
                 capture_output=True, text=True, timeout=seconds + 120,
             )
         finally:

@@ -22,7 +22,6 @@ import sys
 import threading
 import urllib.error
 import urllib.request
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
