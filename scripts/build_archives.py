@@ -51,12 +51,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--per-level", action="store_true", help="also build one archive per checkpoint")
     p.add_argument("--force", action="store_true", help="replace archives that already exist")
     c = p.add_argument_group("model-config.yaml (how TorchServe runs the model)")
-    # Defaults measured with scripts/bench.py on 2 cores (README, Results): one worker with two
-    # threads, batches of up to 32 gathered for at most 5 ms.
-    c.add_argument("--batch-size", type=int, default=32, help="requests TorchServe gathers into one handler call")
+    # Defaults measured with scripts/bench.py on 2 cores (README, Results): fp32 serves best
+    # from one worker with two threads and batches of up to 32; int8 (ONNX Runtime) from two
+    # single-thread workers with batches of up to 16. Batches wait at most 5 ms either way.
+    c.add_argument("--batch-size", type=int, default=None,
+                   help="requests TorchServe gathers into one handler call (default: 32; int8: 16)")
     c.add_argument("--max-batch-delay", type=int, default=5, help="ms TorchServe waits to fill a batch")
-    c.add_argument("--workers", type=int, default=1, help="worker processes (min and max)")
-    c.add_argument("--threads", type=int, default=2, help="torch threads per worker")
+    c.add_argument("--workers", type=int, default=None, help="worker processes, min and max (default: 1; int8: 2)")
+    c.add_argument("--threads", type=int, default=None, help="threads per worker (default: 2; int8: 1)")
     c.add_argument("--response-timeout", type=int, default=60, help="seconds before a stuck worker is restarted")
     c.add_argument("--startup-timeout", type=int, default=180, help="seconds a worker may take to load")
     c.add_argument("--top-k", type=int, default=3, help="paths returned when a request does not say")
@@ -68,7 +70,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     q.add_argument("--max-drop", type=float, default=0.5,
                    help="largest val path-accuracy drop, in points, that --quantize accepts (default 0.5)")
     p.add_argument("--handler", default=str(HANDLER), help=argparse.SUPPRESS)  # the benchmark's baseline
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    layout = INT8_LAYOUT if args.quantize else FP32_LAYOUT
+    for key, value in layout.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
+
+
+FP32_LAYOUT = {"workers": 1, "threads": 2, "batch_size": 32}
+INT8_LAYOUT = {"workers": 2, "threads": 1, "batch_size": 16}
 
 
 def model_config(args: argparse.Namespace) -> dict[str, Any]:

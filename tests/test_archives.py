@@ -100,8 +100,11 @@ def test_int8_build_is_gated_on_validation_accuracy(tiny_run: Path, events_csv: 
     assert accepted.returncode == 0, accepted.stderr
     assert "int8 ONNX" in accepted.stdout  # per-checkpoint export progress
     with zipfile.ZipFile(store / "q.mar") as mar:
-        assert yaml.safe_load(mar.read("model-config.yaml"))["handler"]["quantize"] == "int8"
+        config = yaml.safe_load(mar.read("model-config.yaml"))
         names = set(mar.namelist())
+    assert config["handler"]["quantize"] == "int8"
+    # int8's own measured default layout: two single-thread workers, batches of 16.
+    assert (config["minWorkers"], config["handler"]["threads"], config["batchSize"]) == (2, 1, 16)
     # The int8 archive carries the ONNX exports instead of the fp32 weights.
     assert {"taxonomy/model.int8.onnx", "subtaxonomy/music/model.int8.onnx", "handlers/onnx_int8.py"} <= names
     assert not [n for n in names if n.endswith(".safetensors")]
@@ -129,3 +132,13 @@ def test_int8_cascade_agrees_with_fp32(tiny_run: Path, events_csv: Path, tmp_pat
         a, b = fp32.level_probs(level, ids), int8.level_probs(level, ids)
         assert (a - b).abs().max() < 0.05, level.checkpoint
     assert [x["path"] for x in int8.predict(events)] == [x["path"] for x in fp32.predict(events)]
+
+
+def test_default_layout_follows_the_runtime() -> None:
+    from build_archives import parse_args
+
+    fp32, int8 = parse_args(["--run", "r"]), parse_args(["--run", "r", "--quantize", "int8"])
+    assert (fp32.workers, fp32.threads, fp32.batch_size) == (1, 2, 32)
+    assert (int8.workers, int8.threads, int8.batch_size) == (2, 1, 16)
+    mine = parse_args(["--run", "r", "--quantize", "int8", "--workers", "1", "--threads", "2"])
+    assert (mine.workers, mine.threads, mine.batch_size) == (1, 2, 16)
