@@ -17,8 +17,8 @@ from typing import Any, Mapping, Sequence
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from handlers.hierarchy import TOKENIZER_DIR, Hierarchy, Level, check_run_dir
-from handlers.onnx_int8 import ONNX_FILE, OnnxClassifier
+from handlers.hierarchy import ONNX_FILE, TOKENIZER_DIR, Hierarchy, Level, check_run_dir
+from handlers.onnx_int8 import OnnxClassifier
 
 Event = Mapping[str, Any]
 

@@ -16,6 +16,8 @@ from typing import Any, Mapping
 SCHEMA_VERSION = 1
 HIERARCHY_FILE = "hierarchy.json"
 TOKENIZER_DIR = "tokenizer"
+# What an int8 archive carries per checkpoint instead of model.safetensors.
+ONNX_FILE = "model.int8.onnx"
 TAXONOMY_DIR = "taxonomy"
 SUBTAXONOMY_DIR = "subtaxonomy"
 
@@ -232,7 +234,7 @@ def check_run_dir(run_dir: str | Path) -> Hierarchy:
         if not config_path.is_file():
             raise HierarchyError(f"checkpoint for {name!r} is missing: {config_path} not found")
         # fp32 safetensors, or the int8 ONNX export that int8 archives carry instead.
-        if not (folder / "model.safetensors").is_file() and not (folder / "model.int8.onnx").is_file():
+        if not (folder / "model.safetensors").is_file() and not (folder / ONNX_FILE).is_file():
             raise HierarchyError(f"checkpoint for {name!r} has no model.safetensors in {folder}")
         try:
             config = json.loads(config_path.read_text(encoding="utf-8"))

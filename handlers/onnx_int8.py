@@ -19,8 +19,6 @@ from typing import Any
 
 import torch
 
-ONNX_FILE = "model.int8.onnx"
-
 
 def export_int8(checkpoint: str | Path, out: str | Path) -> Path:
     """Export one sequence classifier to ONNX, fuse it for ONNX Runtime, quantize it to int8."""

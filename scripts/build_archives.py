@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from handlers.hierarchy import (  # noqa: E402
+    ONNX_FILE,
     TOKENIZER_DIR,
     Hierarchy,
     HierarchyError,
@@ -105,7 +106,7 @@ def model_config(args: argparse.Namespace) -> dict[str, Any]:
 
 def export_run_int8(run_dir: Path, hierarchy: Hierarchy, dest: Path) -> None:
     """A copy of the run whose checkpoints are int8 ONNX exports (config.json kept for its labels)."""
-    from handlers.onnx_int8 import ONNX_FILE, export_int8
+    from handlers.onnx_int8 import export_int8
 
     dest.mkdir(parents=True)
     hierarchy.save(dest)
