@@ -104,13 +104,8 @@ class Served:
     """A TorchServe of its own (free loopback ports, temp serve dir) with one archive registered."""
 
     def __init__(self, store: Path, archive: str, workdir: Path) -> None:
-        ports = tsctl.free_ports(3)
-        text = (ROOT / "config.properties").read_text()
-        for default, port in zip((8080, 8081, 8082), ports):
-            text = text.replace(f"127.0.0.1:{default}", f"127.0.0.1:{port}")
-        text += "\njob_queue_size=1000\n"
-        config = workdir / "config.properties"
-        config.write_text(text)
+        config = tsctl.config_on_free_ports(ROOT / "config.properties", workdir / "config.properties",
+                                            extra="job_queue_size=1000\n")
         self.server = tsctl.Server(config, workdir / "serve", store)
         self.archive = archive
         self.name = archive.removesuffix(".mar")

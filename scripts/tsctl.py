@@ -9,6 +9,11 @@ in one serve directory (default ``.serve/``, or $SERVE_DIR), so several servers 
 side by side with their own config ($TS_CONFIG) and serve directory. Keys are read from
 that key_file.json, and an expired inference or management key is regenerated through
 TorchServe's token API before the call is retried.
+
+TorchServe opens five listeners (REST inference, management, metrics; gRPC inference and
+management); all five are read from the config and checked before a start. The serve
+directory is private (0700, files 0600): it holds the keys, and the management key runs
+code as the server's user.
 """
 
 from __future__ import annotations
@@ -47,6 +52,16 @@ def read_properties(path: Path) -> dict[str, str]:
     return props
 
 
+# The five listeners TorchServe 0.12 opens, with its defaults (the gRPC ones always start).
+LISTENERS = {
+    "inference": "http://127.0.0.1:8080",
+    "management": "http://127.0.0.1:8081",
+    "metrics": "http://127.0.0.1:8082",
+    "grpc_inference": "127.0.0.1:7070",
+    "grpc_management": "127.0.0.1:7071",
+}
+
+
 class Server:
     def __init__(self, config: Path | None = None, serve_dir: Path | None = None,
                  model_store: Path | None = None) -> None:
@@ -60,18 +75,41 @@ class Server:
         self.model_store = (store if store.is_absolute() else ROOT / store).resolve()
 
     def address(self, api: str) -> str:
-        defaults = {"inference": "http://127.0.0.1:8080", "management": "http://127.0.0.1:8081",
-                    "metrics": "http://127.0.0.1:8082"}
-        return self.props.get(f"{api}_address", defaults[api]).rstrip("/")
+        if api.startswith("grpc_"):
+            default_host, default_port = LISTENERS[api].rsplit(":", 1)
+            host = self.props.get(f"{api}_address", default_host)
+            return f"{host}:{self.props.get(f'{api}_port', default_port)}"
+        return self.props.get(f"{api}_address", LISTENERS[api]).rstrip("/")
+
+    def header_file(self, kind: str) -> Path:
+        """A 0600 file holding "Authorization: Bearer <key>", for ``curl -H @FILE``.
+
+        Keys never go on a command line, where every local user can read them with ``ps``.
+        """
+        return self.serve_dir / f"{kind}.header"
+
+    def write_headers(self) -> None:
+        for kind in ("inference", "management"):
+            if kind in self.keys():
+                _write_private(self.header_file(kind), f"Authorization: Bearer {self.keys()[kind]['key']}\n")
 
     @property
     def key_file(self) -> Path:
         return self.serve_dir / "key_file.json"
 
+    def make_serve_dir(self) -> None:
+        """The serve directory and its tmp/ and logs/, readable by this user alone."""
+        for folder in (self.serve_dir, self.serve_dir / "tmp", self.serve_dir / "logs"):
+            folder.mkdir(parents=True, exist_ok=True)
+            os.chmod(folder, 0o700)
+
     def env(self) -> dict[str, str]:
         tmp = self.serve_dir / "tmp"
         tmp.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
+        # TorchServe reads TS_CONFIG_FILE before --ts-config: a stray one in the caller's
+        # environment would silently serve another configuration.
+        env.pop("TS_CONFIG_FILE", None)
         # TorchServe keeps its pid file in $TMPDIR and unpacks archives under $TEMP: one
         # server per serve directory keeps two servers from fighting over them.
         env.update(TMPDIR=str(tmp), TEMP=str(tmp), LOG_LOCATION=str(self.serve_dir / "logs"),
@@ -101,8 +139,9 @@ class Server:
         # TorchServe writes the file right after answering; wait until it shows the new key.
         for _ in range(50):
             if not _expired(self.keys()[kind]):
-                return
+                break
             time.sleep(0.1)
+        self.write_headers()
 
     # -- HTTP ----------------------------------------------------------------------------
     @staticmethod
@@ -126,7 +165,7 @@ class Server:
         if api != "metrics":
             hdrs["Authorization"] = f"Bearer {self.key(kind)}"
         status, body = self._http(method, url, data, hdrs, timeout)
-        if api != "metrics" and status in (400, 401) and "token" in body.lower():
+        if api != "metrics" and _token_refused(status, body):
             self.refresh(kind)
             hdrs["Authorization"] = f"Bearer {self.key(kind)}"
             status, body = self._http(method, url, data, hdrs, timeout)
@@ -140,6 +179,30 @@ class Server:
         return status == 200
 
 
+def _token_refused(status: int, body: str) -> bool:
+    """TorchServe's own answer to a missing, wrong or expired key (400 InvalidKeyException).
+
+    Only that renews a key: a model's own 400 that happens to mention "token" must not
+    rotate every client's key.
+    """
+    if status not in (400, 401):
+        return False
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(answer, dict) and answer.get("type") == "InvalidKeyException"
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file that only this user can read, created so (never briefly world-readable)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
 def _expired(entry: dict[str, Any]) -> bool:
     """Keys carry an ISO-8601 'expiration time' (nanoseconds, UTC); 30 s of margin avoids races."""
     stamp = entry.get("expiration time")
@@ -149,8 +212,8 @@ def _expired(entry: dict[str, Any]) -> bool:
     return datetime.fromisoformat(stamp).timestamp() - 30 < time.time()
 
 
-def _port_in_use(url: str) -> bool:
-    parsed = urllib.parse.urlparse(url)
+def _port_in_use(address: str) -> bool:
+    parsed = urllib.parse.urlparse(address if "://" in address else f"tcp://{address}")
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -158,6 +221,27 @@ def _port_in_use(url: str) -> bool:
         except OSError:
             return True
     return False
+
+
+def config_on_free_ports(source: Path, dest: Path, extra: str = "") -> Path:
+    """A copy of a config with all five listeners moved to free loopback ports.
+
+    Tests and benchmarks start servers of their own with it, so they run beside a
+    TorchServe on the default ports (the gRPC ones included) without a clash.
+    """
+    props = read_properties(source)
+    ports = iter(free_ports(len(LISTENERS)))
+    lines = [line for line in source.read_text().splitlines()
+             if line.split("=", 1)[0].strip() not in {f"{api}_address" for api in LISTENERS}
+             and line.split("=", 1)[0].strip() not in {f"{api}_port" for api in LISTENERS}]
+    for api, default in LISTENERS.items():
+        if api.startswith("grpc_"):
+            lines += [f"{api}_address=127.0.0.1", f"{api}_port={next(ports)}"]
+        else:
+            scheme = urllib.parse.urlparse(props.get(f"{api}_address", default)).scheme or "http"
+            lines.append(f"{api}_address={scheme}://127.0.0.1:{next(ports)}")
+    dest.write_text("\n".join(lines) + "\n" + extra)
+    return dest
 
 
 def free_ports(n: int) -> list[int]:
@@ -203,6 +287,11 @@ def restore(server: Server) -> None:
     if not path.is_file():
         return
     for model in json.loads(path.read_text()):
+        url = str(model.get("url", ""))
+        if "/" in url or "\\" in url or not url.endswith(".mar") or not (server.model_store / url).is_file():
+            # Only archives in the model store are restored, as register only takes those.
+            print(f"model {model.get('name')} not restored: {url!r} is not an archive in {server.model_store}")
+            continue
         query = urllib.parse.urlencode({"url": model["url"], "model_name": model["name"],
                                         "initial_workers": model["workers"], "synchronous": "true"})
         code, body = server.call("management", "POST", f"/models?{query}", timeout=600)
@@ -217,11 +306,12 @@ def start(server: Server, models: list[str], timeout: float, restore_models: boo
     if server.key_file.is_file() and server.ping():
         print(f"TorchServe already running ({server.address('inference')}, serve dir {server.serve_dir})")
         return
-    for api in ("inference", "management", "metrics"):
+    for api in LISTENERS:
         if _port_in_use(server.address(api)):
-            raise CtlError(f"port of the {api} API ({server.address(api)}) is already in use: stop what holds it "
-                           f"(ss -ltnp) or change {api}_address in {server.config}")
-    server.serve_dir.mkdir(parents=True, exist_ok=True)
+            setting = f"{api}_port" if api.startswith("grpc_") else f"{api}_address"
+            raise CtlError(f"port of the {api.replace('_', ' ')} API ({server.address(api)}) is already in use: "
+                           f"stop what holds it (ss -ltnp) or change {setting} in {server.config}")
+    server.make_serve_dir()
     server.key_file.unlink(missing_ok=True)
     command = [_torchserve(), "--start", "--ncs", "--ts-config", str(server.config),
                "--model-store", str(server.model_store)]
@@ -230,11 +320,18 @@ def start(server: Server, models: list[str], timeout: float, restore_models: boo
     log = server.serve_dir / "logs" / "launcher.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a") as out:
+        # umask 077: key_file.json, logs and unpacked archives are created readable by this user only.
         subprocess.run(command, cwd=server.serve_dir, env=server.env(), stdout=out, stderr=subprocess.STDOUT,
-                       check=False)
+                       check=False, umask=0o077)
     deadline = time.time() + timeout
+    pid_file = server.serve_dir / "tmp" / ".model_server.pid"
     while time.time() < deadline:
+        if pid_file.is_file() and not _alive(pid_file):
+            raise CtlError(f"TorchServe exited while starting; see {server.serve_dir / 'logs' / 'ts_log.log'} "
+                           f"and {log}")
         if server.key_file.is_file() and server.ping():
+            os.chmod(server.key_file, 0o600)
+            server.write_headers()
             print(f"TorchServe is up: inference {server.address('inference')}, management "
                   f"{server.address('management')}, metrics {server.address('metrics')}")
             print(f"keys: {server.key_file}; logs: {server.serve_dir / 'logs'}")
@@ -246,6 +343,15 @@ def start(server: Server, models: list[str], timeout: float, restore_models: boo
                    f"see {server.serve_dir / 'logs' / 'ts_log.log'} and {log}")
 
 
+def _alive(pid_file: Path) -> bool:
+    try:
+        pid = int(pid_file.read_text().strip() or 0)
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return not pid_file.is_file()  # a pid file written after the read is a server starting
+    return True
+
+
 def stop(server: Server) -> None:
     pid_file = server.serve_dir / "tmp" / ".model_server.pid"
     if not pid_file.is_file():
@@ -254,7 +360,7 @@ def stop(server: Server) -> None:
     pid = int(pid_file.read_text().strip() or 0)
     if server.key_file.is_file() and server.ping():
         # Remember what is registered, so the next start brings it back.
-        (server.serve_dir / "models.json").write_text(json.dumps(registered_models(server), indent=2) + "\n")
+        _write_private(server.serve_dir / "models.json", json.dumps(registered_models(server), indent=2) + "\n")
     subprocess.run([_torchserve(), "--stop"], cwd=server.serve_dir, env=server.env(), check=False,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
@@ -269,6 +375,8 @@ def stop(server: Server) -> None:
             raise CtlError(f"TorchServe (pid {pid}) is still running 60 s after --stop")
     pid_file.unlink(missing_ok=True)
     server.key_file.unlink(missing_ok=True)
+    for kind in ("inference", "management"):
+        server.header_file(kind).unlink(missing_ok=True)
     print("TorchServe stopped")
 
 
@@ -345,7 +453,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("name")
     p.add_argument("source", nargs="?", default="-", help="file with the body, or - for stdin")
     p.add_argument("--content-type", help="default: application/json for JSON, text/plain otherwise")
-    p = sub.add_parser("key", help="print a current key (for curl)")
+    p = sub.add_parser("key", help="print a current key (for programs; curl reads the header file instead)")
+    p.add_argument("kind", choices=["inference", "management"])
+    p = sub.add_parser("header", help="print the path of a 0600 file with a current Authorization header, "
+                                      "for curl -H @FILE (keeps the key off the command line)")
     p.add_argument("kind", choices=["inference", "management"])
     args = parser.parse_args(argv)
     try:
@@ -375,6 +486,11 @@ def main(argv: list[str] | None = None) -> int:
             return predict(server, args.name, args.source, args.content_type)
         if args.command == "key":
             print(server.key(args.kind))
+            return 0
+        if args.command == "header":
+            server.key(args.kind)  # renews an expired key first
+            server.write_headers()
+            print(server.header_file(args.kind))
             return 0
     except CtlError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -68,12 +68,7 @@ def model_store(tmp_path_factory: pytest.TempPathFactory, tiny_run: Path) -> Pat
 def server(tmp_path_factory: pytest.TempPathFactory, model_store: Path):
     """A real TorchServe with the project's config.properties on free loopback ports."""
     base = tmp_path_factory.mktemp("torchserve")
-    ports = tsctl.free_ports(3)
-    text = (ROOT / "config.properties").read_text()
-    for default, port in zip((8080, 8081, 8082), ports):
-        text = text.replace(f"127.0.0.1:{default}", f"127.0.0.1:{port}")
-    config = base / "config.properties"
-    config.write_text(text)
+    config = tsctl.config_on_free_ports(ROOT / "config.properties", base / "config.properties")
     env = {"TS_CONFIG": str(config), "SERVE_DIR": str(base / "serve"), "MODEL_STORE": str(model_store)}
     os.environ.update(env)
     srv = tsctl.Server(config, base / "serve", model_store)
