@@ -123,6 +123,17 @@ class Cascade:
                 out[i] = level.labels[b]
         return out
 
+    def passes(self, top_k: int) -> int:
+        """The most model passes one event with this ``top_k`` can cost (for the handler's cap).
+
+        One taxonomy pass, then one subtaxonomy pass per candidate taxonomy: as many as
+        ``top_k`` asks for, or the beam under joint decoding, at most every taxonomy.
+        """
+        if self.hierarchy.single_level:
+            return 1
+        width = max(top_k, self.beam_width) if self.decoding == "joint" else top_k
+        return 1 + min(max(1, width), len(self.hierarchy.taxonomy.labels))
+
     # -- the cascade ---------------------------------------------------------------------
     def predict(
         self,

@@ -1,24 +1,30 @@
 """TorchServe handler: a thin adapter around ``handlers.cascade.Cascade``.
 
-It parses each request of a TorchServe batch (``handlers.parsing``), runs every good event
-of the batch through the cascade together, answers bad requests with their own 400 while
-the rest of the batch gets its 200, and reports per-level timings as metrics. TorchServe
-refuses a handler module with two classes: this file holds exactly one.
+It parses each request of a TorchServe batch (``handlers.parsing``), admits requests while
+the batch's work stays under ``max_batch_cost``, runs every admitted event through the
+cascade together, and answers each request on its own: whatever goes wrong with one
+request (a bad body, a failing forward pass, an answer too large) is that request's own
+4xx, while the rest of the batch gets its 200. An exception escaping ``handle`` would fail
+the whole batch with 503, and an answer over max_response_size would make TorchServe
+restart the worker: neither can happen here. TorchServe refuses a handler module with two
+classes: this file holds exactly one.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 from typing import Any
 
 import torch
 
 from handlers.cascade import Cascade
-from handlers.parsing import Limits, RequestError, parse_request
+from handlers.parsing import ParsedRequest, RequestError, parse_request
+from handlers.settings import HandlerSettings
 
 logger = logging.getLogger(__name__)
+
+REASONS = {400: "Bad Request", 413: "Payload Too Large", 422: "Unprocessable Entity", 429: "Too Many Requests"}
 
 
 class EventTaxonomyHandler:
@@ -27,75 +33,114 @@ class EventTaxonomyHandler:
     def __init__(self) -> None:
         self.initialized = False
         self.cascade: Cascade | None = None
-        self.limits = Limits()
+        self.settings = HandlerSettings()
 
     def initialize(self, context: Any) -> None:
         props = context.system_properties
         model_dir = props.get("model_dir")
-        settings = (getattr(context, "model_yaml_config", None) or {}).get("handler", {}) or {}
-        # One worker per core is the default layout; torch's own default (all cores in
-        # every worker) oversubscribes the CPU badly, so threads are always set here.
-        threads = int(settings.get("threads", os.environ.get("EVENT_TAXONOMY_THREADS", 1)))
-        torch.set_num_threads(max(1, threads))
+        section = (getattr(context, "model_yaml_config", None) or {}).get("handler", {}) or {}
+        self.settings = HandlerSettings.from_mapping(section)
+        # torch's default (every core in every worker) oversubscribes the CPU badly when
+        # TorchServe runs several workers, so the archive's thread count is always applied.
+        threads = self.settings.threads
+        torch.set_num_threads(threads)
         try:
             torch.set_num_interop_threads(1)
         except RuntimeError:  # already set in this process
             pass
         gpu_id = props.get("gpu_id")
         device = f"cuda:{gpu_id}" if torch.cuda.is_available() and gpu_id is not None else "cpu"
-        if settings.get("quantize"):
+        if self.settings.quantize:
             device = "cpu"  # int8 archives run on ONNX Runtime's CPU provider
-        self.limits = Limits(
-            max_items=int(settings.get("max_items", Limits.max_items)),
-            max_top_k=int(settings.get("max_top_k", Limits.max_top_k)),
-            default_top_k=int(settings.get("top_k", Limits.default_top_k)),
-            max_body_chars=int(settings.get("max_body_chars", Limits.max_body_chars)),
-        )
-        self.cascade = Cascade(
-            model_dir,
-            device=device,
-            max_batch=int(settings.get("max_batch", 64)),
-            beam_min_prob=float(settings.get("beam_min_prob", 0.05)),
-            quantize=settings.get("quantize") or None,
-        )
-        logger.info(
-            "loaded %s from %s on %s with %d threads", self.cascade.hierarchy.name, model_dir, device, threads
-        )
+        self.cascade = Cascade(model_dir, device=device, max_batch=self.settings.max_batch,
+                               beam_min_prob=self.settings.beam_min_prob, quantize=self.settings.quantize or None)
+        logger.info("loaded %s from %s on %s with %d threads", self.cascade.hierarchy.name, model_dir, device, threads)
         self.initialized = True
 
     def handle(self, data: list[dict[str, Any]], context: Any) -> list[Any]:
-        """One answer per request of the batch, in order; bad ones get their own 400."""
+        """One answer per request of the batch, in order."""
         answers: list[Any] = [None] * len(data)
-        events: list[dict[str, Any]] = []
-        top_k: list[int] = []
-        owners: list[tuple[int, bool, int, int]] = []  # request index, is_array, start, stop
-        for idx, request in enumerate(data):
-            body = request.get("body") if isinstance(request, dict) else None
-            if body is None and isinstance(request, dict):
-                body = request.get("data")
-            try:
-                parsed = parse_request(body, self.limits)
-            except RequestError as exc:
-                answers[idx] = json.dumps({"code": 400, "type": "BadRequest", "message": str(exc)})
-                context.set_response_status(400, "Bad Request", idx)
-                context.set_response_content_type(idx, "application/json")
-                continue
-            owners.append((idx, parsed.is_array, len(events), len(events) + len(parsed.events)))
-            events += parsed.events
-            top_k += parsed.top_k
+        refused: list[int] = []
 
-        timings: dict[str, float] = {}
-        results = self.cascade.predict(events, top_k, timings) if events else []
-        for idx, is_array, start, stop in owners:
-            for event, result in zip(events[start:stop], results[start:stop]):
-                if "id" in event:
-                    result["id"] = event["id"]
-            answers[idx] = json.dumps(results[start:stop] if is_array else results[start])
+        def refuse(idx: int, code: int, message: str) -> None:
+            refused.append(idx)
+            answers[idx] = json.dumps({"code": code, "type": REASONS[code].replace(" ", ""), "message": message})
+            context.set_response_status(code, REASONS[code], idx)
             context.set_response_content_type(idx, "application/json")
-        self._report(context, timings, results, len(data))
+
+        admitted = self._admit(data, refuse)
+        timings: dict[str, float] = {}
+        results = self._predict(admitted, refuse, timings)
+        answered: list[dict[str, Any]] = []
+        for idx, parsed in admitted:
+            if idx not in results:
+                continue
+            text = _answer_text(parsed, results[idx])
+            size = len(text.encode("utf-8"))
+            if size > self.settings.max_response_bytes:
+                refuse(idx, 413, f"the answer would be {size} bytes, over the limit of "
+                                 f"{self.settings.max_response_bytes}: send fewer events or a smaller top_k")
+                continue
+            answers[idx] = text
+            context.set_response_content_type(idx, "application/json")
+            answered += results[idx]
+        self._report(context, timings, answered, len(data), len(refused))
         return answers
 
-    def _report(self, context: Any, timings: dict[str, float], results: list[dict[str, Any]], requests: int) -> None:
+    def _admit(self, data: list[Any], refuse: Any) -> list[tuple[int, ParsedRequest]]:
+        """Parse every request; keep those that fit the batch's cost budget, in arrival order."""
+        admitted: list[tuple[int, ParsedRequest]] = []
+        budget, used = self.settings.max_batch_cost, 0
+        for idx, request in enumerate(data):
+            try:
+                parsed = parse_request(_body(request), self.settings)
+                cost = sum(self.cascade.passes(k) for k in parsed.top_k)
+            except RequestError as exc:
+                refuse(idx, 400, str(exc))
+                continue
+            except Exception as exc:  # anything unforeseen stays this request's problem
+                logger.warning("request %d of the batch could not be read", idx, exc_info=True)
+                refuse(idx, 400, f"the request could not be read ({type(exc).__name__})")
+                continue
+            if cost > budget:
+                refuse(idx, 413, f"this request costs {cost} model passes, over the limit of {budget} per batch "
+                                 "(max_batch_cost): send fewer events per request or a smaller top_k")
+            elif used + cost > budget:
+                refuse(idx, 429, f"the server's batch is full ({used} of {budget} model passes taken by other "
+                                 f"requests; this one needs {cost}): retry shortly, or send fewer events per request")
+            else:
+                used += cost
+                admitted.append((idx, parsed))
+        return admitted
+
+    def _predict(self, admitted: list[tuple[int, ParsedRequest]], refuse: Any,
+                 timings: dict[str, float]) -> dict[int, list[dict[str, Any]]]:
+        """Answers per request index: the whole batch in one go, or request by request if that fails."""
+        events = [event for _, parsed in admitted for event in parsed.events]
+        top_k = [k for _, parsed in admitted for k in parsed.top_k]
+        if not events:
+            return {}
+        try:
+            flat = self.cascade.predict(events, top_k, timings)
+        except Exception:
+            logger.warning("batch of %d requests failed; retrying them one by one", len(admitted), exc_info=True)
+        else:
+            results, start = {}, 0
+            for idx, parsed in admitted:
+                results[idx] = flat[start : start + len(parsed.events)]
+                start += len(parsed.events)
+            return results
+        results = {}
+        for idx, parsed in admitted:  # isolate the request that made the batch fail
+            try:
+                results[idx] = self.cascade.predict(parsed.events, parsed.top_k, timings)
+            except Exception as exc:
+                logger.warning("request %d failed on its own", idx, exc_info=True)
+                refuse(idx, 422, f"the events of this request could not be classified ({type(exc).__name__})")
+        return results
+
+    def _report(self, context: Any, timings: dict[str, float], results: list[dict[str, Any]], requests: int,
+                refused: int) -> None:
         metrics = getattr(context, "metrics", None)
         if metrics is None:
             return
@@ -109,9 +154,9 @@ class EventTaxonomyHandler:
             # Requests over batches is the batch size TorchServe actually achieved.
             metrics.add_counter("HandlerBatches", 1, None, dims())
             metrics.add_counter("HandlerRequests", requests, None, dims())
+            metrics.add_counter("HandlerRefused", refused, None, dims())
             for level, ms in timings.items():
-                name = f"{level[: -len('_ms')].capitalize()}InferenceTime"
-                metrics.add_time(name, ms, None, "ms", dims())
+                metrics.add_time(METRIC_NAMES[level], ms, None, "ms", dims())
             counts: dict[str, int] = {}
             for result in results:
                 label = result["taxonomy"]["label"] if "taxonomy" in result else result["label"]
@@ -121,3 +166,21 @@ class EventTaxonomyHandler:
         except Exception:  # metrics must never fail a prediction
             logger.warning("could not record metrics", exc_info=True)
 
+
+METRIC_NAMES = {"taxonomy_ms": "TaxonomyInferenceTime", "subtaxonomy_ms": "SubtaxonomyInferenceTime"}
+
+
+def _body(request: Any) -> Any:
+    """TorchServe puts the body under "body" or "data", depending on the client."""
+    if not isinstance(request, dict):
+        return None
+    body = request.get("body")
+    return request.get("data") if body is None else body
+
+
+def _answer_text(parsed: ParsedRequest, results: list[dict[str, Any]]) -> str:
+    """The JSON answer of one request: ids echoed, one object or an array like the request."""
+    for event, result in zip(parsed.events, results):
+        if "id" in event:
+            result["id"] = event["id"]
+    return json.dumps(results if parsed.is_array else results[0])

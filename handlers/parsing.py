@@ -3,7 +3,9 @@
 TorchServe hands the handler a body that is already-parsed JSON (``application/json``),
 a str (``text/*``) or bytes (anything else, e.g. ``curl -T``). All three forms land here,
 and every way a body can be wrong raises ``RequestError`` with a sentence a user can act
-on; nothing else escapes, so a bad request can never take the worker down.
+on. The handler still catches anything else per request (see event_handler.py), but every
+case known to break a parser (huge numbers, deep nesting, lone surrogates, huge ids) is
+named here, with a message.
 """
 
 from __future__ import annotations
@@ -12,21 +14,15 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from handlers.settings import HandlerSettings
+
 TEXT_FIELDS = ("title", "description", "text")
+# An integer id must fit the 64-bit integers most JSON clients use.
+MAX_ID_INT = 2**63 - 1
 
 
 class RequestError(ValueError):
     """A request the caller must fix (answered 400)."""
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Caps on one request, set from the archive's model-config.yaml ``handler:`` section."""
-
-    max_items: int = 64
-    max_top_k: int = 10
-    default_top_k: int = 3
-    max_body_chars: int = 1_000_000
 
 
 @dataclass
@@ -36,7 +32,7 @@ class ParsedRequest:
     is_array: bool
 
 
-def parse_request(body: Any, limits: Limits = Limits()) -> ParsedRequest:
+def parse_request(body: Any, limits: HandlerSettings = HandlerSettings()) -> ParsedRequest:
     """Events and their top_k from one request body; ``RequestError`` when unusable."""
     if isinstance(body, (bytes, bytearray)):
         try:
@@ -52,10 +48,12 @@ def parse_request(body: Any, limits: Limits = Limits()) -> ParsedRequest:
         if stripped[0] in "{[":
             try:
                 body = json.loads(stripped)
-            except (json.JSONDecodeError, RecursionError) as exc:
-                message = getattr(exc, "msg", "nesting too deep")
-                where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
-                raise RequestError(f"malformed JSON{where}: {message}") from None
+            except json.JSONDecodeError as exc:
+                raise RequestError(f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+            except RecursionError:
+                raise RequestError("malformed JSON: nesting too deep") from None
+            except ValueError as exc:  # e.g. an integer of more than 4300 digits
+                raise RequestError(f"unusable JSON: {str(exc)[:120]}") from None
         else:
             body = {"text": stripped}
     if body is None:
@@ -76,7 +74,7 @@ def parse_request(body: Any, limits: Limits = Limits()) -> ParsedRequest:
     return ParsedRequest([event], [k], False)
 
 
-def _parse_event(item: Any, limits: Limits, where: str) -> tuple[dict[str, Any], int]:
+def _parse_event(item: Any, limits: HandlerSettings, where: str) -> tuple[dict[str, Any], int]:
     if isinstance(item, str):
         item = {"text": item}
     if not isinstance(item, dict):
@@ -90,6 +88,7 @@ def _parse_event(item: Any, limits: Limits, where: str) -> tuple[dict[str, Any],
             continue
         if not isinstance(value, str):
             raise RequestError(f"{where}field {name!r} must be a string, got {_json_type(value)}")
+        _check_encodable(value, f"{where}field {name!r}")
         event[name] = value
     if "text" in event and ("title" in event or "description" in event):
         raise RequestError(f"{where}send either 'text' or 'title'/'description', not both")
@@ -99,13 +98,47 @@ def _parse_event(item: Any, limits: Limits, where: str) -> tuple[dict[str, Any],
             raise RequestError(f"{where}{' and '.join(present)} {'is' if len(present) == 1 else 'are'} empty")
         raise RequestError(f"{where}no text: give 'title' and/or 'description', or 'text'")
     if "id" in item:
-        if not isinstance(item["id"], (str, int)) or isinstance(item["id"], bool):
-            raise RequestError(f"{where}'id' must be a string or an integer")
-        event["id"] = item["id"]
-    k = item.get("top_k", limits.default_top_k)
+        event["id"] = _parse_id(item["id"], limits, where)
+    k = item.get("top_k", limits.top_k)
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= limits.max_top_k:
-        raise RequestError(f"{where}'top_k' must be an integer from 1 to {limits.max_top_k}, got {json.dumps(k)[:40]}")
+        raise RequestError(f"{where}'top_k' must be an integer from 1 to {limits.max_top_k}, got {_describe(k)}")
     return event, k
+
+
+def _parse_id(value: Any, limits: HandlerSettings, where: str) -> str | int:
+    """The caller's id, echoed in the answer: capped, so an answer can never outgrow its request."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise RequestError(f"{where}'id' must be a string or an integer, got {_json_type(value)}")
+    if isinstance(value, int) and not -MAX_ID_INT <= value <= MAX_ID_INT:
+        raise RequestError(f"{where}'id' must be an integer of at most 64 bits, or a string")
+    if isinstance(value, str):
+        if len(value) > limits.max_id_chars:
+            raise RequestError(f"{where}'id' has {len(value)} characters; the limit is {limits.max_id_chars}")
+        _check_encodable(value, f"{where}'id'")
+    return value
+
+
+def _check_encodable(value: str, what: str) -> None:
+    """JSON escapes can carry a lone UTF-16 surrogate ("\\ud800") that no UTF-8 text holds."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise RequestError(f"{what} holds an unpaired UTF-16 surrogate at character {exc.start}: "
+                           "send valid Unicode text") from None
+
+
+def _describe(value: Any) -> str:
+    """A short, safe rendering of a bad value for a message (never the value's whole size)."""
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, int):
+        digits = len(str(abs(value)))
+        return str(value) if digits <= 20 else f"an integer of {digits} digits"
+    if isinstance(value, float):
+        return repr(value)[:24]
+    if isinstance(value, str):
+        return json.dumps(value[:20] + ("..." if len(value) > 20 else ""))
+    return _json_type(value)
 
 
 def _json_type(value: Any) -> str:

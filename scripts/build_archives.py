@@ -37,10 +37,11 @@ from handlers.hierarchy import (  # noqa: E402
     Level,
     check_run_dir,
 )
+from handlers.settings import LAYOUTS, HandlerSettings, SettingsError  # noqa: E402
 
 HANDLER = ROOT / "handlers" / "event_handler.py"
 # The modules the handler imports; they travel as the package ``handlers`` in the archive.
-PACKAGE_MODULES = ("__init__.py", "cascade.py", "hierarchy.py", "onnx_int8.py", "parsing.py")
+PACKAGE_MODULES = ("__init__.py", "cascade.py", "hierarchy.py", "onnx_int8.py", "parsing.py", "settings.py")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -51,19 +52,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--version", default="1.0", help="model version recorded in the archive")
     p.add_argument("--per-level", action="store_true", help="also build one archive per checkpoint")
     p.add_argument("--force", action="store_true", help="replace archives that already exist")
-    c = p.add_argument_group("model-config.yaml (how TorchServe runs the model)")
-    # Defaults measured with scripts/bench.py on 2 cores (README, Results): fp32 serves best
-    # from one worker with two threads and batches of up to 32; int8 (ONNX Runtime) from two
-    # single-thread workers with batches of up to 16. Batches wait at most 5 ms either way.
+    c = p.add_argument_group("model-config.yaml (how TorchServe runs the model; defaults: handlers/settings.py)")
+    fp32, int8, handler = LAYOUTS["fp32"], LAYOUTS["int8"], HandlerSettings()
     c.add_argument("--batch-size", type=int, default=None,
-                   help="requests TorchServe gathers into one handler call (default: 32; int8: 16)")
-    c.add_argument("--max-batch-delay", type=int, default=5, help="ms TorchServe waits to fill a batch")
-    c.add_argument("--workers", type=int, default=None, help="worker processes, min and max (default: 1; int8: 2)")
-    c.add_argument("--threads", type=int, default=None, help="threads per worker (default: 2; int8: 1)")
-    c.add_argument("--response-timeout", type=int, default=60, help="seconds before a stuck worker is restarted")
-    c.add_argument("--startup-timeout", type=int, default=180, help="seconds a worker may take to load")
-    c.add_argument("--top-k", type=int, default=3, help="paths returned when a request does not say")
-    c.add_argument("--max-items", type=int, default=64, help="largest JSON array accepted in one request")
+                   help=f"requests TorchServe gathers into one handler call (default: {fp32.batch_size}; "
+                        f"int8: {int8.batch_size})")
+    c.add_argument("--max-batch-delay", type=int, default=fp32.max_batch_delay_ms,
+                   help="ms TorchServe waits to fill a batch")
+    c.add_argument("--workers", type=int, default=None,
+                   help=f"worker processes, min and max (default: {fp32.workers}; int8: {int8.workers})")
+    c.add_argument("--threads", type=int, default=None,
+                   help=f"threads per worker (default: {fp32.threads}; int8: {int8.threads})")
+    c.add_argument("--response-timeout", type=int, default=fp32.response_timeout_s,
+                   help="seconds before a stuck worker is restarted")
+    c.add_argument("--startup-timeout", type=int, default=fp32.startup_timeout_s,
+                   help="seconds a worker may take to load")
+    c.add_argument("--top-k", type=int, default=handler.top_k, help="paths returned when a request does not say")
+    c.add_argument("--max-items", type=int, default=handler.max_items,
+                   help="largest JSON array accepted in one request")
+    c.add_argument("--max-batch-cost", type=int, default=handler.max_batch_cost,
+                   help="most model passes (one event through one model) one batch may cost; requests past it "
+                        "get 429 (413 alone), which keeps the slowest batch inside --response-timeout")
     q = p.add_argument_group("int8")
     q.add_argument("--quantize", choices=["int8"], help="serve int8 ONNX exports with ONNX Runtime (CPU) instead of "
                    "fp32 torch, after checking the accuracy cost on the run's validation split")
@@ -72,18 +81,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="largest val path-accuracy drop, in points, that --quantize accepts (default 0.5)")
     p.add_argument("--handler", default=str(HANDLER), help=argparse.SUPPRESS)  # the benchmark's baseline
     args = p.parse_args(argv)
-    layout = INT8_LAYOUT if args.quantize else FP32_LAYOUT
-    for key, value in layout.items():
+    layout = LAYOUTS["int8" if args.quantize else "fp32"]
+    for key in ("workers", "threads", "batch_size"):
         if getattr(args, key) is None:
-            setattr(args, key, value)
+            setattr(args, key, getattr(layout, key))
     return args
 
 
-FP32_LAYOUT = {"workers": 1, "threads": 2, "batch_size": 32}
-INT8_LAYOUT = {"workers": 2, "threads": 1, "batch_size": 16}
-
-
 def model_config(args: argparse.Namespace) -> dict[str, Any]:
+    """model-config.yaml: TorchServe's batching and workers, and the handler's settings."""
+    settings = dataclasses.replace(HandlerSettings(), threads=args.threads, top_k=args.top_k, max_items=args.max_items,
+                       max_batch_cost=args.max_batch_cost, quantize=args.quantize or "")
     return {
         "minWorkers": args.workers,
         "maxWorkers": args.workers,
@@ -91,16 +99,7 @@ def model_config(args: argparse.Namespace) -> dict[str, Any]:
         "maxBatchDelay": args.max_batch_delay,
         "responseTimeout": args.response_timeout,
         "startupTimeout": args.startup_timeout,
-        "handler": {
-            "threads": args.threads,
-            "top_k": args.top_k,
-            "max_top_k": 10,
-            "max_items": args.max_items,
-            "max_body_chars": 1_000_000,
-            "max_batch": 64,
-            "beam_min_prob": 0.05,
-            "quantize": args.quantize or "",
-        },
+        "handler": settings.to_mapping(),
     }
 
 
@@ -227,7 +226,11 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [(name, dataclasses.replace(hierarchy, name=name))]
     if args.per_level:
         jobs += per_level_hierarchies(name, hierarchy)
-    config = model_config(args)
+    try:
+        config = model_config(args)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     with tempfile.TemporaryDirectory(prefix="mar-int8-") as int8_tmp:
         source = run_dir
         if args.quantize:

@@ -18,11 +18,11 @@ from handlers.event_handler import EventTaxonomyHandler
 SETTINGS = {"handler": {"threads": 1, "top_k": 2, "max_items": 4}}
 
 
-def make_context(model_dir: Path, n: int) -> Context:
+def make_context(model_dir: Path, n: int, settings: dict | None = None) -> Context:
     metrics = MetricsCacheYamlImpl(os.path.join(ts.__path__[0], "configs", "metrics.yaml"))
     metrics.initialize_cache()
     context = Context("events", str(model_dir), {"model": {"modelName": "events"}}, 8, None, "0.12.0",
-                      metrics=metrics, model_yaml_config=SETTINGS)
+                      metrics=metrics, model_yaml_config=settings or SETTINGS)
     context.request_processor = [RequestProcessor({}) for _ in range(n)]
     return context
 
@@ -81,3 +81,58 @@ def test_metrics_recorded(handler: EventTaxonomyHandler, tiny_run: Path) -> None
     _, _, context = run(handler, tiny_run, [{"text": "saxophone swing"}, {"text": "marathon"}])
     assert context.metrics.get_metric("TaxonomyInferenceTime", MetricTypes.GAUGE) is not None
     assert context.metrics.get_metric("PredictionsPerTaxonomy", MetricTypes.COUNTER) is not None
+
+
+def handler_with(tiny_run: Path, **settings) -> EventTaxonomyHandler:
+    h = EventTaxonomyHandler()
+    h.initialize(make_context(tiny_run, 1, {"handler": {**SETTINGS["handler"], **settings}}))
+    return h
+
+
+def test_a_request_that_breaks_the_forward_pass_fails_alone(handler, tiny_run: Path, monkeypatch) -> None:
+    cascade = handler.cascade
+    real_encode = cascade.encode
+
+    def encode(events):  # a fault in the model code, triggered by one request's text
+        if any("poison" in str(e.get("text", "")) for e in events):
+            raise RuntimeError("kernel failure")
+        return real_encode(events)
+
+    monkeypatch.setattr(cascade, "encode", encode)
+    answers, codes, _ = run(handler, tiny_run, ["saxophone swing", "poison pill", [{"text": "marathon"}]])
+    assert codes == [200, 422, 200]
+    assert answers[1]["message"] == "the events of this request could not be classified (RuntimeError)"
+    assert answers[0]["path"] == Cascade(tiny_run).predict([{"text": "saxophone swing"}], 2)[0]["path"]
+
+
+def test_the_batch_cost_cap_refuses_what_does_not_fit(tiny_run: Path) -> None:
+    h = handler_with(tiny_run, max_batch_cost=20)
+    passes = h.cascade.passes(2)  # default top_k here is 2
+    assert passes == 3  # taxonomy pass + two subtaxonomy candidates
+    big = [{"text": "saxophone"}] * 4  # 4 events x 3 passes = 12
+    answers, codes, _ = run(h, tiny_run, [big, "marathon", big, {"text": "dj", "top_k": 1}])
+    assert codes == [200, 200, 429, 200]  # 12 + 3 taken, 12 more does not fit, 2 more does
+    assert "batch is full (15 of 20 model passes" in answers[2]["message"] and "retry" in answers[2]["message"]
+
+
+def test_a_request_over_the_cost_cap_alone_gets_413(tiny_run: Path) -> None:
+    h = handler_with(tiny_run, max_batch_cost=8)
+    answers, codes, _ = run(h, tiny_run, [[{"text": "saxophone"}] * 3, "marathon"])
+    assert codes == [413, 200]
+    assert answers[0]["message"].startswith("this request costs 9 model passes, over the limit of 8 per batch")
+
+
+def test_an_answer_over_the_response_limit_is_a_413(tiny_run: Path) -> None:
+    h = handler_with(tiny_run, max_response_bytes=600)
+    answers, codes, _ = run(h, tiny_run, [[{"text": "saxophone"}] * 4, "marathon"])
+    assert codes == [413, 200]
+    assert "over the limit of 600" in answers[0]["message"]
+
+
+def test_unknown_or_bad_settings_stop_the_worker_with_a_message(tiny_run: Path) -> None:
+    from handlers.settings import SettingsError
+
+    with pytest.raises(SettingsError, match="unknown handler settings \\['max_itmes'\\]"):
+        handler_with(tiny_run, max_itmes=3)
+    with pytest.raises(SettingsError, match="'max_batch_cost' must be a positive integer"):
+        handler_with(tiny_run, max_batch_cost=0)

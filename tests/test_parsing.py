@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from handlers.parsing import Limits, RequestError, parse_request
+from handlers.parsing import RequestError, parse_request
+from handlers.settings import HandlerSettings
 
 
 @pytest.mark.parametrize(
@@ -24,7 +25,7 @@ def test_single_event_forms(body, events) -> None:
     parsed = parse_request(body)
     assert parsed.events == events
     assert parsed.is_array is False
-    assert parsed.top_k == [Limits().default_top_k]
+    assert parsed.top_k == [HandlerSettings().top_k]
 
 
 def test_arrays_keep_order_and_per_item_top_k() -> None:
@@ -67,4 +68,39 @@ def test_bad_bodies_raise_a_request_error_that_says_why(body, message) -> None:
 
 def test_body_size_cap() -> None:
     with pytest.raises(RequestError, match="the limit is 10"):
-        parse_request("x" * 11, Limits(max_body_chars=10))
+        parse_request("x" * 11, HandlerSettings(max_body_chars=10))
+
+
+def _nested(depth: int) -> list:
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+NESTED = _nested(980)  # as TorchServe's json parsing hands it over: too deep to json.dumps again
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ('{"title": "jazz", "top_k": 1' + "1" * 5000 + "}", "unusable JSON"),
+        ({"title": "jazz", "top_k": 10**30}, "an integer of 31 digits"),
+        ({"title": "jazz", "top_k": "x" * 10_000}, '"xxxxxxxxxxxxxxxxxxxx..."'),
+        ({"title": "jazz", "top_k": NESTED}, "got an array"),
+        ('{"title": "\\ud800 night"}', "field 'title' holds an unpaired UTF-16 surrogate at character 0"),
+        ('{"text": "ok", "id": "a\\udfff"}', "'id' holds an unpaired UTF-16 surrogate at character 1"),
+        ({"title": "jazz", "id": "\u00e9" * 400_000}, "'id' has 400000 characters; the limit is 256"),
+        ({"title": "jazz", "id": 2**64}, "at most 64 bits"),
+        ({"title": "jazz", "id": 1.5}, "got a number"),
+    ],
+)
+def test_hostile_bodies_are_request_errors(body, message) -> None:
+    with pytest.raises(RequestError) as info:
+        parse_request(body)
+    assert message in str(info.value)
+    assert len(str(info.value)) < 300  # a message never echoes the hostile value whole
+
+
+def test_an_id_at_the_limit_is_kept() -> None:
+    assert parse_request({"title": "jazz", "id": "x" * 256}).events[0]["id"] == "x" * 256
