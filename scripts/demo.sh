@@ -31,10 +31,11 @@ echo "== registering $NAME through the management API"
 scripts/manage.sh unregister "$NAME" >/dev/null 2>&1 || true
 scripts/manage.sh register "$NAME.mar"
 
-KEY="$(scripts/manage.sh key inference)"
+# curl reads the key from a 0600 header file: a key on a command line is visible to every local user.
+HEADER="$(scripts/manage.sh header inference)"
 BODY='{"title": "Late-night jazz at the Blue Room", "description": "A quartet plays standards and bebop until 1am. Tickets at the door.", "top_k": 3}'
-echo "== curl -H 'Authorization: Bearer <inference key>' -H 'Content-Type: application/json' http://127.0.0.1:8080/predictions/$NAME -d '$BODY'"
-curl -sS -H "Authorization: Bearer $KEY" -H "Content-Type: application/json" \
+echo "== curl -H @$HEADER -H 'Content-Type: application/json' http://127.0.0.1:8080/predictions/$NAME -d '$BODY'"
+curl -sS -H "@$HEADER" -H "Content-Type: application/json" \
   "http://127.0.0.1:8080/predictions/$NAME" -d "$BODY"
 echo
 echo "== done in $((SECONDS - started))s. Report: $RUN/report.md"
