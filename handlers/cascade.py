@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, TypedDict
 
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -140,11 +140,12 @@ class Cascade:
         events: Sequence[Event],
         top_k: int | Sequence[int] = 1,
         timings: dict[str, float] | None = None,
-    ) -> list[dict[str, Any]]:
-        """JSON-ready answers, one per event, in order.
+    ) -> list[PathAnswer] | list[LevelAnswer]:
+        """JSON-ready answers, one per event, in order: a ``PathAnswer`` each for a cascade,
+        a ``LevelAnswer`` each for a single-level archive.
 
         ``top_k`` is one number for all events or one per event. ``timings``, when given,
-        receives the milliseconds spent per level (the handler reports them as metrics).
+        receives the milliseconds spent per level (``TAXONOMY_MS``, ``SUBTAXONOMY_MS``).
         """
         n = len(events)
         if n == 0:
@@ -154,76 +155,116 @@ class Cascade:
             raise ValueError(f"{len(ks)} top_k values for {n} events")
         clock = time.perf_counter()
         ids = self.encode(events)
-        h = self.hierarchy
-        tax_probs = self.level_probs(h.taxonomy, ids)
-        tax_ms = (time.perf_counter() - clock) * 1000
-        if h.single_level:
-            if timings is not None:
-                timings["taxonomy_ms"] = timings.get("taxonomy_ms", 0.0) + tax_ms
-            return [_single_answer(h.taxonomy.labels, tax_probs[i], ks[i]) for i in range(n)]
+        tax_probs = self.level_probs(self.hierarchy.taxonomy, ids)
+        _add(timings, TAXONOMY_MS, clock)
+        if self.hierarchy.single_level:
+            return [_level_answer(self.hierarchy.taxonomy.labels, tax_probs[i], ks[i]) for i in range(n)]
+        clock = time.perf_counter()
+        sub_probs = self.subtaxonomy_passes(ids, self.candidate_taxonomies(tax_probs, ks))
+        _add(timings, SUBTAXONOMY_MS, clock)
+        return [self._path_answer(tax_probs[i], sub_probs[i], ks[i]) for i in range(n)]
 
-        # Which (event, taxonomy) pairs need a subtaxonomy pass.
+    def candidate_taxonomies(self, tax_probs: torch.Tensor, ks: Sequence[int]) -> list[set[int]]:
+        """Per event, the taxonomies whose subtaxonomy model must run.
+
+        Always the best one; with top_k > 1 (or joint decoding, its beam) also the next
+        likeliest that reach ``beam_min_prob``, so answers can span taxonomies.
+        """
         best = tax_probs.argmax(dim=-1).tolist()
-        wanted: dict[int, list[int]] = {}
-        joint = self.decoding == "joint"
-        for i in range(n):
-            candidates = {best[i]}
-            width = max(ks[i], self.beam_width) if joint else ks[i]
+        candidates = []
+        for i, k in enumerate(ks):
+            chosen = {best[i]}
+            width = max(k, self.beam_width) if self.decoding == "joint" else k
             if width > 1:
                 top = torch.topk(tax_probs[i], min(width, tax_probs.shape[1]))
-                candidates |= {t for p, t in zip(top.values.tolist(), top.indices.tolist()) if p >= self.beam_min_prob}
-            for t in candidates:
-                wanted.setdefault(t, []).append(i)
+                chosen |= {t for p, t in zip(top.values.tolist(), top.indices.tolist()) if p >= self.beam_min_prob}
+            candidates.append(chosen)
+        return candidates
 
-        clock = time.perf_counter()
-        sub_probs: list[dict[int, torch.Tensor]] = [{} for _ in range(n)]
-        for t, members in wanted.items():
-            level = h.subtaxonomies[h.taxonomy.labels[t]]
+    def subtaxonomy_passes(self, ids: Sequence[Sequence[int]],
+                           candidates: Sequence[set[int]]) -> list[dict[int, torch.Tensor]]:
+        """Per event, subtaxonomy probabilities by taxonomy index: one pass per taxonomy model."""
+        members_of: dict[int, list[int]] = {}
+        for i, chosen in enumerate(candidates):
+            for t in chosen:
+                members_of.setdefault(t, []).append(i)
+        found: list[dict[int, torch.Tensor]] = [{} for _ in candidates]
+        for t, members in members_of.items():
+            level = self.hierarchy.subtaxonomies[self.hierarchy.taxonomy.labels[t]]
             probs = self.level_probs(level, [ids[i] for i in members])
             for row, i in enumerate(members):
-                sub_probs[i][t] = probs[row]
-        sub_ms = (time.perf_counter() - clock) * 1000
-        if timings is not None:
-            timings["taxonomy_ms"] = timings.get("taxonomy_ms", 0.0) + tax_ms
-            timings["subtaxonomy_ms"] = timings.get("subtaxonomy_ms", 0.0) + sub_ms
+                found[i][t] = probs[row]
+        return found
 
-        answers = []
-        for i in range(n):
-            paths = []
-            for tt, pr in sub_probs[i].items():
-                pt = float(tax_probs[i, tt])
-                paths += [(pt * float(ps), tt, j) for j, ps in enumerate(pr.tolist())]
-            paths.sort(key=lambda p: -p[0])
-            t = paths[0][1] if joint else best[i]
-            tax_label = h.taxonomy.labels[t]
-            sub_labels = h.subtaxonomies[tax_label].labels
-            probs = sub_probs[i][t]
-            s = int(probs.argmax())
-            p_tax, p_sub = float(tax_probs[i, t]), float(probs[s])
-            answers.append(
-                {
-                    "taxonomy": {"label": tax_label, "score": _round(p_tax)},
-                    "subtaxonomy": {"label": sub_labels[s], "score": _round(p_sub)},
-                    "path": [tax_label, sub_labels[s]],
-                    "path_score": _round(p_tax * p_sub),
-                    "top_k": [
-                        {
-                            "taxonomy": h.taxonomy.labels[tt],
-                            "subtaxonomy": h.subtaxonomies[h.taxonomy.labels[tt]].labels[j],
-                            "score": _round(score),
-                        }
-                        for score, tt, j in paths[: ks[i]]
-                    ],
-                }
-            )
-        return answers
+    def _path_answer(self, tax_probs: torch.Tensor, sub_probs: dict[int, torch.Tensor], k: int) -> PathAnswer:
+        """The predicted path and the k likeliest paths among those computed.
+
+        Greedy decoding keeps the likeliest taxonomy; joint decoding the taxonomy of the
+        likeliest full path. Either way the prediction does not depend on ``k``.
+        """
+        h = self.hierarchy
+        ranked = sorted(((float(tax_probs[t]) * float(p), t, s) for t, probs in sub_probs.items()
+                         for s, p in enumerate(probs.tolist())), key=lambda path: -path[0])
+        t = ranked[0][1] if self.decoding == "joint" else int(tax_probs.argmax())
+        taxonomy = h.taxonomy.labels[t]
+        s = int(sub_probs[t].argmax())
+        p_tax, p_sub = float(tax_probs[t]), float(sub_probs[t][s])
+        subtaxonomy = h.subtaxonomies[taxonomy].labels[s]
+        return {
+            "taxonomy": {"label": taxonomy, "score": _round(p_tax)},
+            "subtaxonomy": {"label": subtaxonomy, "score": _round(p_sub)},
+            "path": [taxonomy, subtaxonomy],
+            "path_score": _round(p_tax * p_sub),
+            "top_k": [{"taxonomy": h.taxonomy.labels[tt], "subtaxonomy": h.subtaxonomies[h.taxonomy.labels[tt]].labels[j],
+                       "score": _round(score)} for score, tt, j in ranked[:k]],
+        }
+
+
+# -- answer shapes (what the handler serialises; the README documents them) ---------------
+class Scored(TypedDict):
+    label: str
+    score: float
+
+
+class PathOption(TypedDict):
+    taxonomy: str
+    subtaxonomy: str
+    score: float
+
+
+class PathAnswer(TypedDict, total=False):
+    """A cascade's answer: the predicted path, each level's score, the top-k paths (and the caller's id)."""
+
+    taxonomy: Scored
+    subtaxonomy: Scored
+    path: list[str]
+    path_score: float
+    top_k: list[PathOption]
+    id: str | int
+
+
+class LevelAnswer(TypedDict, total=False):
+    """A single-level archive's answer: the label, its score, the top-k labels (and the caller's id)."""
+
+    label: str
+    score: float
+    top_k: list[Scored]
+    id: str | int
+
+
+TAXONOMY_MS, SUBTAXONOMY_MS = "taxonomy_ms", "subtaxonomy_ms"
+
+
+def _add(timings: dict[str, float] | None, key: str, since: float) -> None:
+    if timings is not None:
+        timings[key] = timings.get(key, 0.0) + (time.perf_counter() - since) * 1000
 
 
 def _round(x: float) -> float:
     return round(float(x), 6)
 
 
-def _single_answer(labels: Sequence[str], probs: torch.Tensor, k: int) -> dict[str, Any]:
+def _level_answer(labels: Sequence[str], probs: torch.Tensor, k: int) -> LevelAnswer:
     top = torch.topk(probs, min(k, len(labels)))
     best = int(probs.argmax())
     return {

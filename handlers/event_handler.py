@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from handlers.cascade import Cascade
+from handlers.cascade import SUBTAXONOMY_MS, TAXONOMY_MS, Cascade
 from handlers.parsing import ParsedRequest, RequestError, parse_request
 from handlers.settings import HandlerSettings
 
@@ -159,7 +159,7 @@ class EventTaxonomyHandler:
                 metrics.add_time(METRIC_NAMES[level], ms, None, "ms", dims())
             counts: dict[str, int] = {}
             for result in results:
-                label = result["taxonomy"]["label"] if "taxonomy" in result else result["label"]
+                label = result["label"] if self.cascade.hierarchy.single_level else result["taxonomy"]["label"]
                 counts[label] = counts.get(label, 0) + 1
             for label, count in counts.items():
                 metrics.add_counter("PredictionsPerTaxonomy", count, None, dims(Dimension("Taxonomy", label)))
@@ -167,7 +167,7 @@ class EventTaxonomyHandler:
             logger.warning("could not record metrics", exc_info=True)
 
 
-METRIC_NAMES = {"taxonomy_ms": "TaxonomyInferenceTime", "subtaxonomy_ms": "SubtaxonomyInferenceTime"}
+METRIC_NAMES = {TAXONOMY_MS: "TaxonomyInferenceTime", SUBTAXONOMY_MS: "SubtaxonomyInferenceTime"}
 
 
 def _body(request: Any) -> Any:
