@@ -52,3 +52,31 @@ def test_readme_test_command_is_what_ci_runs() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     assert "scripts/test.sh" in readme and "scripts/test.sh" in ci
     assert "scripts/demo.sh" in readme
+
+
+def test_every_imported_package_is_pinned() -> None:
+    """A package the code imports by name must be pinned, not arrive by chance with another."""
+    import ast
+    import sys
+    from importlib.metadata import packages_distributions
+
+    pinned = {**pins((ROOT / "requirements.txt").read_text().splitlines()),
+              **pins((ROOT / "requirements-extras.txt").read_text().splitlines()),
+              **pins((ROOT / "requirements-dev.txt").read_text().splitlines())}
+    pinned = {name.replace("_", "-") for name in pinned}
+    ours = {p.name for p in ROOT.iterdir() if p.is_dir()} | {p.stem for p in (ROOT / "scripts").glob("*.py")}
+    distributions = packages_distributions()
+    missing = set()
+    for path in [*ROOT.glob("handlers/*.py"), *ROOT.glob("training/*.py"), *ROOT.glob("scripts/*.py"),
+                 *ROOT.glob("tests/*.py")]:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else [])
+            for name in names:
+                top = name.split(".")[0]
+                if top in sys.stdlib_module_names or top in ours:
+                    continue
+                dists = {d.lower().replace("_", "-") for d in distributions.get(top, [top])}
+                if not dists & pinned:
+                    missing.add(f"{top} ({path.relative_to(ROOT)})")
+    assert not missing, f"imported but not pinned: {sorted(missing)}"
