@@ -68,7 +68,16 @@ events = st.fixed_dictionaries({}, optional={
     "top_k": st.one_of(st.integers(-3, 15), st.text(max_size=3)),
     "id": st.one_of(st.integers(), st.text(max_size=8), st.floats(allow_nan=False)),
 })
+# Bodies known to break a naive parser: integers past Python's 4,300-digit limit, nesting
+# deeper than the interpreter's recursion limit, lone UTF-16 surrogates, ids far over the cap.
+breakers = st.one_of(
+    st.integers(4000, 6000).map(lambda n: (b'{"title": "a", "top_k": ' + b"9" * n + b"}", JSON)),
+    st.integers(500, 3000).map(lambda d: (b'{"title": "a", "top_k": ' + b"[" * d + b"]" * d + b"}", JSON)),
+    st.integers(0xD800, 0xDFFF).map(lambda c: (b'{"title": "x\\u%04x"}' % c, JSON)),
+    st.integers(257, 200_000).map(lambda n: (json.dumps({"text": "jazz", "id": "\u00e9" * n}).encode(), JSON)),
+)
 bodies = st.one_of(
+    breakers,
     json_values.map(lambda v: (json.dumps(v).encode(), JSON)),
     events.map(lambda v: (json.dumps(v).encode(), JSON)),
     st.lists(events, max_size=70).map(lambda v: (json.dumps(v).encode(), JSON)),
