@@ -257,6 +257,11 @@ def make_handler(inference: str, max_body: int, timeout: float,
             if len(body) != length:  # the client closed early, or the deadline shut it down
                 self._error(400, f"request body ended after {len(body)} of {length} bytes")
                 return
+            claim = getattr(self.server, "claim", None)
+            if claim is not None and not claim(self.connection):
+                return  # the deadline answered 408 just now
+            # The request is in: from here the deadline no longer applies, only --timeout
+            # for TorchServe's answer.
             headers = {"Content-Type": self.headers.get("Content-Type", "application/json")}
             if self.headers.get("Authorization"):
                 headers["Authorization"] = self.headers["Authorization"]

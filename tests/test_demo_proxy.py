@@ -40,6 +40,8 @@ class Upstream:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 bodies.append(body)
+                if body == b"slow":
+                    time.sleep(2.5)
                 answer = json.dumps({"received": len(body)}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -224,6 +226,12 @@ def test_a_slow_client_is_answered_408_and_disconnected(page_factory, upstream: 
     assert timeout - 0.2 <= took <= timeout + 2.0
     assert upstream.bodies == []
     assert wait_for(lambda: page.httpd.active == 0)
+
+
+def test_a_slow_answer_is_not_cut_by_the_read_deadline(page_factory, upstream: Upstream) -> None:
+    page = page_factory(read_timeout=1)  # the request is in at once; TorchServe takes 2.5 s
+    status, _, answer = exchange(page, post("Content-Length: 4\r\n", b"slow"))
+    assert status == status_line(200) and json.loads(answer) == {"received": 4}
 
 
 def wait_for(condition, limit: float = 10) -> bool:
