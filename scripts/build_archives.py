@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -180,7 +181,7 @@ def stage(run_dir: Path, hierarchy: Hierarchy, dest: Path) -> None:
 
 
 BUILDING_SUFFIX = ".building"
-OWNER_FILE = "owner.pid"  # "PID START": the building process, and when it started
+OWNER_FILE = "owner.pid"  # "PID START HOST": the building process, when it started, where
 YOUNG_SECONDS = 60  # a folder without an owner file this young may be starting up
 
 
@@ -194,7 +195,7 @@ def _process_start(pid: int) -> str | None:
 
 def _owner_alive(folder: Path) -> bool:
     try:
-        pid_text, _, start = (folder / OWNER_FILE).read_text().strip().partition(" ")
+        pid_text, start, host = ((folder / OWNER_FILE).read_text().split() + ["", ""])[:3]
         pid = int(pid_text)
     except FileNotFoundError:  # just created, or left by a builder that wrote no owner file
         try:
@@ -203,6 +204,8 @@ def _owner_alive(folder: Path) -> bool:
             return False
     except (OSError, ValueError):
         return False
+    if host and host != socket.gethostname():  # a store shared with another machine or container:
+        return True  # its pids mean nothing here, so never judge its builds
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -210,7 +213,7 @@ def _owner_alive(folder: Path) -> bool:
     except PermissionError:  # alive, another user's
         return True
     now = _process_start(pid)
-    return not (start and now and now != start)  # the pid now names another process
+    return not (start != "-" and now and now != start)  # else the pid now names another process
 
 
 def remove_stale_builds(store: Path) -> list[Path]:
@@ -228,7 +231,7 @@ def make_build_dir(store: Path, name: str) -> Path:
     """This build's private folder in the store (0700, like every mkdtemp), owner recorded."""
     work = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=BUILDING_SUFFIX, dir=store))
     pid = os.getpid()
-    (work / OWNER_FILE).write_text(f"{pid} {_process_start(pid) or ''}\n")
+    (work / OWNER_FILE).write_text(f"{pid} {_process_start(pid) or '-'} {socket.gethostname()}\n")
     return work
 
 
