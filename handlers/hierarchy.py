@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Mapping
 
 SCHEMA_VERSION = 1
@@ -77,6 +77,21 @@ class Level:
             raise HierarchyError(f"duplicate labels in {list(self.labels)}")
         if self.checkpoint is None and len(self.labels) > 1:
             raise HierarchyError(f"labels {list(self.labels)} need a checkpoint")
+        if self.checkpoint is not None:
+            check_checkpoint_path(self.checkpoint)
+
+
+def check_checkpoint_path(checkpoint: object) -> None:
+    """A checkpoint folder is a relative path inside the run directory: packaging copies it
+    into the archive and serving loads from it, so ``/etc`` or ``../x`` would reach outside."""
+    if not isinstance(checkpoint, str) or not checkpoint.strip():
+        raise HierarchyError(f"checkpoint {checkpoint!r} is not a folder name")
+    if "\\" in checkpoint or "\0" in checkpoint:
+        raise HierarchyError(f"checkpoint path {checkpoint!r} holds a backslash or NUL: separate folders with '/'")
+    if PurePosixPath(checkpoint).is_absolute() or PureWindowsPath(checkpoint).drive:
+        raise HierarchyError(f"checkpoint path {checkpoint!r} is absolute: it must be relative to the run directory")
+    if ".." in PurePosixPath(checkpoint).parts:
+        raise HierarchyError(f"checkpoint path {checkpoint!r} contains '..': it must stay inside the run directory")
 
 
 @dataclass(frozen=True)
@@ -230,6 +245,9 @@ def check_run_dir(run_dir: str | Path) -> Hierarchy:
         if level.checkpoint is None:
             continue
         folder = run_dir / level.checkpoint
+        if not folder.resolve().is_relative_to(run_dir.resolve()):  # through a symbolic link
+            raise HierarchyError(f"checkpoint path {level.checkpoint!r} for {name!r} resolves to "
+                                 f"{folder.resolve()}, outside the run directory {run_dir}")
         config_path = folder / "config.json"
         if not config_path.is_file():
             raise HierarchyError(f"checkpoint for {name!r} is missing: {config_path} not found")

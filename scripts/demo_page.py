@@ -11,6 +11,15 @@ another origin whatever cors_allowed_* says. The page therefore posts to its own
 and this server forwards exactly one kind of request, POST /predictions/<model>, to the
 inference API with the key the person typed. It stores no key and forwards nothing else:
 no management call and no other header. Standard library only.
+
+Limits, so that a local page server cannot be tied up or made to forward more than it
+should: a POST needs one plain Content-Length of digits within TorchServe's
+max_request_size (400 for a negative, signed, non-numeric or repeated one, 413 over the
+limit, 411 when it is missing or the body is chunked), answered before a byte of the body
+is read; a client gets --read-timeout seconds in all to send its request head and body
+(then 408 and the connection is closed, however slowly it trickles bytes); and at most
+--max-connections connections are handled at once: one more is answered 503 at once and
+closed, without a thread.
 """
 
 from __future__ import annotations
@@ -18,8 +27,10 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import socket
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,13 +44,138 @@ FILES = {"/": "index.html", "/index.html": "index.html", "/app.js": "app.js", "/
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
          ".css": "text/css; charset=utf-8"}
 MODEL_NAME = re.compile(r"^/predictions/([A-Za-z0-9][A-Za-z0-9_.-]{0,127})$")
-# Scripts and styles from this origin only; fetch() to this origin only.
-CSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; form-action 'none'"
+# Scripts and styles from this origin only; fetch() to this origin only; never inside a frame.
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; form-action 'none'; "
+       "frame-ancestors 'none'; base-uri 'none'")
+DIGITS = re.compile(r"[0-9]{1,18}")
+READ_TIMEOUT = 10.0  # seconds a client has to send its whole request (head and body)
+MAX_CONNECTIONS = 16  # connections handled at once; one more is answered 503
 
 
-def make_handler(inference: str, max_body: int, timeout: float) -> type[BaseHTTPRequestHandler]:
+class Expired(Exception):
+    """The connection's read deadline passed: it has been answered 408 and shut down."""
+
+
+class BoundedServer(ThreadingHTTPServer):
+    """A ThreadingHTTPServer with at most ``max_connections`` handler threads and a deadline
+    for reading each request.
+
+    When every slot is taken, the accepting thread itself writes a short 503 and closes the
+    connection: no thread is started, so a flood of connections cannot grow the thread
+    count. One watcher thread answers 408 to, and shuts down, every connection still
+    sending its request ``read_timeout`` seconds after it was accepted: a per-read socket
+    timeout alone lets a client that sends a byte every few seconds hold a thread forever.
+    """
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
+                 max_connections: int = MAX_CONNECTIONS, read_timeout: float = READ_TIMEOUT) -> None:
+        super().__init__(address, handler)
+        self.max_connections, self.read_timeout = max_connections, read_timeout
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._lock = threading.Lock()
+        self._reading: dict[socket.socket, float] = {}  # connection -> deadline
+        self._expired: set[socket.socket] = set()  # answered 408 by the deadline
+        self.active = 0  # connections being handled now
+        self._closed = threading.Event()
+        threading.Thread(target=self._watch, name="demo-page-deadlines", daemon=True).start()
+
+    # -- the bound on threads -------------------------------------------------------------
+    def process_request(self, request, client_address) -> None:  # type: ignore[override]
+        if not self._slots.acquire(blocking=False):
+            self._refuse(request)
+            return
+        with self._lock:
+            self.active += 1
+            self._reading[request] = time.monotonic() + self.read_timeout
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._release(request)
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:  # type: ignore[override]
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._release(request)
+
+    def _release(self, request: socket.socket) -> None:
+        with self._lock:
+            self._reading.pop(request, None)
+            self._expired.discard(request)
+            self.active -= 1
+        self._slots.release()
+
+    def _refuse(self, request: socket.socket) -> None:
+        body = json.dumps({"code": 503, "message": f"busy: {self.max_connections} connections "
+                                                  "already open; try again"}).encode()
+        try:
+            request.settimeout(0)  # never let one unread client block the accepting thread
+            request.send(_raw_response(503, "Service Unavailable", body, {"Retry-After": "1"}))
+        except OSError:
+            pass
+        self.shutdown_request(request)
+
+    # -- the read deadline ----------------------------------------------------------------
+    def claim(self, request: socket.socket) -> bool:
+        """Called before answering: False when the deadline has already answered 408."""
+        with self._lock:
+            self._reading.pop(request, None)
+            return request not in self._expired
+
+    def _watch(self) -> None:
+        while not self._closed.wait(min(0.2, self.read_timeout / 4)):
+            now = time.monotonic()
+            with self._lock:
+                late = [conn for conn, deadline in self._reading.items() if deadline <= now]
+                for conn in late:
+                    del self._reading[conn]
+                    self._expired.add(conn)
+            for conn in late:
+                body = json.dumps({"code": 408, "message": f"request not received within "
+                                                          f"{self.read_timeout:g} seconds"}).encode()
+                try:
+                    conn.send(_raw_response(408, "Request Timeout", body), socket.MSG_DONTWAIT)
+                    conn.shutdown(socket.SHUT_RDWR)  # wakes the handler's blocked read with EOF
+                except OSError:
+                    pass
+
+    def handle_error(self, request, client_address) -> None:  # type: ignore[override]
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (Expired, OSError)):  # timed out, or the client went away
+            return
+        super().handle_error(request, client_address)
+
+    def server_close(self) -> None:
+        self._closed.set()
+        super().server_close()
+
+
+def _raw_response(status: int, reason: str, body: bytes, extra: dict[str, str] | None = None) -> bytes:
+    headers = {"Content-Type": "application/json", "Content-Length": str(len(body)), "Cache-Control": "no-store",
+               "Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
+               "Connection": "close", **(extra or {})}
+    head = f"HTTP/1.0 {status} {reason}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    return head.encode("latin-1") + b"\r\n" + body
+
+
+def make_handler(inference: str, max_body: int, timeout: float,
+                 read_timeout: float = READ_TIMEOUT) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "event-taxonomy-demo"
+        # The server's deadline bounds the whole request (and answers 408); this per-call
+        # socket timeout, a little longer so that the deadline answers first, also bounds
+        # every write to a client that stops reading its answer.
+        timeout = read_timeout + 1
+
+        def send_response(self, code: int, message: str | None = None) -> None:
+            claim = getattr(self.server, "claim", None)
+            if claim is not None and not claim(self.connection):
+                self.close_connection = True
+                raise Expired()
+            super().send_response(code, message)
 
         def log_message(self, fmt: str, *args: object) -> None:  # one line per request, to stderr
             sys.stderr.write(f"{self.address_string()} {fmt % args}\n")
@@ -51,11 +187,55 @@ def make_handler(inference: str, max_body: int, timeout: float) -> type[BaseHTTP
             self.send_header("Cache-Control", "no-store")
             self.send_header("Content-Security-Policy", CSP)
             self.send_header("X-Content-Type-Options", "nosniff")
+            self.send_header("X-Frame-Options", "DENY")
             self.end_headers()
             self.wfile.write(body)
 
         def _error(self, status: int, message: str) -> None:
             self._send(status, json.dumps({"code": status, "message": message}).encode(), "application/json")
+
+        def finish(self) -> None:
+            super().finish()
+            if getattr(self, "_unread", False):
+                # A body refused unread is still arriving: closing now would send a reset that
+                # can destroy the answer before the client reads it. Half-close, and drain a
+                # little for a moment; the answer has been sent either way.
+                end = time.monotonic() + 0.5
+                try:
+                    self.connection.shutdown(socket.SHUT_WR)
+                    while (left := end - time.monotonic()) > 0:
+                        self.connection.settimeout(left)
+                        if not self.connection.recv(65536):
+                            break
+                except OSError:
+                    pass
+
+        def _content_length(self) -> int | None:
+            """The declared body length, or None once the request has been answered.
+
+            Decided from the headers alone, before a byte of the body is read: a negative
+            length would make a read run to the end of the stream, past every limit.
+            """
+            self.close_connection = self._unread = True  # a refused body is never read
+            if self.headers.get_all("Transfer-Encoding"):
+                self._error(411, "chunked or otherwise encoded bodies are not accepted; send Content-Length")
+                return None
+            values = self.headers.get_all("Content-Length") or []
+            if not values:
+                self._error(411, "Content-Length required")
+                return None
+            value = values[0].strip(" \t")
+            if len(values) > 1:
+                self._error(400, "more than one Content-Length")
+                return None
+            if not value.isascii() or not value.isdigit():
+                self._error(400, f"Content-Length must be a number of bytes, not {value[:40]!r}")
+                return None
+            if not DIGITS.fullmatch(value) or int(value) > max_body:
+                self._error(413, f"request body of {value[:40]} bytes is over the {max_body}-byte limit")
+                return None
+            self._unread = False
+            return int(value)
 
         def do_GET(self) -> None:
             name = FILES.get(self.path.split("?", 1)[0])
@@ -70,15 +250,18 @@ def make_handler(inference: str, max_body: int, timeout: float) -> type[BaseHTTP
             if match is None:
                 self._error(404, "only POST /predictions/<model> is forwarded")
                 return
-            try:
-                length = int(self.headers.get("Content-Length", ""))
-            except ValueError:
-                self._error(411, "Content-Length required")
-                return
-            if length > max_body:
-                self._error(413, f"request body of {length} bytes is over the {max_body}-byte limit")
+            length = self._content_length()
+            if length is None:
                 return
             body = self.rfile.read(length)
+            if len(body) != length:  # the client closed early, or the deadline shut it down
+                self._error(400, f"request body ended after {len(body)} of {length} bytes")
+                return
+            claim = getattr(self.server, "claim", None)
+            if claim is not None and not claim(self.connection):
+                return  # the deadline answered 408 just now
+            # The request is in: from here the deadline no longer applies, only --timeout
+            # for TorchServe's answer.
             headers = {"Content-Type": self.headers.get("Content-Type", "application/json")}
             if self.headers.get("Authorization"):
                 headers["Authorization"] = self.headers["Authorization"]
@@ -103,11 +286,13 @@ def make_handler(inference: str, max_body: int, timeout: float) -> type[BaseHTTP
 class DemoPage:
     """The page server, startable in a thread (tests) or in the foreground (scripts/serve.sh page)."""
 
-    def __init__(self, server: Server, host: str = "127.0.0.1", port: int = 8090, timeout: float = 60) -> None:
-        max_body = int(server.props.get("max_request_size", 6553500))
-        handler = make_handler(server.address("inference"), max_body, timeout)
-        self.httpd = ThreadingHTTPServer((host, port), handler)
-        self.httpd.daemon_threads = True
+    def __init__(self, server: Server, host: str = "127.0.0.1", port: int = 8090, timeout: float = 60,
+                 read_timeout: float = READ_TIMEOUT, max_connections: int = MAX_CONNECTIONS,
+                 max_body: int | None = None) -> None:
+        if max_body is None:
+            max_body = int(server.props.get("max_request_size", 6553500))
+        handler = make_handler(server.address("inference"), max_body, timeout, read_timeout)
+        self.httpd = BoundedServer((host, port), handler, max_connections, read_timeout)
         self.url = f"http://{host}:{self.httpd.server_address[1]}/"
 
     def start(self) -> DemoPage:
@@ -124,9 +309,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8090, help="page port on 127.0.0.1 (default 8090)")
     parser.add_argument("--config", help="TorchServe config whose inference address is used "
                                          "(default: $TS_CONFIG or config.properties)")
+    parser.add_argument("--read-timeout", type=float, default=READ_TIMEOUT,
+                        help=f"seconds a client has to send its whole request (default {READ_TIMEOUT:g})")
+    parser.add_argument("--max-connections", type=int, default=MAX_CONNECTIONS,
+                        help=f"connections handled at once; more are answered 503 (default {MAX_CONNECTIONS})")
     args = parser.parse_args(argv)
+    if args.read_timeout <= 0 or args.max_connections < 1:
+        parser.error("--read-timeout must be positive and --max-connections at least 1")
     try:
-        page = DemoPage(Server(args.config), port=args.port)
+        page = DemoPage(Server(args.config), port=args.port, read_timeout=args.read_timeout,
+                        max_connections=args.max_connections)
     except CtlError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

