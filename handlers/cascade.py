@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence, TypedDict
+from typing import Any, Mapping, NamedTuple, Sequence, TypedDict
 
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from handlers.hierarchy import ONNX_FILE, TOKENIZER_DIR, Hierarchy, Level, check_run_dir
+from handlers.lexical import LexicalModel
 from handlers.onnx_int8 import OnnxClassifier
 
 Event = Mapping[str, Any]
@@ -77,17 +78,27 @@ class Cascade:
                 str(self.run_dir / folder), use_safetensors=True
             )
             self.models[folder] = model.to(self.device).eval()
+        # Lexical models whose weight is 0 are not loaded: they would cost time and change nothing.
+        self.lexical = {level.lexical: LexicalModel.load(self.run_dir / level.lexical)
+                        for level in self.hierarchy.levels() if level.lexical and level.lexical_weight > 0}
 
-    # -- text -> token ids ---------------------------------------------------------------
-    def encode(self, events: Sequence[Event]) -> list[list[int]]:
+    # -- text -> model inputs ------------------------------------------------------------
+    def encode(self, events: Sequence[Event]) -> Encoded:
         fmt = self.hierarchy.text
         texts = [fmt.format(event) for event in events]
-        return self.tokenizer(texts, truncation=True, max_length=fmt.max_length)["input_ids"]
+        return Encoded(fmt.token_ids(self.tokenizer, texts), texts)
 
     # -- one level -----------------------------------------------------------------------
+    def level_probs(self, level: Level, inputs: Encoded) -> torch.Tensor:
+        """Class probabilities of one level; with a lexical model, the mix chosen on val."""
+        probs = self._model_probs(level, inputs.ids)
+        if level.lexical in self.lexical:
+            lexical = torch.from_numpy(self.lexical[level.lexical].predict_proba(inputs.texts))
+            probs = (1 - level.lexical_weight) * probs + level.lexical_weight * lexical
+        return probs
+
     @torch.inference_mode()
-    def level_probs(self, level: Level, ids: Sequence[Sequence[int]]) -> torch.Tensor:
-        """Class probabilities of one level for a list of token-id sequences."""
+    def _model_probs(self, level: Level, ids: Sequence[Sequence[int]]) -> torch.Tensor:
         n = len(ids)
         if level.checkpoint is None:
             return torch.ones((n, 1))
@@ -111,14 +122,14 @@ class Cascade:
 
         Evaluation uses it to score the second level apart from the first's errors.
         """
-        ids = self.encode(events)
+        inputs = self.encode(events)
         groups: dict[str, list[int]] = {}
         for i, tax in enumerate(taxonomies):
             groups.setdefault(tax, []).append(i)
         out = [""] * len(events)
         for tax, members in groups.items():
             level = self.hierarchy.subtaxonomies[tax]
-            best = self.level_probs(level, [ids[i] for i in members]).argmax(dim=-1).tolist()
+            best = self.level_probs(level, inputs.take(members)).argmax(dim=-1).tolist()
             for i, b in zip(members, best):
                 out[i] = level.labels[b]
         return out
@@ -154,13 +165,13 @@ class Cascade:
         if len(ks) != n:
             raise ValueError(f"{len(ks)} top_k values for {n} events")
         clock = time.perf_counter()
-        ids = self.encode(events)
-        tax_probs = self.level_probs(self.hierarchy.taxonomy, ids)
+        inputs = self.encode(events)
+        tax_probs = self.level_probs(self.hierarchy.taxonomy, inputs)
         _add(timings, TAXONOMY_MS, clock)
         if self.hierarchy.single_level:
             return [_level_answer(self.hierarchy.taxonomy.labels, tax_probs[i], ks[i]) for i in range(n)]
         clock = time.perf_counter()
-        sub_probs = self.subtaxonomy_passes(ids, self.candidate_taxonomies(tax_probs, ks))
+        sub_probs = self.subtaxonomy_passes(inputs, self.candidate_taxonomies(tax_probs, ks))
         _add(timings, SUBTAXONOMY_MS, clock)
         return [self._path_answer(tax_probs[i], sub_probs[i], ks[i]) for i in range(n)]
 
@@ -181,8 +192,7 @@ class Cascade:
             candidates.append(chosen)
         return candidates
 
-    def subtaxonomy_passes(self, ids: Sequence[Sequence[int]],
-                           candidates: Sequence[set[int]]) -> list[dict[int, torch.Tensor]]:
+    def subtaxonomy_passes(self, inputs: Encoded, candidates: Sequence[set[int]]) -> list[dict[int, torch.Tensor]]:
         """Per event, subtaxonomy probabilities by taxonomy index: one pass per taxonomy model."""
         members_of: dict[int, list[int]] = {}
         for i, chosen in enumerate(candidates):
@@ -191,7 +201,7 @@ class Cascade:
         found: list[dict[int, torch.Tensor]] = [{} for _ in candidates]
         for t, members in members_of.items():
             level = self.hierarchy.subtaxonomies[self.hierarchy.taxonomy.labels[t]]
-            probs = self.level_probs(level, [ids[i] for i in members])
+            probs = self.level_probs(level, inputs.take(members))
             for row, i in enumerate(members):
                 found[i][t] = probs[row]
         return found
@@ -218,6 +228,16 @@ class Cascade:
             "top_k": [{"taxonomy": h.taxonomy.labels[tt], "subtaxonomy": h.subtaxonomies[h.taxonomy.labels[tt]].labels[j],
                        "score": _round(score)} for score, tt, j in ranked[:k]],
         }
+
+
+class Encoded(NamedTuple):
+    """Events as the models read them: token ids for the transformers, texts for TF-IDF."""
+
+    ids: list[list[int]]
+    texts: list[str]
+
+    def take(self, rows: Sequence[int]) -> "Encoded":
+        return Encoded([self.ids[i] for i in rows], [self.texts[i] for i in rows])
 
 
 # -- answer shapes (what the handler serialises; the README documents them) ---------------

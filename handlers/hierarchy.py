@@ -26,18 +26,48 @@ class HierarchyError(ValueError):
     """A hierarchy.json that is missing, unreadable or inconsistent."""
 
 
+TRUNCATIONS = ("head", "head_tail")
+
+
 @dataclass(frozen=True)
 class TextFormat:
     """How title and description are joined, and how much of them a model sees.
 
     ``max_chars`` caps characters before tokenizing: a tokenizer spends seconds on a
     multi-megabyte string even when it truncates to a few hundred tokens afterwards.
+    ``truncation`` says which tokens a text longer than ``max_length`` keeps: its ``head``,
+    or ``head_tail`` (the first half and the last half of the budget), so the end of a long
+    description, where places, dates and prices often sit, is read too.
     """
 
     fields: tuple[str, ...] = ("title", "description")
     separator: str = ". "
     max_length: int = 128
     max_chars: int = 2048
+    truncation: str = "head"
+
+    def __post_init__(self) -> None:
+        if self.truncation not in TRUNCATIONS:
+            raise HierarchyError(f"truncation must be one of {list(TRUNCATIONS)}, not {self.truncation!r}")
+        if self.max_length < 8:
+            raise HierarchyError(f"max_length must be at least 8 tokens, not {self.max_length}")
+
+    def token_ids(self, tokenizer: Any, texts: list[str]) -> list[list[int]]:
+        """Token ids of formatted texts, cut to ``max_length`` the way ``truncation`` says.
+
+        Training and serving both call this, so a model never sees text cut differently
+        from how it was trained.
+        """
+        if self.truncation == "head":
+            return tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
+        body = tokenizer(texts, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+        # The special tokens around one text ([CLS] ... [SEP] for the BERT family).
+        specials = tokenizer("")["input_ids"]
+        prefix, suffix = specials[:1], specials[1:]
+        room = self.max_length - len(specials)
+        head = room // 2
+        cut = [ids if len(ids) <= room else ids[:head] + ids[len(ids) - (room - head):] for ids in body]
+        return [prefix + ids + suffix for ids in cut]
 
     def format(self, event: Mapping[str, Any]) -> str:
         """One string per event, the same in training, evaluation and serving.
@@ -64,11 +94,26 @@ class Level:
     """One classifier: its labels in id order and the folder holding its checkpoint.
 
     ``checkpoint`` is None for a taxonomy with a single subtaxonomy: the answer is
-    known without a model.
+    known without a model. ``lexical`` is the folder of a TF-IDF model over the same labels
+    (handlers/lexical.py) whose probabilities are mixed in with ``lexical_weight``.
     """
 
     labels: tuple[str, ...]
     checkpoint: str | None
+    lexical: str | None = None
+    lexical_weight: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"labels": list(self.labels), "checkpoint": self.checkpoint}
+        if self.lexical is not None:
+            data["lexical"] = {"folder": self.lexical, "weight": self.lexical_weight}
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "Level":
+        lexical = data.get("lexical") or {}
+        return cls(tuple(data["labels"]), data["checkpoint"], lexical.get("folder"),
+                   float(lexical.get("weight", 0.0)))
 
     def __post_init__(self) -> None:
         if not self.labels:
@@ -79,6 +124,10 @@ class Level:
             raise HierarchyError(f"labels {list(self.labels)} need a checkpoint")
         if self.checkpoint is not None:
             check_checkpoint_path(self.checkpoint)
+        if self.lexical is not None:
+            check_checkpoint_path(self.lexical)
+        if not 0.0 <= self.lexical_weight <= 1.0 or (self.lexical_weight and self.lexical is None):
+            raise HierarchyError(f"lexical weight {self.lexical_weight} needs a lexical folder and must be from 0 to 1")
 
 
 def check_checkpoint_path(checkpoint: object) -> None:
@@ -114,6 +163,14 @@ class Hierarchy:
     def single_level(self) -> bool:
         return not self.subtaxonomies
 
+    def levels(self) -> list[Level]:
+        """Every classifier, taxonomy first."""
+        return [self.taxonomy, *self.subtaxonomies.values()]
+
+    def lexical_folders(self) -> list[str]:
+        """Every lexical model's folder, each once."""
+        return list(dict.fromkeys(lvl.lexical for lvl in self.levels() if lvl.lexical is not None))
+
     def checkpoints(self) -> list[str]:
         """Every checkpoint folder, taxonomy first, each once."""
         folders = [self.taxonomy.checkpoint]
@@ -127,11 +184,8 @@ class Hierarchy:
             "decoding": self.decoding,
             "text": {**asdict(self.text), "fields": list(self.text.fields)},
             "base_model": self.base_model,
-            "taxonomy": {"labels": list(self.taxonomy.labels), "checkpoint": self.taxonomy.checkpoint},
-            "subtaxonomies": {
-                tax: {"labels": list(lvl.labels), "checkpoint": lvl.checkpoint}
-                for tax, lvl in self.subtaxonomies.items()
-            },
+            "taxonomy": self.taxonomy.to_json(),
+            "subtaxonomies": {tax: lvl.to_json() for tax, lvl in self.subtaxonomies.items()},
         }
 
     @classmethod
@@ -149,12 +203,10 @@ class Hierarchy:
                     separator=str(text["separator"]),
                     max_length=int(text["max_length"]),
                     max_chars=int(text["max_chars"]),
+                    truncation=str(text.get("truncation", "head")),
                 ),
-                taxonomy=Level(tuple(data["taxonomy"]["labels"]), data["taxonomy"]["checkpoint"]),
-                subtaxonomies={
-                    tax: Level(tuple(lvl["labels"]), lvl["checkpoint"])
-                    for tax, lvl in data["subtaxonomies"].items()
-                },
+                taxonomy=Level.from_json(data["taxonomy"]),
+                subtaxonomies={tax: Level.from_json(lvl) for tax, lvl in data["subtaxonomies"].items()},
                 base_model=dict(data.get("base_model") or {}),
                 name=str(data.get("name", "cascade")),
                 decoding=str(data.get("decoding", "greedy")),
@@ -242,26 +294,38 @@ def check_run_dir(run_dir: str | Path) -> Hierarchy:
     levels = [(hierarchy.name if hierarchy.single_level else "taxonomy", hierarchy.taxonomy)]
     levels += list(hierarchy.subtaxonomies.items())
     for name, level in levels:
-        if level.checkpoint is None:
-            continue
-        folder = run_dir / level.checkpoint
-        if not folder.resolve().is_relative_to(run_dir.resolve()):  # through a symbolic link
-            raise HierarchyError(f"checkpoint path {level.checkpoint!r} for {name!r} resolves to "
-                                 f"{folder.resolve()}, outside the run directory {run_dir}")
-        config_path = folder / "config.json"
-        if not config_path.is_file():
-            raise HierarchyError(f"checkpoint for {name!r} is missing: {config_path} not found")
-        # fp32 safetensors, or the int8 ONNX export that int8 archives carry instead.
-        if not (folder / "model.safetensors").is_file() and not (folder / ONNX_FILE).is_file():
-            raise HierarchyError(f"checkpoint for {name!r} has no model.safetensors in {folder}")
-        try:
-            config = json.loads(config_path.read_text(encoding="utf-8"))
-            id2label = {int(k): v for k, v in config["id2label"].items()}
-        except (OSError, ValueError, KeyError, AttributeError) as exc:
-            raise HierarchyError(f"{config_path} has no readable id2label: {exc}") from exc
-        labels = tuple(id2label[i] for i in sorted(id2label))
-        if labels != level.labels:
-            raise HierarchyError(
-                f"{config_path} labels {list(labels)} differ from hierarchy.json's {list(level.labels)}"
-            )
+        if level.checkpoint is not None:
+            _check_checkpoint(run_dir, name, level)
+        if level.lexical is not None:
+            from handlers.lexical import check_lexical
+
+            problem = check_lexical(_inside(run_dir, level.lexical, name), level.labels)
+            if problem:
+                raise HierarchyError(f"lexical model for {name!r}: {problem}")
     return hierarchy
+
+
+def _inside(run_dir: Path, relative: str, name: str) -> Path:
+    folder = run_dir / relative
+    if not folder.resolve().is_relative_to(run_dir.resolve()):  # through a symbolic link
+        raise HierarchyError(f"checkpoint path {relative!r} for {name!r} resolves to "
+                             f"{folder.resolve()}, outside the run directory {run_dir}")
+    return folder
+
+
+def _check_checkpoint(run_dir: Path, name: str, level: Level) -> None:
+    folder = _inside(run_dir, level.checkpoint, name)
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise HierarchyError(f"checkpoint for {name!r} is missing: {config_path} not found")
+    # fp32 safetensors, or the int8 ONNX export that int8 archives carry instead.
+    if not (folder / "model.safetensors").is_file() and not (folder / ONNX_FILE).is_file():
+        raise HierarchyError(f"checkpoint for {name!r} has no model.safetensors in {folder}")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        id2label = {int(k): v for k, v in config["id2label"].items()}
+    except (OSError, ValueError, KeyError, AttributeError) as exc:
+        raise HierarchyError(f"{config_path} has no readable id2label: {exc}") from exc
+    labels = tuple(id2label[i] for i in sorted(id2label))
+    if labels != level.labels:
+        raise HierarchyError(f"{config_path} labels {list(labels)} differ from hierarchy.json's {list(level.labels)}")

@@ -51,7 +51,8 @@ from handlers.settings import LAYOUTS, HandlerSettings, SettingsError  # noqa: E
 
 HANDLER = ROOT / "handlers" / "event_handler.py"
 # The modules the handler imports; they travel as the package ``handlers`` in the archive.
-PACKAGE_MODULES = ("__init__.py", "cascade.py", "hierarchy.py", "onnx_int8.py", "parsing.py", "settings.py")
+PACKAGE_MODULES = ("__init__.py", "cascade.py", "hierarchy.py", "lexical.py", "onnx_int8.py", "parsing.py",
+                   "settings.py")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -120,6 +121,8 @@ def export_run_int8(run_dir: Path, hierarchy: Hierarchy, dest: Path) -> None:
     dest.mkdir(parents=True)
     hierarchy.save(dest)
     shutil.copytree(run_dir / TOKENIZER_DIR, dest / TOKENIZER_DIR)
+    for folder in hierarchy.lexical_folders():  # TF-IDF stays as it is: no export needed
+        shutil.copytree(run_dir / folder, dest / folder)
     folders = hierarchy.checkpoints()
     for number, folder in enumerate(folders, start=1):
         started = time.perf_counter()
@@ -173,6 +176,8 @@ def stage(run_dir: Path, hierarchy: Hierarchy, dest: Path) -> None:
         weights = sorted(p.name for p in (run_dir / folder).iterdir() if p.suffix in (".safetensors", ".onnx"))
         for item in ["config.json", *weights]:
             shutil.copy2(run_dir / folder / item, dest / folder / item)
+    for folder in hierarchy.lexical_folders():
+        shutil.copytree(run_dir / folder, dest / folder)
     package = dest / "handlers"
     package.mkdir()
     for module in PACKAGE_MODULES:
