@@ -10,7 +10,9 @@ The table is deliberately not trivially separable: every description carries gen
 sentences shared by all classes (tickets, access, parking, doors), some rows borrow the
 vocabulary of a neighbouring class (a jazz brunch, a family concert, a museum night with
 a DJ) while keeping one plausible label, a few titles are empty and a few descriptions
-are a single sentence.
+are a single sentence. About 15% are long listings (200-600 tokens) like real event pages:
+the event's own sentences wrapped in paragraphs about the venue, the series, tickets and
+access, with what the event is about sometimes only near the end.
 
 Usage::
 
@@ -37,6 +39,8 @@ GENERIC_TITLE_SHARE = 0.12
 EMPTY_TITLE_SHARE = 0.05
 SHORT_DESCRIPTION_SHARE = 0.05
 MIN_WORDS, MAX_WORDS = 30, 90
+LONG_SHARE = 0.15  # long listings: the event's own description inside paragraphs of practical text
+LONG_WORDS = (150, 450)  # about 200-600 tokens with the embedded base's tokenizer
 
 Leaf = tuple[str, str]
 ARTICLE = re.compile(r"\b([Aa]) (?=[aeiouAEIOU])")  # "a" before a vowel becomes "an"
@@ -532,6 +536,36 @@ GENERIC_LINES: list[str] = [
     "This {weekday} event often sells out, so book early.",
 ]
 
+# Practical paragraphs of long listings: true of any event, so they carry no class.
+LONG_LINES: list[str] = [
+    "{venue} is a short walk from the main station and is served by several night buses.",
+    "Please arrive in good time: latecomers are admitted at a suitable break and cannot always be seated.",
+    "Tickets are non-refundable, but they can be transferred to a friend by contacting {organiser} "
+    "at least 24 hours before the start.",
+    "If the event is cancelled or postponed, ticket holders are contacted by email and offered a refund "
+    "or a place on the new date.",
+    "The building has a lift to every floor, wheelchair spaces can be booked with your ticket, and "
+    "companions of disabled visitors go free.",
+    "Large bags, glass bottles and professional cameras are not allowed inside; a small cloakroom is "
+    "available for a fee.",
+    "Photography without flash is welcome for personal use, but please do not film the whole event.",
+    "{organiser} is a not-for-profit group run by volunteers in {district}, and every ticket helps "
+    "keep the programme going.",
+    "Our season runs from September to June, with new dates announced every month on our website and "
+    "in the free newsletter.",
+    "Food and drinks can be bought at the bar before the start and during the break; card payment only.",
+    "Children under twelve must be accompanied by an adult, and age limits are checked at the door.",
+    "We ask everyone to respect our code of conduct: harassment of any kind is not tolerated and our "
+    "staff wear orange lanyards if you need help.",
+    "Bike racks are available outside the main entrance, and the car park closes one hour after the end.",
+    "Gift vouchers for any event in the season can be bought online or at the box office.",
+    "Volunteers are always welcome: ask at the desk if you would like to help with future dates.",
+    "Lost property is kept for thirty days and can be collected from the box office on weekdays.",
+    "This event is part of the {district} community programme, supported by local businesses and "
+    "residents who give their time.",
+    "A quiet room is available throughout for anyone who needs a break from the crowd.",
+]
+
 # Titles that say nothing about the class.
 GENERIC_TITLES: list[str] = [
     "{Adj} Night at {venue}", "An Evening at {venue}", "{Adj} Gathering in {district}",
@@ -650,6 +684,21 @@ def describe(leaf: Leaf, borrowed: Leaf | None, rng: random.Random) -> str:
     return " ".join(sentences)
 
 
+def lengthen(description: str, rng: random.Random) -> str:
+    """A long listing: the description among paragraphs of practical text.
+
+    Half of them put the description last, after all the practical text, so a model that
+    reads only the first tokens misses what the event is about; the rest put it anywhere.
+    """
+    target = rng.randint(*LONG_WORDS)
+    practical: list[str] = []
+    lines = LONG_LINES + GENERIC_LINES
+    while len(description.split()) + word_count(practical) < target:
+        practical.append(fill(rng.choice(lines), rng))
+    cut = len(practical) if rng.random() < 0.5 else rng.randint(0, len(practical))
+    return " ".join([*practical[:cut], description, *practical[cut:]])
+
+
 def make_row(leaf: Leaf, rng: random.Random,
              pairs: dict[Leaf, list[tuple[Leaf, list[str]]]]) -> dict[str, str]:
     """One event row for ``leaf``: plain, hard (borrowed vocabulary), short or untitled."""
@@ -667,6 +716,8 @@ def make_row(leaf: Leaf, rng: random.Random,
         description = fill(rng.choice(pool), rng)
     else:
         description = describe(leaf, borrowed, rng)
+    if rng.random() < LONG_SHARE:
+        description = lengthen(description, rng)
     if rng.random() < GENERIC_TITLE_SHARE:
         titles = GENERIC_TITLES
     title = "" if rng.random() < EMPTY_TITLE_SHARE else fill(rng.choice(titles), rng)

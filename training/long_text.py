@@ -1,0 +1,123 @@
+"""Reading long descriptions whole: the truncation choice and the lexical models of a run.
+
+Both choices are made from the run's own data and recorded in hierarchy.json, so
+``training.evaluate`` and the TorchServe handler apply them through the one cascade:
+- truncation: when more than ``LONG_SHARE`` of the training texts are longer than
+  ``max_length`` tokens, keep the head and the tail of each text instead of the head alone;
+- lexical models: a TF-IDF classifier per level (handlers/lexical.py) fitted on the
+  training split, mixed in with the weight that scores best on the validation split
+  (0, i.e. left out, when it does not help, as on short texts).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from handlers.hierarchy import Hierarchy, Level, TextFormat
+from handlers.lexical import LexicalModel
+
+logger = logging.getLogger("training")
+
+LONG_SHARE = 0.10
+WEIGHTS = tuple(round(w, 1) for w in np.arange(0.0, 1.01, 0.1))
+LEXICAL_DIR = "lexical"
+
+
+def choose_truncation(text: TextFormat, tokenizer: Any, texts: Sequence[str], wanted: str) -> tuple[str, str]:
+    """The truncation to train and serve with, and why (for the report)."""
+    lengths = np.array([len(ids) for ids in tokenizer(list(texts), truncation=False, verbose=False)["input_ids"]])
+    share = float((lengths > text.max_length).mean()) if len(lengths) else 0.0
+    summary = (f"{100 * share:.1f}% of training texts are over {text.max_length} tokens "
+               f"(median {int(np.median(lengths)) if len(lengths) else 0}, 90th percentile "
+               f"{int(np.percentile(lengths, 90)) if len(lengths) else 0})")
+    if wanted != "auto":
+        return wanted, f"{wanted} (given); {summary}"
+    choice = "head_tail" if share > LONG_SHARE else "head"
+    return choice, f"{choice} (auto: over {100 * LONG_SHARE:.0f}% long -> head_tail); {summary}"
+
+
+Scored = tuple[np.ndarray, np.ndarray, np.ndarray]  # model probs, lexical probs, true label ids
+
+
+def best_weight(groups: Sequence[Scored]) -> tuple[float, dict[float, float]]:
+    """The mixing weight with the best accuracy over all groups' rows; ties go to the smaller weight.
+
+    Groups are pooled by decisions, not probabilities: levels have different label counts.
+    """
+    def accuracy(w: float) -> float:
+        right = np.concatenate([((1 - w) * m + w * x).argmax(axis=1) == y for m, x, y in groups])
+        return float(right.mean())
+
+    scores = {w: accuracy(w) for w in WEIGHTS}
+    return max(WEIGHTS, key=lambda w: (scores[w], -w)), scores
+
+
+def add_lexical_models(run_dir: Path, hierarchy: Hierarchy, train: pd.DataFrame, val: pd.DataFrame,
+                       seed: int) -> tuple[Hierarchy, dict[str, Any]]:
+    """Fit a TF-IDF model per level, choose the taxonomy weight and one subtaxonomy weight on val.
+
+    One weight for all subtaxonomy levels, chosen on their pooled taxonomy-given val
+    accuracy: a subtaxonomy level alone often has too few val rows to choose on.
+    Returns the hierarchy with the chosen weights (levels at weight 0 keep no model) and
+    a summary for metrics.json.
+    """
+    from handlers.cascade import Cascade
+
+    cascade = Cascade(run_dir)  # the transformers alone: the hierarchy has no lexical model yet
+    fmt = hierarchy.text
+    summary: dict[str, Any] = {}
+    fitted: dict[str, LexicalModel] = {}
+
+    def fit(name: str, level: Level, rows: pd.DataFrame, column: str) -> None:
+        texts = [fmt.format(r) for r in rows[["title", "description"]].to_dict("records")]
+        fitted[name] = LexicalModel.fit(texts, list(rows[column]), level.labels, seed=seed)
+
+    def probs(name: str, level: Level, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        inputs = cascade.encode(rows[["title", "description"]].to_dict("records"))
+        return cascade.level_probs(level, inputs).numpy(), fitted[name].predict_proba(inputs.texts)
+
+    if hierarchy.taxonomy.checkpoint:
+        fit("taxonomy", hierarchy.taxonomy, train, "taxonomy")
+        target = np.array([hierarchy.taxonomy.labels.index(t) for t in val.taxonomy])
+        weight, scores = best_weight([(*probs("taxonomy", hierarchy.taxonomy, val), target)])
+        summary["taxonomy"] = {"weight": weight, "val_accuracy_by_weight": scores}
+    pooled: list[Scored] = []
+    for tax, level in hierarchy.subtaxonomies.items():
+        if not level.checkpoint:
+            continue
+        rows_train, rows_val = train[train.taxonomy == tax], val[val.taxonomy == tax]
+        fit(tax, level, rows_train, "subtaxonomy")
+        if len(rows_val):
+            target = np.array([level.labels.index(s) for s in rows_val.subtaxonomy])
+            pooled.append((*probs(tax, level, rows_val), target))
+    sub_weight = 0.0
+    if pooled:
+        sub_weight, scores = best_weight(pooled)
+        summary["subtaxonomy"] = {"weight": sub_weight, "val_accuracy_given_taxonomy_by_weight": scores}
+    return _with_weights(run_dir, hierarchy, fitted, summary.get("taxonomy", {}).get("weight", 0.0), sub_weight), summary
+
+
+def _with_weights(run_dir: Path, hierarchy: Hierarchy, fitted: dict[str, LexicalModel], tax_weight: float,
+                  sub_weight: float) -> Hierarchy:
+    """Save the models whose weight is above 0 and record folder and weight per level."""
+    def attach(name: str, level: Level, weight: float, slug: str) -> Level:
+        if weight <= 0 or name not in fitted:
+            return level
+        folder = f"{LEXICAL_DIR}/{slug}"
+        fitted[name].save(run_dir / folder)
+        return dataclasses.replace(level, lexical=folder, lexical_weight=weight)
+
+    taxonomy = attach("taxonomy", hierarchy.taxonomy, tax_weight, "taxonomy")
+    subtaxonomies = {
+        tax: attach(tax, level, sub_weight, (level.checkpoint or tax).rsplit("/", 1)[-1])
+        for tax, level in hierarchy.subtaxonomies.items()
+    }
+    for name, weight in (("taxonomy", tax_weight), ("subtaxonomies", sub_weight)):
+        logger.info("lexical model weight for %s: %.1f (chosen on val)", name, weight)
+    return dataclasses.replace(hierarchy, taxonomy=taxonomy, subtaxonomies=subtaxonomies)
