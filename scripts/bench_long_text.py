@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""Long descriptions: accuracy and cost of the ways a run can read them, on one table.
+
+    python scripts/bench_long_text.py --data ../shared/data/20ng-bydate-train.csv --per-class 150
+
+Takes a seeded sample of the table's train rows (``--per-class`` per subtaxonomy; every
+val row, or ``--val-per-class``), then on exactly those rows:
+  baseline  TF-IDF (word 1-2 grams, sublinear tf) + LinearSVC, flat over the leaves;
+  variants  python -m training.train once per variant (default: the defaults, which choose
+            truncation and the lexical weight from the data; and head-only without lexical
+            models, the behaviour before those choices existed), each with the same flags;
+and for each run: val leaf and path accuracy, training minutes, and the in-process cost per
+event at batch 32 for the val texts over and under max_length tokens. Prints a markdown
+table and writes it with the raw figures to --output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+VARIANTS = {
+    "defaults": [],
+    "head, no lexical": ["--truncation", "head", "--lexical", "off"],
+    "head+tail, no lexical": ["--truncation", "head_tail", "--lexical", "off"],
+}
+
+
+def sample(data: Path, per_class: int, val_per_class: int | None, seed: int, out: Path) -> Path:
+    import pandas as pd
+
+    frame = pd.read_csv(data, keep_default_na=False)
+    if "split" not in frame or not (frame.split == "val").any():
+        raise SystemExit(f"error: {data} needs a split column with train and val rows")
+
+    def take(rows: "pd.DataFrame", n: int | None) -> "pd.DataFrame":
+        if n is None:
+            return rows
+        return rows.groupby(["taxonomy", "subtaxonomy"], group_keys=False).apply(
+            lambda g: g.sample(min(n, len(g)), random_state=seed))
+
+    subset = pd.concat([take(frame[frame.split == "train"], per_class),
+                        take(frame[frame.split == "val"], val_per_class)])
+    subset.to_csv(out, index=False)
+    return out
+
+
+def baseline(table: Path) -> float:
+    """Flat leaf accuracy of TF-IDF + LinearSVC on the val rows."""
+    import pandas as pd
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.svm import LinearSVC
+
+    frame = pd.read_csv(table, keep_default_na=False)
+    text = (frame.title + ". " + frame.description).tolist()
+    leaf = (frame.taxonomy + " / " + frame.subtaxonomy).tolist()
+    train = [i for i, s in enumerate(frame.split) if s == "train"]
+    val = [i for i, s in enumerate(frame.split) if s == "val"]
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
+    x_train = vectorizer.fit_transform([text[i] for i in train])
+    model = LinearSVC().fit(x_train, [leaf[i] for i in train])
+    pred = model.predict(vectorizer.transform([text[i] for i in val]))
+    return float(sum(p == leaf[i] for p, i in zip(pred, val)) / len(val))
+
+
+def serving_cost(run: Path, table: Path) -> dict[str, float]:
+    """Events/s in-process at batch 32 for val texts over and under max_length tokens."""
+    import pandas as pd
+    import torch
+
+    from handlers.cascade import Cascade
+
+    torch.set_num_threads(2)
+    cascade = Cascade(run, max_batch=32)
+    frame = pd.read_csv(table, keep_default_na=False)
+    events = frame[frame.split == "val"][["title", "description"]].to_dict("records")
+    fmt = cascade.hierarchy.text
+    lengths = [len(ids) for ids in cascade.tokenizer([fmt.format(e) for e in events], truncation=False,
+                                                     verbose=False)["input_ids"]]
+    groups = {"long": [e for e, n in zip(events, lengths) if n > fmt.max_length],
+              "short": [e for e, n in zip(events, lengths) if n <= fmt.max_length]}
+    out = {}
+    for name, rows in groups.items():
+        rows = rows[:256]
+        if not rows:
+            continue
+        cascade.predict(rows[:32], top_k=1)  # warm-up
+        started = time.perf_counter()
+        for start in range(0, len(rows), 32):
+            cascade.predict(rows[start : start + 32], top_k=1)
+        out[f"{name}_events_per_s"] = len(rows) / (time.perf_counter() - started)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="events table with a split column (train and val rows)")
+    p.add_argument("--per-class", type=int, default=150, help="train rows per subtaxonomy (default 150)")
+    p.add_argument("--val-per-class", type=int, default=None, help="val rows per subtaxonomy (default: all)")
+    p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of: {', '.join(VARIANTS)}")
+    p.add_argument("--train-args", default="--threads 2 --quiet", help="extra flags for every training run")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--output", default=str(ROOT / "bench_results" / "long_text"), help="folder for runs and results")
+    args = p.parse_args(argv)
+    names = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown:
+        p.error(f"unknown variants {unknown}; known: {list(VARIANTS)}")
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    table = sample(Path(args.data), args.per_class, args.val_per_class, args.seed, out / "sample.csv")
+    results: dict[str, Any] = {"data": args.data, "per_class": args.per_class, "baseline_leaf": baseline(table)}
+    print(f"TF-IDF + LinearSVC val leaf accuracy: {100 * results['baseline_leaf']:.2f}", flush=True)
+    for number, name in enumerate(names, start=1):
+        run = out / name.replace(" ", "_").replace(",", "").replace("+", "-")
+        print(f"[{number}/{len(names)}] training {name!r} into {run}", flush=True)
+        started = time.perf_counter()
+        command = [sys.executable, "-m", "training.train", "--data", str(table), "--output", str(run),
+                   "--overwrite", *args.train_args.split(), *VARIANTS[name]]
+        subprocess.run(command, cwd=ROOT, check=True)
+        minutes = (time.perf_counter() - started) / 60
+        val = json.loads((run / "metrics.json").read_text())["val"]
+        hierarchy = json.loads((run / "hierarchy.json").read_text())
+        results[name] = {"val_leaf": val["subtaxonomy"]["accuracy"], "val_taxonomy": val["taxonomy"]["accuracy"],
+                         "train_minutes": minutes, "truncation": hierarchy["text"].get("truncation", "head"),
+                         "lexical_weight": (hierarchy["taxonomy"].get("lexical") or {}).get("weight", 0.0),
+                         **serving_cost(run, table)}
+        print(json.dumps({name: results[name]}), flush=True)
+    lines = [f"Val on {args.data} ({args.per_class} train rows per subtaxonomy); "
+             f"TF-IDF + LinearSVC leaf {100 * results['baseline_leaf']:.2f}", "",
+             "| variant | truncation | lexical weight (taxonomy) | val taxonomy | val leaf | train min | "
+             "events/s long | events/s short |", "|---|---|---|---|---|---|---|---|"]
+    for name in names:
+        r = results[name]
+        lines.append(f"| {name} | {r['truncation']} | {r['lexical_weight']} | {100 * r['val_taxonomy']:.2f} | "
+                     f"{100 * r['val_leaf']:.2f} | {r['train_minutes']:.1f} | {r.get('long_events_per_s', 0):.1f} | "
+                     f"{r.get('short_events_per_s', 0):.1f} |")
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    sys.exit(main())
