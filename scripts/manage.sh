@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The management API with the key from key_file.json (regenerated when expired).
-#   scripts/manage.sh register ARCHIVE.mar [--workers N] | unregister NAME | scale NAME N | list | describe NAME | key KIND
+#   scripts/manage.sh register ARCHIVE.mar [--workers N] | unregister NAME [VERSION] | scale NAME N [--version V]
+#     | set-default NAME VERSION | list | describe NAME [VERSION|all] | key KIND
 set -euo pipefail
 source "$(dirname "$0")/_python.sh"
 case "${1:-}" in
-  register|unregister|scale|list|describe|key) exec "$PY" "$ROOT/scripts/tsctl.py" "$@" ;;
-  *) echo "usage: $0 register ARCHIVE.mar [--workers N] | unregister NAME | scale NAME N | list | describe NAME | key inference|management" >&2; exit 2 ;;
+  register|unregister|scale|set-default|list|describe|key) exec "$PY" "$ROOT/scripts/tsctl.py" "$@" ;;
+  *) echo "usage: $0 register ARCHIVE.mar [--workers N] | unregister NAME [VERSION] | scale NAME N [--version V] | set-default NAME VERSION | list | describe NAME [VERSION|all] | key inference|management" >&2; exit 2 ;;
 esac
