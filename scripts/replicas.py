@@ -155,7 +155,8 @@ pid {base}/nginx.pid;
 error_log {base}/error.log warn;
 events {{ worker_connections 512; }}
 http {{
-    access_log {base}/access.log;
+    log_format upstreams '$msec $upstream_addr $status $upstream_status';
+    access_log {base}/access.log upstreams;
     client_body_temp_path {base}/body;
     proxy_temp_path {base}/proxy;
     fastcgi_temp_path {base}/fastcgi;
@@ -234,13 +235,14 @@ def post(url: str, body: bytes, timeout: float = 30) -> int:
         return 0
 
 
-def drive(url: str, stop_at: float, max_requests: int, clients: int, log: list[tuple[float, float, int]]) -> None:
-    """``clients`` threads posting events until ``max_requests`` or ``stop_at``; log (start, end, status)."""
+def drive(url: str, stop_at: float, max_requests: int, clients: int, log: list[tuple[float, float, int]],
+          stop: threading.Event) -> None:
+    """``clients`` threads posting events until ``max_requests``, ``stop_at`` or ``stop``; log (start, end, status)."""
     lock = threading.Lock()
     counter = iter(range(max_requests))
 
     def loop() -> None:
-        while time.time() < stop_at:
+        while time.time() < stop_at and not stop.is_set():
             with lock:
                 i = next(counter, None)
             if i is None:
@@ -265,9 +267,24 @@ def phase(log: list[tuple[float, float, int]], start: float, end: float) -> dict
             "throughput_rps": round(ok / seconds, 1)}
 
 
-def failover(layout: Path, base: Path, replicas: int = 2, requests: int = 600, seconds: float = 90,
-             clients: int = 4, model: str | None = None) -> dict[str, Any]:
-    """Start replicas and nginx, load, kill one, bring it back; a report dict. Stops everything."""
+def upstream_counts(access_log: Path, since: float) -> dict[str, int]:
+    """Requests nginx passed to each replica since a time (from its access log)."""
+    counts: dict[str, int] = {}
+    for line in access_log.read_text().splitlines() if access_log.is_file() else []:
+        parts = line.split()
+        if len(parts) >= 2 and float(parts[0]) >= since:
+            for upstream in parts[1].replace(",", " ").split():
+                counts[upstream] = counts.get(upstream, 0) + 1
+    return counts
+
+
+def failover(layout: Path, base: Path, replicas: int = 2, requests: int = 20000, seconds: float = 120,
+             clients: int = 4, model: str | None = None, phase_seconds: float = 8) -> dict[str, Any]:
+    """Start replicas and nginx, load, kill one, bring it back; a report dict. Stops everything.
+
+    Load runs ``phase_seconds`` on all replicas, ``phase_seconds`` with one killed, through
+    its restart, and ``phase_seconds`` after it rejoined; bounded by ``requests`` and ``seconds``.
+    """
     name = model or json.loads(
         (layout / "config" / "config.properties").read_text().split("model_snapshot=", 1)[1].splitlines()[0]
     )["models"].popitem()[0]
@@ -284,18 +301,22 @@ def failover(layout: Path, base: Path, replicas: int = 2, requests: int = 600, s
             raise ReplicaError("nginx does not answer a prediction before the load starts")
         marks["start"] = time.time()
         deadline = marks["start"] + seconds
-        loader = threading.Thread(target=drive, args=(url, deadline, requests, clients, log), daemon=True)
+        stop = threading.Event()
+        loader = threading.Thread(target=drive, args=(url, deadline, requests, clients, log, stop), daemon=True)
         loader.start()
-        time.sleep(min(seconds / 4, 8))
+        time.sleep(phase_seconds)
         victim = servers[-1]
         marks["kill"] = time.time()
         victim.kill()
-        time.sleep(min(seconds / 4, 8))
+        time.sleep(phase_seconds)
         marks["restart"] = time.time()
         victim.start()
         marks["rejoined"] = time.time()
-        loader.join(timeout=seconds + 120)
+        time.sleep(phase_seconds)
+        stop.set()
+        loader.join(timeout=120)
         marks["end"] = time.time()
+        after = upstream_counts(nginx.base / "access.log", marks["rejoined"] + 5.5)  # past fail_timeout
         # The restarted replica serves again: nginx sends it its share once fail_timeout passes.
         direct = post(f"{victim.url}/predictions/{name}", json.dumps(EVENTS[1]).encode())
         in_flight = [e for e in log if e[0] <= marks["kill"] + 0.05 and e[1] >= marks["kill"]]
@@ -312,6 +333,7 @@ def failover(layout: Path, base: Path, replicas: int = 2, requests: int = 600, s
             "after_rejoin": phase(log, marks["rejoined"], marks["end"]),
             "restart_seconds": round(marks["rejoined"] - marks["restart"], 1),
             "rejoined_replica_answers": direct,
+            "after_rejoin_per_replica": {u: after.get(u.split("://", 1)[-1], 0) for u in (s.url for s in servers)},
         }
     finally:
         nginx.stop()
@@ -323,20 +345,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--layout", required=True, help="layout from build_archives.py --kserve-layout")
     parser.add_argument("--replicas", type=int, default=2)
-    parser.add_argument("--requests", type=int, default=600, help="most requests to send")
-    parser.add_argument("--seconds", type=float, default=60, help="most seconds of load")
+    parser.add_argument("--requests", type=int, default=20000, help="most requests to send")
+    parser.add_argument("--seconds", type=float, default=120, help="most seconds of load")
+    parser.add_argument("--phase-seconds", type=float, default=8,
+                        help="seconds of load before the kill, with one replica down, and after the rejoin")
     parser.add_argument("--clients", type=int, default=4, help="concurrent client threads")
     parser.add_argument("--work-dir", help="where replicas and nginx keep their files (default: a temp dir)")
     args = parser.parse_args(argv)
     base = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="replicas-"))
     try:
         report = failover(Path(args.layout).resolve(), base.resolve(), args.replicas, args.requests, args.seconds,
-                          args.clients)
+                          args.clients, phase_seconds=args.phase_seconds)
     except (ReplicaError, subprocess.CalledProcessError, tsctl.CtlError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(report, indent=2))
-    return 0 if report["failed_not_in_flight"] == 0 and report["rejoined_replica_answers"] == 200 else 1
+    rejoined = list(report["after_rejoin_per_replica"].values())[-1] > 0
+    ok = report["failed_not_in_flight"] == 0 and report["rejoined_replica_answers"] == 200 and rejoined
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
