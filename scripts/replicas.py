@@ -71,7 +71,10 @@ class Replica:
 
     def env(self) -> dict[str, str]:
         env = self.server.env()
-        env.pop("TS_SERVICE_ENVELOPE", None)
+        # The cluster config lets TS_* variables override it (enable_envvars_config): start
+        # from none of the caller's, as in a fresh container, then set what the runtime sets.
+        for key in [k for k in env if k.startswith("TS_")]:
+            env.pop(key)
         if self.envelope:
             env["TS_SERVICE_ENVELOPE"] = self.envelope  # what the runtime sets from protocolVersion
         return env

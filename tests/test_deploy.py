@@ -125,9 +125,9 @@ def test_names_ports_layout_and_arguments_agree() -> None:
     entrypoint = (DEPLOY / "docker" / "entrypoint.sh").read_text()
     # The runtime's paths: --model-store=/mnt/models/model-store --ts-config=/mnt/models/config/config.properties
     assert 'MODEL_BASE="${MODEL_BASE:-/mnt/models}"' in entrypoint
-    assert 'TS_CONFIG_PATH="${TS_CONFIG_PATH:-$MODEL_BASE/config/config.properties}"' in entrypoint
+    assert 'CONFIG_PATH="${CONFIG_PATH:-$MODEL_BASE/config/config.properties}"' in entrypoint
     assert 'MODEL_STORE="${MODEL_STORE:-$MODEL_BASE/model-store}"' in entrypoint
-    assert '--foreground --model-store="$MODEL_STORE" --ts-config="$TS_CONFIG_PATH"' in entrypoint
+    assert '--foreground --model-store="$MODEL_STORE" --ts-config="$CONFIG_PATH"' in entrypoint
 
 
 def test_dockerfile_recipe() -> None:
@@ -161,10 +161,11 @@ def test_entrypoint_runs_torchserve_in_the_foreground_and_stops_cleanly(layout: 
     # The layout's config as the image holds it, with only its listeners moved to free loopback ports.
     config = tsctl.config_on_free_ports(layout / "config" / "config.properties", tmp_path / "config.properties")
     server = tsctl.Server(config, tmp_path / "serve", layout / "model-store")
-    env = {**os.environ, "MODEL_BASE": str(layout), "TS_CONFIG_PATH": str(config), "SERVE_DIR": str(server.serve_dir),
+    env = {**os.environ, "MODEL_BASE": str(layout), "CONFIG_PATH": str(config), "SERVE_DIR": str(server.serve_dir),
            "TORCHSERVE": str(Path(sys.executable).parent / "torchserve"), "PATH": f"{Path(sys.executable).parent}:"
            f"{os.environ['PATH']}"}
-    env.pop("TS_SERVICE_ENVELOPE", None)
+    for key in [k for k in env if k.startswith("TS_")]:
+        env.pop(key)  # a fresh container has none; the config lets TS_* variables override it
     missing = subprocess.run([str(DEPLOY / "docker" / "entrypoint.sh")], env={**env, "MODEL_STORE": str(tmp_path)},
                              capture_output=True, text=True, timeout=30)
     assert missing.returncode == 2 and "no archive" in missing.stderr
@@ -179,7 +180,8 @@ def test_entrypoint_runs_torchserve_in_the_foreground_and_stops_cleanly(layout: 
         assert probe("live", env).returncode == 0 and probe("ready", env).returncode == 0
         java = int((server.serve_dir / "tmp" / ".model_server.pid").read_text())
         code, body = server._http("POST", server.address("inference") + "/predictions/events",
-                                  json.dumps({"title": "saxophone trio"}).encode(), {"Content-Type": "application/json"})
+                                  json.dumps({"title": "saxophone trio"}).encode(),
+                                  {"Content-Type": "application/json"})
         assert code == 200 and "path" in json.loads(body)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=90) == 0
@@ -199,7 +201,7 @@ def test_entrypoint_runs_torchserve_in_the_foreground_and_stops_cleanly(layout: 
 
 @pytest.mark.e2e
 def test_probe_works_with_token_authorization_on(server) -> None:
-    env = {**os.environ, "TS_CONFIG_PATH": str(server.config), "SERVE_DIR": str(server.serve_dir)}
+    env = {**os.environ, "CONFIG_PATH": str(server.config), "SERVE_DIR": str(server.serve_dir)}
     assert probe("live", env).returncode == 0
     code, _ = server._http("GET", server.address("inference") + "/ping", None, {})
     assert code == 400  # without the key, /ping itself is refused: an httpGet probe would fail

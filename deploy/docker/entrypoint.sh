@@ -9,13 +9,13 @@
 set -eu
 
 MODEL_BASE="${MODEL_BASE:-/mnt/models}"
-TS_CONFIG_PATH="${TS_CONFIG_PATH:-$MODEL_BASE/config/config.properties}"
+CONFIG_PATH="${CONFIG_PATH:-$MODEL_BASE/config/config.properties}"
 MODEL_STORE="${MODEL_STORE:-$MODEL_BASE/model-store}"
 SERVE_DIR="${SERVE_DIR:-${HOME:-/tmp}/serve}"
 TORCHSERVE="${TORCHSERVE:-torchserve}"
 
-if [ ! -f "$TS_CONFIG_PATH" ]; then
-    echo "entrypoint: no TorchServe config at $TS_CONFIG_PATH (set MODEL_BASE or TS_CONFIG_PATH)" >&2
+if [ ! -f "$CONFIG_PATH" ]; then
+    echo "entrypoint: no TorchServe config at $CONFIG_PATH (set MODEL_BASE or CONFIG_PATH)" >&2
     exit 2
 fi
 if ! ls "$MODEL_STORE"/*.mar >/dev/null 2>&1; then
@@ -33,7 +33,7 @@ export LOG_LOCATION="${LOG_LOCATION:-$SERVE_DIR/logs}" METRICS_LOCATION="${METRI
 unset TS_CONFIG_FILE
 umask 077
 
-"$TORCHSERVE" --foreground --model-store="$MODEL_STORE" --ts-config="$TS_CONFIG_PATH" "$@" &
+"$TORCHSERVE" --foreground --model-store="$MODEL_STORE" --ts-config="$CONFIG_PATH" "$@" &
 launcher=$!
 
 stop() {

@@ -7,7 +7,7 @@
 Run inside the container (exec probe), so it reaches the management API that the cluster
 config keeps on loopback. With tokens on, TorchServe refuses /ping without a key (400):
 the key is read from key_file.json in SERVE_DIR, so the same probe works either way.
-Environment: TS_CONFIG_PATH (or MODEL_BASE), SERVE_DIR, MODEL_NAME (default: every model).
+Environment: CONFIG_PATH (or MODEL_BASE), SERVE_DIR, MODEL_NAME (default: every model).
 Exit 0 healthy, 1 not. Standard library only.
 """
 
@@ -48,7 +48,7 @@ def get(url: str, key: str | None) -> tuple[int, object]:
 def main(argv: list[str]) -> int:
     mode = argv[1] if len(argv) > 1 else "live"
     base = Path(os.environ.get("MODEL_BASE", "/mnt/models"))
-    config = props(Path(os.environ.get("TS_CONFIG_PATH", base / "config" / "config.properties")))
+    config = props(Path(os.environ.get("CONFIG_PATH", base / "config" / "config.properties")))
     serve_dir = Path(os.environ.get("SERVE_DIR", Path(os.environ.get("HOME", "/tmp")) / "serve"))
     keys = {}
     if config.get("disable_token_authorization", "false").lower() != "true":
