@@ -301,7 +301,8 @@ def cluster_config(name: str, version: str, mar_name: str, settings: dict[str, A
     that safe: the management API listens on the pod's loopback only and cannot register or
     unregister (enable_model_api=false); the model comes from model_snapshot at start.
     Each request is its own batch (batchSize 1): TorchServe's KServe envelopes read only the
-    first request of a batch, so a larger batch would answer the others wrongly.
+    first request of a batch and answer it alone, so TorchServe fails a larger batch whole
+    (503, "number of batch response mismatched").
     """
     workers = int(workers or settings.get("minWorkers") or 1)
     snapshot = {"name": "startup.cfg", "modelCount": 1, "models": {name: {version: {

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -89,12 +90,19 @@ def answers(layout: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
                 found["v1_array"] = call(f"{url}/v1/models/events:predict", {"instances": [{"data": EVENTS}]})
                 found["v1_many"] = call(f"{url}/v1/models/events:predict",
                                         {"instances": [{"data": e} for e in EVENTS]})
+                with ThreadPoolExecutor(6) as pool:  # concurrent requests, each must get its own answer
+                    found["v1_concurrent"] = list(pool.map(
+                        lambda e: call(f"{url}/v1/models/events:predict", {"instances": [{"data": e}]}), EVENTS * 4))
             else:
                 found["v2"] = call(f"{url}/v2/models/events/infer", {"id": "req-1", "inputs": [
                     {"name": "events", "shape": [1], "datatype": "BYTES", "data": [json.dumps(EVENTS)]}]})
                 found["v2_many"] = call(f"{url}/v2/models/events/infer", {"inputs": [
                     {"name": f"event{i}", "shape": [1], "datatype": "BYTES", "data": [json.dumps(e)]}
                     for i, e in enumerate(EVENTS)]})
+                with ThreadPoolExecutor(6) as pool:
+                    found["v2_concurrent"] = list(pool.map(lambda e: call(f"{url}/v2/models/events/infer", {
+                        "inputs": [{"name": "event", "shape": [1], "datatype": "BYTES", "data": [json.dumps(e)]}]}),
+                        EVENTS * 4))
         finally:
             replica.stop()
     return found
@@ -128,6 +136,15 @@ def test_kserve_v2_answers_equal_predictions(answers) -> None:
     (output,) = answer["outputs"]
     assert output["name"] == "events" and output["datatype"] == "BYTES" and output["shape"] == [1]
     assert json.loads(output["data"][0]) == plain
+
+
+def test_concurrent_requests_each_get_their_own_answer(answers) -> None:
+    """The envelopes read only the first request of a batch; batchSize 1 keeps every request alone."""
+    plain = [a for _, a in answers["plain"]] * 4
+    v1 = [(code, json.loads(a["predictions"][0])) for code, a in answers["v1_concurrent"]]
+    v2 = [(code, json.loads(a["outputs"][0]["data"][0])) for code, a in answers["v2_concurrent"]]
+    assert v1 == [(200, a) for a in plain]
+    assert v2 == [(200, a) for a in plain]
 
 
 @pytest.mark.xfail(reason="several instances (v1) or inputs (v2) in one request reach the handler as several "
