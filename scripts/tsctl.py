@@ -435,7 +435,7 @@ def _print(code: int, body: str) -> int:
     return 0
 
 
-def register(server: Server, archive: str, workers: int, name: str | None, timeout: int) -> int:
+def register(server: Server, archive: str, workers: int | None, name: str | None, timeout: int) -> int:
     path = Path(archive)
     if path.parent != Path(".") and path.resolve().parent != server.model_store:
         raise CtlError(f"{archive} is not in the model store {server.model_store}: only archives there can be "
@@ -443,23 +443,25 @@ def register(server: Server, archive: str, workers: int, name: str | None, timeo
     file_name = path.name if path.suffix == ".mar" else f"{path.name}.mar"
     if not (server.model_store / file_name).is_file():
         raise CtlError(f"{server.model_store / file_name} not found")
-    query = {"url": file_name, "initial_workers": workers, "synchronous": "true",
-             "response_timeout": timeout}
+    query: dict[str, Any] = {"url": file_name, "synchronous": "true", "response_timeout": timeout}
+    if workers is not None:
+        query["initial_workers"] = workers
     if name:
         query["model_name"] = name
     code, body = server.call("management", "POST", "/models?" + urllib.parse.urlencode(query), timeout=600)
-    if code != 200:
+    if code != 200 or workers is None:
         return _print(code, body)
     # The archive's model-config.yaml minWorkers/maxWorkers win over initial_workers at
     # registration: set the count asked for on the version just registered.
     manifest = archive_manifest(server.model_store / file_name)
     model = name or manifest.get("modelName") or Path(file_name).stem
     version = manifest.get("modelVersion")
+    print(body.strip())
     scaled, scale_body = scale(server, model, workers, version)
     if scaled != 200:
-        print(body.strip())
         return _print(scaled, scale_body)
-    return _print(code, body)
+    print(f"{model} {version or ''}: {workers} worker(s)".replace("  ", " "))
+    return 0
 
 
 def predict_path(name: str, version: str | None = None) -> str:
@@ -490,7 +492,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("status", help="say whether TorchServe runs and which models it serves")
     p = sub.add_parser("register", help="register an archive from the model store")
     p.add_argument("archive", help="NAME.mar in the model store")
-    p.add_argument("--workers", type=int, default=1, help="initial workers")
+    p.add_argument("--workers", type=int, default=None,
+                   help="workers for the version registered, over the archive's minWorkers/maxWorkers "
+                        "(default: the archive's)")
     p.add_argument("--name", help="model name (default: the archive's)")
     p.add_argument("--timeout", type=int, default=120, help="response timeout in seconds")
     p = sub.add_parser("unregister", help="unregister a model (its default version, or the version given)")

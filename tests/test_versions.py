@@ -40,7 +40,7 @@ def test_versions_set_default_rollback_and_restore(server, tiny_run: Path, model
         # Version 2.0 of the same run, answering one path by default instead of three.
         built = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_archives.py"), "--run", str(tiny_run),
                                 "--name", "events", "--model-store", str(model_store), "--version", "2.0",
-                                "--versioned", "--top-k", "1", "--threads", "1"],
+                                "--versioned", "--top-k", "1", "--threads", "1", "--workers", "2"],
                                capture_output=True, text=True, timeout=600)
         assert built.returncode == 0, built.stderr
         assert v2.is_file()
@@ -50,9 +50,10 @@ def test_versions_set_default_rollback_and_restore(server, tiny_run: Path, model
         assert result.returncode == 0, result.stderr
         (first,) = describe("ev", "1.0")
         assert first["minWorkers"] == 2 and len(first["workers"]) == 2
-        result = script("manage.sh", "register", "events-2.0.mar", "--name", "ev", "--workers", "1")
+        result = script("manage.sh", "register", "events-2.0.mar", "--name", "ev")  # the archive's 2 workers
         assert result.returncode == 0, result.stderr
-        assert sorted(m["modelVersion"] for m in describe("ev")) == ["1.0", "2.0"]
+        versions = {m["modelVersion"]: m for m in describe("ev")}
+        assert sorted(versions) == ["1.0", "2.0"] and len(versions["2.0"]["workers"]) == 2
 
         assert top_k_len(server, "/predictions/ev") == 3  # the first version registered stays the default
         assert top_k_len(server, "/predictions/ev/1.0") == 3
@@ -71,7 +72,7 @@ def test_versions_set_default_rollback_and_restore(server, tiny_run: Path, model
         started = script("serve.sh", "start")
         assert started.returncode == 0, started.stderr
         assert "model ev (events.mar, 2 worker(s)) restored as version 1.0" in started.stdout
-        assert "model ev (events-2.0.mar, 1 worker(s)) restored as version 2.0" in started.stdout
+        assert "model ev (events-2.0.mar, 2 worker(s)) restored as version 2.0" in started.stdout
         versions = {m["modelVersion"]: m for m in describe("ev")}
         assert sorted(versions) == ["1.0", "2.0"] and len(versions["1.0"]["workers"]) == 2
         assert top_k_len(server, "/predictions/ev") == 1  # 2.0 is still the default
