@@ -65,8 +65,9 @@ class EventTaxonomyHandler:
         def refuse(idx: int, code: int, message: str) -> None:
             refused.append(idx)
             answers[idx] = json.dumps({"code": code, "type": REASONS[code].replace(" ", ""), "message": message})
-            context.set_response_status(code, REASONS[code], idx)
-            context.set_response_content_type(idx, "application/json")
+            if _own_request(context, idx):
+                context.set_response_status(code, REASONS[code], idx)
+                context.set_response_content_type(idx, "application/json")
 
         admitted = self._admit(data, refuse)
         timings: dict[str, float] = {}
@@ -82,7 +83,8 @@ class EventTaxonomyHandler:
                                  f"{self.settings.max_response_bytes}: send fewer events or a smaller top_k")
                 continue
             answers[idx] = text
-            context.set_response_content_type(idx, "application/json")
+            if _own_request(context, idx):
+                context.set_response_content_type(idx, "application/json")
             answered += results[idx]
         self._report(context, timings, answered, len(data), len(refused))
         return answers
@@ -168,6 +170,17 @@ class EventTaxonomyHandler:
 
 
 METRIC_NAMES = {TAXONOMY_MS: "TaxonomyInferenceTime", SUBTAXONOMY_MS: "SubtaxonomyInferenceTime"}
+
+
+def _own_request(context: Any, idx: int) -> bool:
+    """Whether item ``idx`` is a request of its own, whose status and content type can be set.
+
+    Under KServe's envelopes, several instances (v1) or inputs (v2) of one HTTP request
+    reach ``handle`` as several items, while TorchServe keeps headers per HTTP request only;
+    such items share their request's status and answer inside the envelope's body.
+    """
+    processors = getattr(context, "request_processor", None)
+    return processors is None or idx < len(processors)
 
 
 def _body(request: Any) -> Any:

@@ -91,6 +91,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     q.add_argument("--max-drop", type=float, default=0.5,
                    help="largest val path-accuracy drop, in points, that --quantize accepts (default 0.5)")
     p.add_argument("--handler", default=str(HANDLER), help=argparse.SUPPRESS)  # the benchmark's baseline
+    d = p.add_argument_group("deployment (deploy/, README: Deploying beyond one machine)")
+    d.add_argument("--versioned", action="store_true",
+                   help="name the archive file NAME-VERSION.mar (model name NAME), to register beside other versions")
+    d.add_argument("--kserve-layout", metavar="OUT",
+                   help="also write KServe's TorchServe storage layout to OUT: config/config.properties and "
+                        "model-store/NAME.mar; an archive already in the model store is reused unless --force")
+    d.add_argument("--kserve-workers", type=int, default=None,
+                   help="workers per replica in the KServe layout (default: the archive's)")
     args = p.parse_args(argv)
     layout = LAYOUTS["int8" if args.quantize else "fp32"]
     for key in ("workers", "threads", "batch_size"):
@@ -254,15 +262,15 @@ def _die_with_parent_hook() -> Any:
 
 
 def archive(name: str, staged: Path, config: dict[str, Any], store: Path, version: str, force: bool,
-            handler: Path = HANDLER, work: Path | None = None) -> Path:
+            handler: Path = HANDLER, work: Path | None = None, file_name: str | None = None) -> Path:
     """Run torch-model-archiver inside ``work`` (a private build folder in the store), then
-    rename the archive into the store."""
-    target = store / f"{name}.mar"
+    rename the archive into the store (as ``file_name``, default NAME.mar)."""
+    target = store / (file_name or f"{name}.mar")
     if target.exists() and not force:
         raise FileExistsError(f"{target} exists; pass --force to replace it")
     if work is None:
         with build_dir(store, name) as own:
-            return archive(name, staged, config, store, version, force, handler, own)
+            return archive(name, staged, config, store, version, force, handler, own, file_name)
     out = Path(tempfile.mkdtemp(prefix=f"{name}.", dir=work))
     tmp = out / "tmp"
     tmp.mkdir(mode=0o700)
@@ -349,6 +357,10 @@ def main(argv: list[str] | None = None) -> int:
     # archiver child is killed and the build folder removed.
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _interrupt)
+    file_name = f"{name}-{args.version}.mar" if args.versioned else f"{name}.mar"
+    if args.kserve_layout and (store / file_name).exists() and not args.force:
+        print(f"using the archive already built: {store / file_name}", flush=True)
+        return kserve_layout(store / file_name, args)
     try:
         remove_stale_builds(store)
         with build_dir(store, name) as work:
@@ -360,7 +372,8 @@ def main(argv: list[str] | None = None) -> int:
                 if problem:
                     print(f"error: {problem}", file=sys.stderr)
                     return 1
-            return build_all(jobs, source, config, store, args, work)
+            code = build_all(jobs, source, config, store, args, work, {name: file_name})
+            return kserve_layout(store / file_name, args) if code == 0 and args.kserve_layout else code
     except KeyboardInterrupt as exc:
         signum = getattr(exc, "signum", signal.SIGINT)
         print(f"interrupted ({signal.Signals(signum).name}): build folder removed, "
@@ -369,12 +382,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_all(jobs: list[tuple[str, Hierarchy]], source: Path, config: dict[str, Any], store: Path,
-              args: argparse.Namespace, work: Path) -> int:
+              args: argparse.Namespace, work: Path, file_names: dict[str, str] | None = None) -> int:
     for arch_name, arch_hierarchy in jobs:
         staged = Path(tempfile.mkdtemp(prefix="stage-", dir=work)) / "stage"
         stage(source, arch_hierarchy, staged)
         try:
-            path = archive(arch_name, staged, config, store, args.version, args.force, Path(args.handler), work)
+            path = archive(arch_name, staged, config, store, args.version, args.force, Path(args.handler), work,
+                           (file_names or {}).get(arch_name))
         except (FileExistsError, RuntimeError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
@@ -382,6 +396,104 @@ def build_all(jobs: list[tuple[str, Hierarchy]], source: Path, config: dict[str,
             shutil.rmtree(staged.parent, ignore_errors=True)
         print(f"built {path} ({path.stat().st_size / 1e6:.1f} MB, "
               f"{len(arch_hierarchy.checkpoints())} checkpoint(s))", flush=True)
+    return 0
+
+
+# -- deployment: versioned archive files and KServe's storage layout ---------------------------
+# KServe's TorchServe runtime (kserve config/runtimes/kserve-torchserve.yaml, followed at
+# kserve v0.15) mounts the storage URI at /mnt/models and runs
+#   torchserve --start --model-store=/mnt/models/model-store --ts-config=/mnt/models/config/config.properties
+# with TS_SERVICE_ENVELOPE=kserve (protocolVersion v1) or kservev2 (v2) in its environment.
+KSERVE_MOUNT = "/mnt/models"
+KSERVE_ARGS = ["torchserve", "--start", f"--model-store={KSERVE_MOUNT}/model-store",
+               f"--ts-config={KSERVE_MOUNT}/config/config.properties"]
+# TorchServe's kubernetes/kserve config.properties serves inference on 8085 (the runtime
+# image's KServe wrapper or the pod's port mapping sits on 8080) and metrics on 8082.
+KSERVE_PORTS = {"inference": 8085, "management": 8081, "metrics": 8082, "grpc_inference": 7070,
+                "grpc_management": 7071}
+
+
+def archive_settings(mar: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The MANIFEST.json and model-config.yaml inside a built archive."""
+    import zipfile
+
+    with zipfile.ZipFile(mar) as zf:
+        manifest = json.loads(zf.read("MAR-INF/MANIFEST.json"))
+        names = zf.namelist()
+        config = yaml.safe_load(zf.read("model-config.yaml")) if "model-config.yaml" in names else {}
+    return manifest, config or {}
+
+
+def cluster_config(name: str, version: str, mar_name: str, settings: dict[str, Any],
+                   workers: int | None = None) -> str:
+    """config.properties for a replica in a cluster (KServe, plain Kubernetes, Docker).
+
+    Differs from the loopback config.properties on purpose (README, Keys across replicas):
+    token authorization is off, because every replica would mint its own random keys and no
+    client could hold them all; authentication happens at the gateway in front. What makes
+    that safe: the management API listens on the pod's loopback only and cannot register or
+    unregister (enable_model_api=false); the model comes from model_snapshot at start.
+    Each request is its own batch (batchSize 1): TorchServe's KServe envelopes read only the
+    first request of a batch and answer it alone, so TorchServe fails a larger batch whole
+    (503, "number of batch response mismatched").
+    """
+    workers = int(workers or settings.get("minWorkers") or 1)
+    snapshot = {"name": "startup.cfg", "modelCount": 1, "models": {name: {version: {
+        "defaultVersion": True, "marName": mar_name, "minWorkers": workers, "maxWorkers": workers,
+        "batchSize": 1, "maxBatchDelay": int(settings.get("maxBatchDelay", 5)),
+        "responseTimeout": int(settings.get("responseTimeout", 60)),
+        "startupTimeout": int(settings.get("startupTimeout", 180)),
+    }}}}
+    p = KSERVE_PORTS
+    return f"""# Cluster config for {name} {version}, written by scripts/build_archives.py --kserve-layout.
+# KServe's TorchServe runtime reads it from <storageUri>/config/config.properties; the Docker
+# image and the plain-Kubernetes Deployment use the same file. Not for a shared machine: the
+# loopback config.properties at the repository root keeps token authorization on.
+inference_address=http://0.0.0.0:{p['inference']}
+management_address=http://127.0.0.1:{p['management']}
+metrics_address=http://0.0.0.0:{p['metrics']}
+grpc_inference_address=0.0.0.0
+grpc_inference_port={p['grpc_inference']}
+grpc_management_address=127.0.0.1
+grpc_management_port={p['grpc_management']}
+model_store={KSERVE_MOUNT}/model-store
+# The runtime picks the envelope with TS_SERVICE_ENVELOPE (kserve for v1, kservev2 for v2),
+# which TorchServe reads only with this on. Unset, /predictions/{name} answers as on one machine.
+enable_envvars_config=true
+# Replicas cannot share TorchServe's per-process random keys: authenticate at the gateway.
+disable_token_authorization=true
+# No registering or unregistering through the management API; the model below loads at start.
+enable_model_api=false
+allowed_urls=^model-store-only$
+install_py_dep_per_model=false
+metrics_mode=prometheus
+model_metrics_auto_detect=true
+job_queue_size=256
+max_request_size=1048576
+max_response_size=1048576
+default_response_timeout={int(settings.get('responseTimeout', 60))}
+default_startup_timeout={int(settings.get('startupTimeout', 180))}
+model_snapshot={json.dumps(snapshot, separators=(',', ':'))}
+"""
+
+
+def write_kserve_layout(mar: Path, out: Path, workers: int | None = None) -> Path:
+    """KServe's storage layout for a built archive: config/config.properties, model-store/NAME.mar."""
+    manifest, settings = archive_settings(mar)
+    name = manifest["model"]["modelName"]
+    version = manifest["model"]["modelVersion"]
+    (out / "config").mkdir(parents=True, exist_ok=True)
+    (out / "model-store").mkdir(parents=True, exist_ok=True)
+    mar_name = f"{name}.mar"
+    shutil.copy2(mar, out / "model-store" / mar_name)
+    (out / "config" / "config.properties").write_text(cluster_config(name, version, mar_name, settings, workers))
+    return out
+
+
+def kserve_layout(archive_path: Path, args: argparse.Namespace) -> int:
+    """--kserve-layout: KServe's storage layout around a built archive."""
+    out = write_kserve_layout(archive_path, Path(args.kserve_layout), args.kserve_workers)
+    print(f"KServe layout in {out}: config/config.properties and model-store/", flush=True)
     return 0
 
 

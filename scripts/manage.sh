@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The management API with the key from key_file.json (regenerated when expired).
-#   scripts/manage.sh register ARCHIVE.mar [--workers N] | unregister NAME | scale NAME N | list | describe NAME
+#   scripts/manage.sh register ARCHIVE.mar [--workers N] | unregister NAME [VERSION] | scale NAME N [--version V]
+#     | set-default NAME VERSION | list | describe NAME [VERSION|all]
 #   scripts/manage.sh header KIND   path of a 0600 file for curl -H @FILE (KIND: inference or management)
 #   scripts/manage.sh key KIND      the key itself, for programs (never put it on a command line)
 set -euo pipefail
 source "$(dirname "$0")/_python.sh"
 case "${1:-}" in
-  register|unregister|scale|list|describe|key|header) exec "$PY" "$ROOT/scripts/tsctl.py" "$@" ;;
-  *) echo "usage: $0 register ARCHIVE.mar [--workers N] | unregister NAME | scale NAME N | list | describe NAME | header|key inference|management" >&2; exit 2 ;;
+  register|unregister|scale|set-default|list|describe|key|header) exec "$PY" "$ROOT/scripts/tsctl.py" "$@" ;;
+  *) echo "usage: $0 register ARCHIVE.mar [--workers N] | unregister NAME [VERSION] | scale NAME N [--version V] | set-default NAME VERSION | list | describe NAME [VERSION|all] | header|key inference|management" >&2; exit 2 ;;
 esac

@@ -267,25 +267,34 @@ def _torchserve() -> str:
 
 # -- commands ----------------------------------------------------------------------------
 def registered_models(server: Server) -> list[dict[str, Any]]:
-    """Name, archive and worker count of every registered model (for restoring after a restart)."""
+    """Every registered version of every model: name, version, archive, workers, default or not.
+
+    Enough to register them all again after a restart, with the same default version.
+    """
     code, body = server.call("management", "GET", "/models")
     if code != 200:
         return []
     saved = []
     for entry in json.loads(body).get("models", []):
-        code, detail = server.call("management", "GET", f"/models/{urllib.parse.quote(entry['modelName'])}")
-        if code == 200:
-            model = json.loads(detail)[0]
-            saved.append({"name": model["modelName"], "url": model["modelUrl"],
-                          "workers": max(1, int(model.get("minWorkers", 1)))})
+        name = urllib.parse.quote(entry["modelName"])
+        code, detail = server.call("management", "GET", f"/models/{name}")
+        default = json.loads(detail)[0].get("modelVersion") if code == 200 else None
+        code, detail = server.call("management", "GET", f"/models/{name}/all")
+        if code != 200:
+            continue
+        for model in json.loads(detail):
+            saved.append({"name": model["modelName"], "version": model.get("modelVersion"),
+                          "url": model["modelUrl"], "workers": max(1, int(model.get("minWorkers", 1))),
+                          "default": model.get("modelVersion") == default})
     return saved
 
 
 def restore(server: Server) -> None:
-    """Register again what was registered when the server was last stopped by this script."""
+    """Register again every version registered when the server was last stopped by this script."""
     path = server.serve_dir / "models.json"
     if not path.is_file():
         return
+    defaults = []
     for model in json.loads(path.read_text()):
         url = str(model.get("url", ""))
         if "/" in url or "\\" in url or not url.endswith(".mar") or not (server.model_store / url).is_file():
@@ -295,8 +304,36 @@ def restore(server: Server) -> None:
         query = urllib.parse.urlencode({"url": model["url"], "model_name": model["name"],
                                         "initial_workers": model["workers"], "synchronous": "true"})
         code, body = server.call("management", "POST", f"/models?{query}", timeout=600)
+        if code == 200 and model.get("version"):
+            code, body = scale(server, model["name"], model["workers"], model["version"])
         state = "restored" if code == 200 else f"could not be restored ({code}: {body.strip()[:200]})"
-        print(f"model {model['name']} ({model['url']}, {model['workers']} worker(s)) {state}")
+        version = f" as version {model['version']}" if code == 200 and model.get("version") else ""
+        print(f"model {model['name']} ({model['url']}, {model['workers']} worker(s)) {state}{version}")
+        if code == 200 and model.get("default"):
+            defaults.append(model)
+    for model in defaults:  # the default version as it was, whatever order the versions came back in
+        code, body = server.call("management", "PUT", f"/models/{urllib.parse.quote(model['name'])}/"
+                                 f"{urllib.parse.quote(model['version'])}/set-default")
+        if code != 200:
+            print(f"model {model['name']}: default version {model['version']} not set again ({code})")
+
+
+def scale(server: Server, name: str, workers: int, version: str | None = None) -> tuple[int, str]:
+    """Set one version's (or the default version's) worker count, waiting until the workers are up."""
+    query = urllib.parse.urlencode({"min_worker": workers, "max_worker": workers, "synchronous": "true"})
+    path = f"/models/{urllib.parse.quote(name)}" + (f"/{urllib.parse.quote(version)}" if version else "")
+    return server.call("management", "PUT", f"{path}?{query}", timeout=600)
+
+
+def archive_manifest(path: Path) -> dict[str, Any]:
+    """The model name and version an archive registers as (its MAR-INF/MANIFEST.json)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return json.loads(zf.read("MAR-INF/MANIFEST.json")).get("model", {})
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return {}
 
 
 def start(server: Server, models: list[str], timeout: float, restore_models: bool = True) -> None:
@@ -398,7 +435,7 @@ def _print(code: int, body: str) -> int:
     return 0
 
 
-def register(server: Server, archive: str, workers: int, name: str | None, timeout: int) -> int:
+def register(server: Server, archive: str, workers: int | None, name: str | None, timeout: int) -> int:
     path = Path(archive)
     if path.parent != Path(".") and path.resolve().parent != server.model_store:
         raise CtlError(f"{archive} is not in the model store {server.model_store}: only archives there can be "
@@ -406,20 +443,37 @@ def register(server: Server, archive: str, workers: int, name: str | None, timeo
     file_name = path.name if path.suffix == ".mar" else f"{path.name}.mar"
     if not (server.model_store / file_name).is_file():
         raise CtlError(f"{server.model_store / file_name} not found")
-    query = {"url": file_name, "initial_workers": workers, "synchronous": "true",
-             "response_timeout": timeout}
+    query: dict[str, Any] = {"url": file_name, "synchronous": "true", "response_timeout": timeout}
+    if workers is not None:
+        query["initial_workers"] = workers
     if name:
         query["model_name"] = name
-    return _print(*server.call("management", "POST", "/models?" + urllib.parse.urlencode(query), timeout=600))
+    code, body = server.call("management", "POST", "/models?" + urllib.parse.urlencode(query), timeout=600)
+    if code != 200 or workers is None:
+        return _print(code, body)
+    # The archive's model-config.yaml minWorkers/maxWorkers win over initial_workers at
+    # registration: set the count asked for on the version just registered.
+    manifest = archive_manifest(server.model_store / file_name)
+    model = name or manifest.get("modelName") or Path(file_name).stem
+    version = manifest.get("modelVersion")
+    print(body.strip())
+    scaled, scale_body = scale(server, model, workers, version)
+    if scaled != 200:
+        return _print(scaled, scale_body)
+    print(f"{model} {version or ''}: {workers} worker(s)".replace("  ", " "))
+    return 0
 
 
-def predict(server: Server, name: str, source: str, content_type: str | None) -> int:
+def predict_path(name: str, version: str | None = None) -> str:
+    return f"/predictions/{urllib.parse.quote(name)}" + (f"/{urllib.parse.quote(version)}" if version else "")
+
+
+def predict(server: Server, name: str, source: str, content_type: str | None, version: str | None = None) -> int:
     data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
     if content_type is None:
         stripped = data.lstrip()
         content_type = "application/json" if stripped[:1] in (b"{", b"[") else "text/plain"
-    code, body = server.call("inference", "POST", f"/predictions/{urllib.parse.quote(name)}", data,
-                             {"Content-Type": content_type})
+    code, body = server.call("inference", "POST", predict_path(name, version), data, {"Content-Type": content_type})
     return _print(code, body)
 
 
@@ -438,21 +492,30 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("status", help="say whether TorchServe runs and which models it serves")
     p = sub.add_parser("register", help="register an archive from the model store")
     p.add_argument("archive", help="NAME.mar in the model store")
-    p.add_argument("--workers", type=int, default=1, help="initial workers")
+    p.add_argument("--workers", type=int, default=None,
+                   help="workers for the version registered, over the archive's minWorkers/maxWorkers "
+                        "(default: the archive's)")
     p.add_argument("--name", help="model name (default: the archive's)")
     p.add_argument("--timeout", type=int, default=120, help="response timeout in seconds")
-    p = sub.add_parser("unregister", help="unregister a model")
+    p = sub.add_parser("unregister", help="unregister a model (its default version, or the version given)")
     p.add_argument("name")
+    p.add_argument("version", nargs="?")
     p = sub.add_parser("scale", help="set a model's worker count")
     p.add_argument("name")
     p.add_argument("workers", type=int)
+    p.add_argument("--version", help="the version to scale (default: the default version)")
+    p = sub.add_parser("set-default", help="make a registered version the one /predictions/NAME serves")
+    p.add_argument("name")
+    p.add_argument("version")
     sub.add_parser("list", help="list registered models")
     p = sub.add_parser("describe", help="describe a model and its workers")
     p.add_argument("name")
+    p.add_argument("version", nargs="?", help="a version, or all (default: the default version)")
     p = sub.add_parser("predict", help="send a request body from a file or stdin")
     p.add_argument("name")
     p.add_argument("source", nargs="?", default="-", help="file with the body, or - for stdin")
     p.add_argument("--content-type", help="default: application/json for JSON, text/plain otherwise")
+    p.add_argument("--version", help="a registered version (default: the model's default version)")
     p = sub.add_parser("key", help="print a current key (for programs; curl reads the header file instead)")
     p.add_argument("kind", choices=["inference", "management"])
     p = sub.add_parser("header", help="print the path of a 0600 file with a current Authorization header, "
@@ -472,18 +535,20 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "register":
             return register(server, args.archive, args.workers, args.name, args.timeout)
         if args.command == "unregister":
-            return _print(*server.call("management", "DELETE", f"/models/{urllib.parse.quote(args.name)}"))
+            version = f"/{urllib.parse.quote(args.version)}" if args.version else ""
+            return _print(*server.call("management", "DELETE", f"/models/{urllib.parse.quote(args.name)}{version}"))
         if args.command == "scale":
-            query = urllib.parse.urlencode({"min_worker": args.workers, "max_worker": args.workers,
-                                            "synchronous": "true"})
-            return _print(*server.call("management", "PUT", f"/models/{urllib.parse.quote(args.name)}?{query}",
-                                       timeout=600))
+            return _print(*scale(server, args.name, args.workers, args.version))
+        if args.command == "set-default":
+            return _print(*server.call("management", "PUT", f"/models/{urllib.parse.quote(args.name)}/"
+                                       f"{urllib.parse.quote(args.version)}/set-default"))
         if args.command == "list":
             return _print(*server.call("management", "GET", "/models"))
         if args.command == "describe":
-            return _print(*server.call("management", "GET", f"/models/{urllib.parse.quote(args.name)}"))
+            version = f"/{urllib.parse.quote(args.version)}" if args.version else ""
+            return _print(*server.call("management", "GET", f"/models/{urllib.parse.quote(args.name)}{version}"))
         if args.command == "predict":
-            return predict(server, args.name, args.source, args.content_type)
+            return predict(server, args.name, args.source, args.content_type, args.version)
         if args.command == "key":
             print(server.key(args.kind))
             return 0

@@ -1,0 +1,372 @@
+#!/usr/bin/env python3
+"""Run TorchServe replicas from a cluster layout, behind nginx, and kill one under load.
+
+    python scripts/replicas.py --layout OUT [--replicas 2] [--requests 600] [--seconds 60]
+
+OUT is a layout written by ``scripts/build_archives.py --kserve-layout OUT`` (the same
+files KServe's TorchServe runtime and deploy/docker use). Each replica is a TorchServe
+started the way the runtime container starts it (``torchserve --start --model-store=...
+--ts-config=...``), on a copy of the layout's config whose listeners alone are moved to
+free loopback ports, with its own serve directory. nginx (the Debian package) balances
+them with upstream retries. The load loop sends events through nginx; part way, one
+replica is killed (its JVM, SIGKILL), then started again and must rejoin. The report
+counts requests answered and failed and the throughput before, during and after.
+
+Only loopback addresses are used, every loop is bounded by count and time, and every
+process started here is stopped before the script returns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import tsctl  # noqa: E402
+
+
+class ReplicaError(RuntimeError):
+    pass
+
+
+@dataclass
+class Replica:
+    """One TorchServe from a cluster layout, on loopback ports of its own."""
+
+    layout: Path
+    base: Path
+    envelope: str | None = None
+    config: Path = field(init=False)
+    server: tsctl.Server = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.base.mkdir(parents=True, exist_ok=True)
+        # The layout's config as the runtime reads it, with only the five listeners moved.
+        self.config = tsctl.config_on_free_ports(self.layout / "config" / "config.properties",
+                                                 self.base / "config.properties")
+        self.server = tsctl.Server(self.config, self.base / "serve", self.layout / "model-store")
+
+    @property
+    def url(self) -> str:
+        return self.server.address("inference")
+
+    def command(self) -> list[str]:
+        # KServe's runtime: torchserve --start --model-store=/mnt/models/model-store --ts-config=...
+        return [tsctl._torchserve(), "--start", f"--model-store={self.server.model_store}",
+                f"--ts-config={self.config}"]
+
+    def env(self) -> dict[str, str]:
+        env = self.server.env()
+        # The cluster config lets TS_* variables override it (enable_envvars_config): start
+        # from none of the caller's, as in a fresh container, then set what the runtime sets.
+        for key in [k for k in env if k.startswith("TS_")]:
+            env.pop(key)
+        if self.envelope:
+            env["TS_SERVICE_ENVELOPE"] = self.envelope  # what the runtime sets from protocolVersion
+        return env
+
+    def start(self, timeout: float = 240) -> None:
+        self.server.make_serve_dir()
+        log = self.server.serve_dir / "logs" / "launcher.log"
+        with log.open("a") as out:
+            subprocess.run(self.command(), cwd=self.server.serve_dir, env=self.env(), stdout=out,
+                           stderr=subprocess.STDOUT, check=False, umask=0o077)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.ready():
+                return
+            if self.pid_file.is_file() and not tsctl._alive(self.pid_file):
+                break
+            time.sleep(0.5)
+        raise ReplicaError(f"replica {self.base} not ready within {timeout:.0f}s; see {self.server.serve_dir}/logs")
+
+    @property
+    def pid_file(self) -> Path:
+        return self.server.serve_dir / "tmp" / ".model_server.pid"
+
+    def pid(self) -> int | None:
+        try:
+            return int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def ready(self) -> bool:
+        """/ping healthy and the model's worker up (no key: the cluster config has tokens off)."""
+        try:
+            code, body = self.server._http("GET", self.url + "/ping", None, {}, timeout=5)
+        except tsctl.CtlError:
+            return False
+        if code != 200 or json.loads(body).get("status") != "Healthy":
+            return False
+        code, body = self.server._http("GET", self.server.address("management") + "/models", None, {}, timeout=5)
+        if code != 200 or not json.loads(body).get("models"):
+            return False
+        name = json.loads(body)["models"][0]["modelName"]
+        code, body = self.server._http("GET", f"{self.server.address('management')}/models/{name}", None, {},
+                                       timeout=5)
+        return code == 200 and any(w.get("status") == "READY" for w in json.loads(body)[0].get("workers", []))
+
+    def kill(self) -> None:
+        """A crash: SIGKILL to the frontend JVM and its workers, no clean shutdown."""
+        pid = self.pid()
+        if pid:
+            children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+            for target in [pid, *map(int, children)]:
+                try:
+                    os.kill(target, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            self.pid_file.unlink(missing_ok=True)
+
+    def stop(self) -> None:
+        if self.pid_file.is_file():
+            subprocess.run([tsctl._torchserve(), "--stop"], cwd=self.server.serve_dir, env=self.env(),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, timeout=120)
+            pid = self.pid()
+            deadline = time.time() + 60
+            while pid and time.time() < deadline:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.2)
+            else:
+                if pid:
+                    self.kill()
+            self.pid_file.unlink(missing_ok=True)
+
+
+# -- nginx -------------------------------------------------------------------------------------
+NGINX_CONF = """\
+# Written by scripts/replicas.py: {n} TorchServe replicas behind one address.
+worker_processes 1;
+pid {base}/nginx.pid;
+error_log {base}/error.log warn;
+events {{ worker_connections 512; }}
+http {{
+    log_format upstreams '$msec $upstream_addr $status $upstream_status';
+    access_log {base}/access.log upstreams;
+    client_body_temp_path {base}/body;
+    proxy_temp_path {base}/proxy;
+    fastcgi_temp_path {base}/fastcgi;
+    uwsgi_temp_path {base}/uwsgi;
+    scgi_temp_path {base}/scgi;
+    upstream torchserve {{
+{servers}
+        keepalive 16;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        client_max_body_size 1m;
+        location / {{
+            proxy_pass http://torchserve;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_connect_timeout 2s;
+            proxy_read_timeout 60s;
+            # A refused or reset connection, or a 502/503 from a replica going away, is tried
+            # on the next replica. Inference is idempotent, so POST may be retried too.
+            proxy_next_upstream error timeout http_502 http_503 non_idempotent;
+            proxy_next_upstream_tries 2;
+        }}
+    }}
+}}
+"""
+
+
+class Nginx:
+    def __init__(self, base: Path, upstreams: list[str]) -> None:
+        self.base = base
+        self.port = tsctl.free_ports(1)[0]
+        base.mkdir(parents=True, exist_ok=True)
+        servers = "\n".join(f"        server {u.split('://', 1)[-1]} max_fails=1 fail_timeout=5s;" for u in upstreams)
+        self.conf = base / "nginx.conf"
+        self.conf.write_text(NGINX_CONF.format(n=len(upstreams), base=base, servers=servers, port=self.port))
+        self.binary = shutil.which("nginx") or "/usr/sbin/nginx"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        subprocess.run([self.binary, "-t", "-q", "-c", str(self.conf), "-e", str(self.base / "error.log")], check=True)
+        subprocess.run([self.binary, "-c", str(self.conf), "-e", str(self.base / "error.log")], check=True)
+
+    def stop(self) -> None:
+        pid_file = self.base / "nginx.pid"
+        if pid_file.is_file():
+            pid = int(pid_file.read_text().strip())
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(50):
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.1)
+
+
+# -- load --------------------------------------------------------------------------------------
+EVENTS = [{"title": "saxophone trio", "description": "late night swing set"},
+          {"title": "marathon runners", "description": "city road race"},
+          {"title": "dj club night", "description": "house music till dawn"},
+          {"title": "yoga in the park", "description": "breathing and stretching"}]
+
+
+def post(url: str, body: bytes, timeout: float = 30) -> int:
+    request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            response.read()
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except (urllib.error.URLError, ConnectionError, OSError):
+        return 0
+
+
+def drive(url: str, stop_at: float, max_requests: int, clients: int, log: list[tuple[float, float, int]],
+          stop: threading.Event) -> None:
+    """``clients`` threads posting events until ``max_requests``, ``stop_at`` or ``stop``; log (start, end, status)."""
+    lock = threading.Lock()
+    counter = iter(range(max_requests))
+
+    def loop() -> None:
+        while time.time() < stop_at and not stop.is_set():
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                return
+            started = time.time()
+            code = post(url, json.dumps(EVENTS[i % len(EVENTS)]).encode())
+            with lock:
+                log.append((started, time.time(), code))
+
+    threads = [threading.Thread(target=loop, daemon=True) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=max(1.0, stop_at - time.time() + 60))
+
+
+def phase(log: list[tuple[float, float, int]], start: float, end: float) -> dict[str, Any]:
+    done = [entry for entry in log if start <= entry[1] < end]
+    ok = sum(1 for entry in done if entry[2] == 200)
+    seconds = max(1e-6, end - start)
+    return {"answered": ok, "failed": len(done) - ok, "seconds": round(seconds, 1),
+            "throughput_rps": round(ok / seconds, 1)}
+
+
+def upstream_counts(access_log: Path, since: float) -> dict[str, int]:
+    """Requests nginx passed to each replica since a time (from its access log)."""
+    counts: dict[str, int] = {}
+    for line in access_log.read_text().splitlines() if access_log.is_file() else []:
+        parts = line.split()
+        if len(parts) >= 2 and float(parts[0]) >= since:
+            for upstream in parts[1].replace(",", " ").split():
+                counts[upstream] = counts.get(upstream, 0) + 1
+    return counts
+
+
+def failover(layout: Path, base: Path, replicas: int = 2, requests: int = 20000, seconds: float = 120,
+             clients: int = 4, model: str | None = None, phase_seconds: float = 8) -> dict[str, Any]:
+    """Start replicas and nginx, load, kill one, bring it back; a report dict. Stops everything.
+
+    Load runs ``phase_seconds`` on all replicas, ``phase_seconds`` with one killed, through
+    its restart, and ``phase_seconds`` after it rejoined; bounded by ``requests`` and ``seconds``.
+    """
+    name = model or json.loads(
+        (layout / "config" / "config.properties").read_text().split("model_snapshot=", 1)[1].splitlines()[0]
+    )["models"].popitem()[0]
+    servers = [Replica(layout, base / f"replica{i}") for i in range(replicas)]
+    nginx = Nginx(base / "nginx", [s.url for s in servers])
+    log: list[tuple[float, float, int]] = []
+    marks: dict[str, float] = {}
+    try:
+        for server in servers:
+            server.start()
+        nginx.start()
+        url = f"{nginx.url}/predictions/{name}"
+        if post(url, json.dumps(EVENTS[0]).encode()) != 200:
+            raise ReplicaError("nginx does not answer a prediction before the load starts")
+        marks["start"] = time.time()
+        deadline = marks["start"] + seconds
+        stop = threading.Event()
+        loader = threading.Thread(target=drive, args=(url, deadline, requests, clients, log, stop), daemon=True)
+        loader.start()
+        time.sleep(phase_seconds)
+        victim = servers[-1]
+        marks["kill"] = time.time()
+        victim.kill()
+        time.sleep(phase_seconds)
+        marks["restart"] = time.time()
+        victim.start()
+        marks["rejoined"] = time.time()
+        time.sleep(phase_seconds)
+        stop.set()
+        loader.join(timeout=120)
+        marks["end"] = time.time()
+        after = upstream_counts(nginx.base / "access.log", marks["rejoined"] + 5.5)  # past fail_timeout
+        # The restarted replica serves again: nginx sends it its share once fail_timeout passes.
+        direct = post(f"{victim.url}/predictions/{name}", json.dumps(EVENTS[1]).encode())
+        in_flight = [e for e in log if e[0] <= marks["kill"] + 0.05 and e[1] >= marks["kill"]]
+        failed = [e for e in log if e[2] != 200]
+        return {
+            "replicas": replicas, "clients": clients, "requests_sent": len(log),
+            "answered": sum(1 for e in log if e[2] == 200), "failed": len(failed),
+            "failed_statuses": sorted({e[2] for e in failed}),
+            "in_flight_at_kill": len(in_flight),
+            "failed_not_in_flight": sum(1 for e in failed if e not in in_flight),
+            "before_kill": phase(log, marks["start"], marks["kill"]),
+            "one_replica": phase(log, marks["kill"], marks["restart"]),
+            "restarting": phase(log, marks["restart"], marks["rejoined"]),
+            "after_rejoin": phase(log, marks["rejoined"], marks["end"]),
+            "restart_seconds": round(marks["rejoined"] - marks["restart"], 1),
+            "rejoined_replica_answers": direct,
+            "after_rejoin_per_replica": {u: after.get(u.split("://", 1)[-1], 0) for u in (s.url for s in servers)},
+        }
+    finally:
+        nginx.stop()
+        for server in servers:
+            server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--layout", required=True, help="layout from build_archives.py --kserve-layout")
+    parser.add_argument("--replicas", type=int, default=2)
+    parser.add_argument("--requests", type=int, default=20000, help="most requests to send")
+    parser.add_argument("--seconds", type=float, default=120, help="most seconds of load")
+    parser.add_argument("--phase-seconds", type=float, default=8,
+                        help="seconds of load before the kill, with one replica down, and after the rejoin")
+    parser.add_argument("--clients", type=int, default=4, help="concurrent client threads")
+    parser.add_argument("--work-dir", help="where replicas and nginx keep their files (default: a temp dir)")
+    args = parser.parse_args(argv)
+    base = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="replicas-"))
+    try:
+        report = failover(Path(args.layout).resolve(), base.resolve(), args.replicas, args.requests, args.seconds,
+                          args.clients, phase_seconds=args.phase_seconds)
+    except (ReplicaError, subprocess.CalledProcessError, tsctl.CtlError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(report, indent=2))
+    rejoined = list(report["after_rejoin_per_replica"].values())[-1] > 0
+    ok = report["failed_not_in_flight"] == 0 and report["rejoined_replica_answers"] == 200 and rejoined
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
