@@ -40,9 +40,8 @@ def test_missing_text_columns_are_reported(tiny_run: Path, tmp_path: Path) -> No
 
 @pytest.mark.e2e
 def test_through_the_server_matches_in_process(server, tiny_run: Path, events_csv: Path, tmp_path: Path) -> None:
-    code, body = server.call("management", "GET", "/models")
-    if '"events"' not in body:
-        assert server.call("management", "POST", "/models?url=events.mar&synchronous=true", timeout=600)[0] == 200
+    code, body = register(server, "events.mar")
+    assert code == 200, body
     args = [str(events_csv), "--batch-size", "16", "--quiet", "--top-k", "1"]
     local = subprocess.run(SCRIPT + [args[0], str(tmp_path / "a.csv"), "--run", str(tiny_run), *args[1:]])
     remote = subprocess.run(SCRIPT + [args[0], str(tmp_path / "b.csv"), "--server", "events", *args[1:]])
