@@ -65,7 +65,7 @@ def load_run(served: Served, events: list[dict], total: int, concurrency: int, m
     stop.set()
     sampler.join(timeout=2)
     restarted = worker(served).pid != proc.pid
-    growth = (memory[total] / memory[1000] - 1) * 100 if 1000 in memory else float("nan")
+    growth = growth_pct(memory, 1000, total)
     return {**summary, "worker_restarts": int(restarted), "rss_mb_at_1000": memory.get(1000),
             "rss_mb_at_end": memory[total], "rss_growth_pct": growth}
 
@@ -86,14 +86,24 @@ def kill_run(served: Served, events: list[dict], concurrency: int, max_seconds: 
     batch = [events[i % len(events)] for i in range(1500)]
     served.load(batch, concurrency, max_seconds, log)
     thread.join(timeout=5)
-    t_kill = killed_at[0]
+    return {**kill_summary(log, killed_at[0]), "new_worker_pid": worker(served).pid != proc.pid}
+
+
+def growth_pct(memory: dict[int, float], first: int, last: int) -> float:
+    """RSS growth from request ``first`` to request ``last``, in percent (NaN when ``first`` was never sampled)."""
+    return (memory[last] / memory[first] - 1) * 100 if first in memory else float("nan")
+
+
+def kill_summary(log: list[tuple[float, float, int]], t_kill: float) -> dict[str, Any]:
+    """From (start, end, status) per request: what failed around a kill at ``t_kill``, and the
+    time from the kill to the first 200 of a request sent after it."""
     failed = [r for r in log if r[2] != 200]
     in_flight = [r for r in log if r[0] <= t_kill <= r[1]]
     after = sorted((r for r in log if r[0] > t_kill and r[2] == 200), key=lambda r: r[1])
     recovered = after[0][1] - t_kill if after else float("nan")
     return {"requests": len(log), "failed": len(failed), "in_flight_at_kill": len(in_flight),
             "failed_started_after_kill": sum(1 for r in failed if r[0] > t_kill),
-            "seconds_to_first_200_after_kill": recovered, "new_worker_pid": worker(served).pid != proc.pid}
+            "seconds_to_first_200_after_kill": recovered}
 
 
 def restart_run(served: Served) -> dict[str, Any]:
