@@ -70,7 +70,8 @@ def load_run(served: Served, events: list[dict], total: int, concurrency: int, m
             "rss_mb_at_end": memory[total], "rss_growth_pct": growth}
 
 
-def kill_run(served: Served, events: list[dict], concurrency: int, max_seconds: float) -> dict[str, Any]:
+def kill_run(served: Served, events: list[dict], concurrency: int, max_seconds: float,
+             requests: int = 1500) -> dict[str, Any]:
     proc = worker(served)
     log: list[tuple[float, float, int]] = []
     killed_at: list[float] = []
@@ -83,7 +84,7 @@ def kill_run(served: Served, events: list[dict], concurrency: int, max_seconds: 
 
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
-    batch = [events[i % len(events)] for i in range(1500)]
+    batch = [events[i % len(events)] for i in range(requests)]
     served.load(batch, concurrency, max_seconds, log)
     thread.join(timeout=5)
     return {**kill_summary(log, killed_at[0]), "new_worker_pid": worker(served).pid != proc.pid}
@@ -185,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=32, help="clients in the load run")
     p.add_argument("--config", default="1x2:b32:d5", help="server layout WORKERSxTHREADS:bBATCH:dDELAY")
     p.add_argument("--max-seconds", type=float, default=900, help="time cap per load loop")
+    p.add_argument("--kill-requests", type=int, default=1500, help="requests in the kill run")
+    p.add_argument("--slow-seconds", type=float, default=60, help="seconds of heavy input alongside normal requests")
     p.add_argument("--output", default=str(ROOT / "bench_results"), help="folder for JSON and markdown")
     args = p.parse_args(argv)
 
@@ -202,13 +205,13 @@ def main(argv: list[str] | None = None) -> int:
             print("load ...", flush=True)
             report["load"] = load_run(served, events, args.requests, args.concurrency, args.max_seconds)
             print("kill ...", flush=True)
-            report["kill"] = kill_run(served, events, 8, args.max_seconds)
+            report["kill"] = kill_run(served, events, 8, args.max_seconds, args.kill_requests)
             print("restart ...", flush=True)
             report["restart"] = restart_run(served)
             print("token ...", flush=True)
             report["token"] = token_run(served)
             print("slow ...", flush=True)
-            report["slow"] = slow_run(served, events, 60, int(served.model.get("responseTimeout", 60)))
+            report["slow"] = slow_run(served, events, args.slow_seconds, int(served.model.get("responseTimeout", 60)))
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"soak-{run.name}.json").write_text(json.dumps(report, indent=2) + "\n")
