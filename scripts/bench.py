@@ -266,6 +266,23 @@ def served(run: Path, events: list[dict], concurrencies: list[int], layout: dict
             return results
 
 
+def ratios(ceiling_rows: list[dict], served_rows: list[dict], naive_rows: list[dict]) -> dict[str, float]:
+    """Served against the in-process ceiling (largest concurrency vs largest batch, and the
+    latency added at concurrency 1) and against the naive handler, where measured."""
+    ceil = {r["batch"]: r for r in ceiling_rows}
+    serv = {r["concurrency"]: r for r in served_rows}
+    naive = {r["concurrency"]: r for r in naive_rows}
+    out: dict[str, float] = {}
+    top_c, top_b = max(serv, default=None), max(ceil, default=None)
+    if top_c is not None and top_b is not None:
+        out[f"served c{top_c} / ceiling b{top_b} (events/s)"] = serv[top_c]["events_per_s"] / ceil[top_b]["events_per_s"]
+    if 1 in serv and 1 in ceil:
+        out["served c1 p50 - ceiling b1 latency (ms)"] = serv[1]["p50_ms"] - ceil[1]["latency_ms_p50"]
+    if top_c in naive:
+        out[f"served / naive at c{top_c} (events/s)"] = serv[top_c]["events_per_s"] / naive[top_c]["events_per_s"]
+    return out
+
+
 def parse_layout(text: str) -> dict[str, int]:
     """'1x2:b8:d10' -> 1 worker, 2 threads, batchSize 8, maxBatchDelay 10 ms."""
     workers_threads, batch, delay = text.split(":")
@@ -347,19 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         naive_layout = {"workers": 1, "threads": args.threads, "batch": 1, "delay": 0}
         report["naive"] = served(run, events[: args.naive_requests], concurrencies, naive_layout, None,
                                  args.max_seconds, "naive", ROOT / "scripts" / "naive_handler.py", args.client)
-    ceil = {r["batch"]: r for r in report["ceiling"]}
-    serv = {r["concurrency"]: r for r in report["served"]}
-    ratios = {}
-    top_c, top_b = max(concurrencies), max(batch_sizes)
-    if top_c in serv and top_b in ceil:
-        ratios[f"served c{top_c} / ceiling b{top_b} (events/s)"] = serv[top_c]["events_per_s"] / ceil[top_b]["events_per_s"]
-    if 1 in serv and 1 in ceil:
-        ratios["served c1 p50 - ceiling b1 latency (ms)"] = serv[1]["p50_ms"] - ceil[1]["latency_ms_p50"]
-    if report.get("naive"):
-        naive = {r["concurrency"]: r for r in report["naive"]}
-        if top_c in naive:
-            ratios[f"served / naive at c{top_c} (events/s)"] = serv[top_c]["events_per_s"] / naive[top_c]["events_per_s"]
-    report["ratios"] = ratios
+    report["ratios"] = ratios(report["ceiling"], report["served"], report.get("naive", []))
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"{run.name}{'-int8' if args.quantize else ''}{'-wrk' if args.client == 'wrk' else ''}"

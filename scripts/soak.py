@@ -65,12 +65,13 @@ def load_run(served: Served, events: list[dict], total: int, concurrency: int, m
     stop.set()
     sampler.join(timeout=2)
     restarted = worker(served).pid != proc.pid
-    growth = (memory[total] / memory[1000] - 1) * 100 if 1000 in memory else float("nan")
+    growth = growth_pct(memory, 1000, total)
     return {**summary, "worker_restarts": int(restarted), "rss_mb_at_1000": memory.get(1000),
             "rss_mb_at_end": memory[total], "rss_growth_pct": growth}
 
 
-def kill_run(served: Served, events: list[dict], concurrency: int, max_seconds: float) -> dict[str, Any]:
+def kill_run(served: Served, events: list[dict], concurrency: int, max_seconds: float,
+             requests: int = 1500) -> dict[str, Any]:
     proc = worker(served)
     log: list[tuple[float, float, int]] = []
     killed_at: list[float] = []
@@ -83,17 +84,27 @@ def kill_run(served: Served, events: list[dict], concurrency: int, max_seconds: 
 
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
-    batch = [events[i % len(events)] for i in range(1500)]
+    batch = [events[i % len(events)] for i in range(requests)]
     served.load(batch, concurrency, max_seconds, log)
     thread.join(timeout=5)
-    t_kill = killed_at[0]
+    return {**kill_summary(log, killed_at[0]), "new_worker_pid": worker(served).pid != proc.pid}
+
+
+def growth_pct(memory: dict[int, float], first: int, last: int) -> float:
+    """RSS growth from request ``first`` to request ``last``, in percent (NaN when ``first`` was never sampled)."""
+    return (memory[last] / memory[first] - 1) * 100 if first in memory else float("nan")
+
+
+def kill_summary(log: list[tuple[float, float, int]], t_kill: float) -> dict[str, Any]:
+    """From (start, end, status) per request: what failed around a kill at ``t_kill``, and the
+    time from the kill to the first 200 of a request sent after it."""
     failed = [r for r in log if r[2] != 200]
     in_flight = [r for r in log if r[0] <= t_kill <= r[1]]
     after = sorted((r for r in log if r[0] > t_kill and r[2] == 200), key=lambda r: r[1])
     recovered = after[0][1] - t_kill if after else float("nan")
     return {"requests": len(log), "failed": len(failed), "in_flight_at_kill": len(in_flight),
             "failed_started_after_kill": sum(1 for r in failed if r[0] > t_kill),
-            "seconds_to_first_200_after_kill": recovered, "new_worker_pid": worker(served).pid != proc.pid}
+            "seconds_to_first_200_after_kill": recovered}
 
 
 def restart_run(served: Served) -> dict[str, Any]:
@@ -175,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=32, help="clients in the load run")
     p.add_argument("--config", default="1x2:b32:d5", help="server layout WORKERSxTHREADS:bBATCH:dDELAY")
     p.add_argument("--max-seconds", type=float, default=900, help="time cap per load loop")
+    p.add_argument("--kill-requests", type=int, default=1500, help="requests in the kill run")
+    p.add_argument("--slow-seconds", type=float, default=60, help="seconds of heavy input alongside normal requests")
     p.add_argument("--output", default=str(ROOT / "bench_results"), help="folder for JSON and markdown")
     args = p.parse_args(argv)
 
@@ -192,13 +205,13 @@ def main(argv: list[str] | None = None) -> int:
             print("load ...", flush=True)
             report["load"] = load_run(served, events, args.requests, args.concurrency, args.max_seconds)
             print("kill ...", flush=True)
-            report["kill"] = kill_run(served, events, 8, args.max_seconds)
+            report["kill"] = kill_run(served, events, 8, args.max_seconds, args.kill_requests)
             print("restart ...", flush=True)
             report["restart"] = restart_run(served)
             print("token ...", flush=True)
             report["token"] = token_run(served)
             print("slow ...", flush=True)
-            report["slow"] = slow_run(served, events, 60, int(served.model.get("responseTimeout", 60)))
+            report["slow"] = slow_run(served, events, args.slow_seconds, int(served.model.get("responseTimeout", 60)))
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"soak-{run.name}.json").write_text(json.dumps(report, indent=2) + "\n")

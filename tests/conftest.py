@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import tsctl  # noqa: E402
 
-from tests.serving import script  # noqa: E402
+from tests.serving import SESSION, register  # noqa: E402
 from tests.tiny import make_tiny_base, tiny_events, write_csv  # noqa: E402
 
 # Tests run on 2-core CI machines; keep every torch in this process to its share.
@@ -66,29 +66,28 @@ def model_store(tmp_path_factory: pytest.TempPathFactory, tiny_run: Path) -> Pat
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory, model_store: Path):
-    """A real TorchServe with the project's config.properties on free loopback ports."""
+    """A real TorchServe with the project's config.properties on free loopback ports.
+
+    Scripts reach it through tests.serving.SESSION (their own environment), never through
+    this process's os.environ.
+    """
     base = tmp_path_factory.mktemp("torchserve")
     config = tsctl.config_on_free_ports(ROOT / "config.properties", base / "config.properties")
-    env = {"TS_CONFIG": str(config), "SERVE_DIR": str(base / "serve"), "MODEL_STORE": str(model_store)}
-    os.environ.update(env)
+    SESSION.vars = {"TS_CONFIG": str(config), "SERVE_DIR": str(base / "serve"), "MODEL_STORE": str(model_store)}
     srv = tsctl.Server(config, base / "serve", model_store)
     started = subprocess.run([str(ROOT / "scripts" / "serve.sh"), "start"], capture_output=True, text=True,
-                             env={**os.environ, **env}, timeout=300)
+                             env=SESSION(), timeout=300)
     assert started.returncode == 0, started.stdout + started.stderr
     try:
         yield srv
     finally:
-        subprocess.run([str(ROOT / "scripts" / "serve.sh"), "stop"], env={**os.environ, **env}, timeout=120)
-        for key in env:
-            os.environ.pop(key, None)
+        subprocess.run([str(ROOT / "scripts" / "serve.sh"), "stop"], env=SESSION(), timeout=120)
+        SESSION.vars = {}
 
 
 @pytest.fixture(scope="module")
 def registered(server):
     """The server with events.mar registered afresh (one worker) for this test module."""
-    if '"events"' in script("manage.sh", "list").stdout:  # another test module registered it
-        assert script("manage.sh", "unregister", "events").returncode == 0
-    result = script("manage.sh", "register", "events.mar", "--workers", "1")
-    assert result.returncode == 0, result.stderr
-    assert "registered" in result.stdout
+    code, body = register(server, "events.mar", fresh=True)
+    assert code == 200, body
     return server

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import shutil
 import stat
@@ -176,15 +177,18 @@ def test_checkpoint_paths_must_stay_inside_the_run(tiny_run: Path, tmp_path: Pat
 
 def test_int8_build_is_gated_on_validation_accuracy(tiny_run: Path, events_csv: Path, tmp_path: Path) -> None:
     store = tmp_path / "store"
-    refused = build("--run", str(tiny_run), "--name", "q", "--model-store", str(store), "--quantize", "int8",
-                    "--data", str(events_csv), "--max-drop", "-100")
-    assert refused.returncode == 1
-    assert "int8 check on" in refused.stdout and "more than --max-drop -100" in refused.stderr
-    assert not (store / "q.mar").exists()
     accepted = build("--run", str(tiny_run), "--name", "q", "--model-store", str(store), "--quantize", "int8",
                      "--max-drop", "100")  # the table comes from the run's training.json
     assert accepted.returncode == 0, accepted.stderr
     assert "int8 ONNX" in accepted.stdout  # per-checkpoint export progress
+    drop = float(re.search(r"\(drop (-?[\d.]+) points, limit 100", accepted.stdout).group(1))
+    # A limit a hundredth of a point under the measured drop refuses the very same build.
+    limit = f"{drop - 0.01:.2f}"
+    refused = build("--run", str(tiny_run), "--name", "q2", "--model-store", str(store), "--quantize", "int8",
+                    "--data", str(events_csv), "--max-drop", limit)
+    assert refused.returncode == 1
+    assert f"int8 costs {drop:.2f} points of val path accuracy, more than --max-drop {float(limit)}" in refused.stderr
+    assert not (store / "q2.mar").exists()
     with zipfile.ZipFile(store / "q.mar") as mar:
         config = yaml.safe_load(mar.read("model-config.yaml"))
         names = set(mar.namelist())
@@ -218,6 +222,41 @@ def test_int8_cascade_agrees_with_fp32(tiny_run: Path, events_csv: Path, tmp_pat
         a, b = fp32.level_probs(level, ids), int8.level_probs(level, ids)
         assert (a - b).abs().max() < 0.05, level.checkpoint
     assert [x["path"] for x in int8.predict(events)] == [x["path"] for x in fp32.predict(events)]
+
+
+@pytest.mark.parametrize("fp32, int8, max_drop, refused", [
+    (0.90, 0.85, 4.99, True),   # 5 points lost, limit just under
+    (0.90, 0.85, 5.01, False),  # limit just over
+    (0.90, 0.95, 0.0, False),   # int8 better: a negative drop always passes
+    (0.90, 0.95, -4.99, False),
+    (0.90, 0.95, -5.01, True),
+])
+def test_int8_gate_refuses_exactly_above_max_drop(tiny_run: Path, events_csv: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  fp32: float, int8: float, max_drop: float, refused: bool) -> None:
+    """The gate's arithmetic, with the two cascades' accuracies known: a sign error, or fp32
+    compared with itself, gets one of these wrong."""
+    import types
+
+    import handlers.cascade
+    import training.evaluate
+    from build_archives import check_int8
+
+    class Fake:
+        def __init__(self, model_dir, quantize=None, **kwargs) -> None:
+            self.quantize = quantize
+
+    def evaluate_frame(cascade, frame):
+        return types.SimpleNamespace(scores={"path_accuracy": int8 if cascade.quantize == "int8" else fp32})
+
+    monkeypatch.setattr(handlers.cascade, "Cascade", Fake)
+    monkeypatch.setattr(training.evaluate, "evaluate_frame", evaluate_frame)
+    problem = check_int8(tiny_run, tiny_run, str(events_csv), max_drop)
+    drop = 100 * (fp32 - int8)
+    if refused:
+        assert problem == (f"int8 costs {drop:.2f} points of val path accuracy, more than --max-drop {max_drop}; "
+                           "not built")
+    else:
+        assert problem is None
 
 
 def test_default_layout_follows_the_runtime() -> None:

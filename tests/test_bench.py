@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.requirements import need_program
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,10 +35,7 @@ def test_bench_runs_and_reports_every_mode(tiny_run: Path, events_csv: Path, tmp
 
 def test_bench_int8_with_the_wrk_client(tiny_run: Path, events_csv: Path, tmp_path: Path) -> None:
     """Also serves an int8 (ONNX Runtime) archive from a real TorchServe worker."""
-    if shutil.which("wrk") is None:
-        if os.environ.get("CI"):
-            pytest.fail("wrk is required in CI (apt-get install wrk)")
-        pytest.skip("needs Debian's wrk")
+    need_program("wrk", install="apt-get install wrk")
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "bench.py"), "--run", str(tiny_run), "--data", str(events_csv),
          "--requests", "24", "--batch-sizes", "1,4", "--concurrency", "1,4", "--configs", "1x1:b4:d5",

@@ -21,6 +21,7 @@ import pytest
 
 from handlers.hierarchy import TOKENIZER_DIR, Hierarchy
 from handlers.settings import HandlerSettings
+from tests.serving import register
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,7 +57,7 @@ def test_32_maximum_cost_requests_at_once_never_restart_the_worker(server, tiny_
                             "--name", NAME, "--model-store", str(model_store), "--force"],
                            capture_output=True, text=True)
     assert built.returncode == 0, built.stderr
-    code, body = server.call("management", "POST", f"/models?url={NAME}.mar&synchronous=true", timeout=600)
+    code, body = register(server, f"{NAME}.mar", fresh=True)
     assert code == 200, body
     try:
         code, body = server.call("management", "GET", f"/models/{NAME}")

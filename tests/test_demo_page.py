@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import shutil
 import sys
 import urllib.error
 import urllib.request
@@ -18,13 +17,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 from demo_page import DemoPage  # noqa: E402
 
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-if not (CHROMIUM and CHROMEDRIVER):
-    # CI installs both (.ci/run); there a missing browser is a failure, not a skip.
-    if os.environ.get("CI"):
-        raise RuntimeError("chromium and chromedriver are required in CI (apt-get install chromium chromium-driver)")
-    pytest.skip("needs Debian's chromium and chromium-driver", allow_module_level=True)
-webdriver = pytest.importorskip("selenium.webdriver")
+from tests.requirements import need, need_program  # noqa: E402
+
+# CI installs these (.ci/run); there a missing one fails instead of skipping.
+CHROMIUM, CHROMEDRIVER = need_program("chromium", "chromedriver", install="apt-get install chromium chromium-driver")
+webdriver = need("selenium.webdriver", "scripts/setup.sh --dev (requirements-dev.txt)")
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402

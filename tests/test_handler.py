@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
 import ts
 from ts.context import Context, RequestProcessor
 from ts.metrics.metric_cache_yaml_impl import MetricsCacheYamlImpl
-from ts.metrics.metric_type_enum import MetricTypes
 
 from handlers.cascade import Cascade
 from handlers.event_handler import EventTaxonomyHandler
@@ -25,6 +27,16 @@ def make_context(model_dir: Path, n: int, settings: dict | None = None) -> Conte
                       metrics=metrics, model_yaml_config=settings or SETTINGS)
     context.request_processor = [RequestProcessor({}) for _ in range(n)]
     return context
+
+
+@pytest.fixture(scope="module", autouse=True)
+def torch_threads():
+    """The handler sets torch's thread count for its process: give later tests theirs back."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -77,10 +89,32 @@ def test_ids_are_echoed_and_all_bad_batches_do_not_crash(handler: EventTaxonomyH
     assert codes == [400, 400, 400]
 
 
-def test_metrics_recorded(handler: EventTaxonomyHandler, tiny_run: Path) -> None:
-    _, _, context = run(handler, tiny_run, [{"text": "saxophone swing"}, {"text": "marathon"}])
-    assert context.metrics.get_metric("TaxonomyInferenceTime", MetricTypes.GAUGE) is not None
-    assert context.metrics.get_metric("PredictionsPerTaxonomy", MetricTypes.COUNTER) is not None
+def emitted(records: list) -> list[tuple[str, float, dict[str, str]]]:
+    """(name, value, dimensions) of each metric TorchServe's metric cache emitted to its log."""
+    found = []
+    for record in records:
+        match = re.match(r"\[METRICS\](\w+)\.[^:]*:([-\d.e]+)\|#([^|]*)\|", record.getMessage())
+        if match:
+            dims = dict(d.split(":", 1) for d in match.group(3).split(","))
+            found.append((match.group(1), float(match.group(2)), dims))
+    return found
+
+
+def test_metrics_recorded(handler: EventTaxonomyHandler, tiny_run: Path, caplog: pytest.LogCaptureFixture) -> None:
+    bodies = [{"text": "saxophone swing"}, [{"text": "marathon"}, {"text": "dj club"}], b'{"title": ', "peloton"]
+    with caplog.at_level(logging.INFO):
+        answers, codes, _ = run(handler, tiny_run, bodies)
+    # A failure to record metrics is swallowed by the handler, but logged: none here.
+    assert not [r for r in caplog.records if r.name == "handlers.event_handler" and r.levelno >= logging.WARNING]
+    metrics = emitted(caplog.records)
+    values = {name: value for name, value, _ in metrics if name != "PredictionsPerTaxonomy"}
+    assert values["HandlerBatches"] == 1 and values["HandlerRequests"] == 4 and values["HandlerRefused"] == 1
+    assert values["TaxonomyInferenceTime"] > 0 and values["SubtaxonomyInferenceTime"] > 0
+    good = [answers[0], *answers[1], answers[3]]
+    expected = Counter(a["taxonomy"]["label"] for a in good)
+    per_label = {dims["Taxonomy"]: value for name, value, dims in metrics if name == "PredictionsPerTaxonomy"}
+    assert per_label == expected and codes == [200, 200, 400, 200]
+    assert all(dims["ModelName"] == "events" for _, _, dims in metrics)
 
 
 def handler_with(tiny_run: Path, **settings) -> EventTaxonomyHandler:

@@ -10,6 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.serving import SESSION, register
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = [sys.executable, str(ROOT / "scripts" / "predict_batch.py")]
 
@@ -40,12 +42,24 @@ def test_missing_text_columns_are_reported(tiny_run: Path, tmp_path: Path) -> No
 
 @pytest.mark.e2e
 def test_through_the_server_matches_in_process(server, tiny_run: Path, events_csv: Path, tmp_path: Path) -> None:
-    code, body = server.call("management", "GET", "/models")
-    if '"events"' not in body:
-        assert server.call("management", "POST", "/models?url=events.mar&synchronous=true", timeout=600)[0] == 200
+    code, body = register(server, "events.mar")
+    assert code == 200, body
     args = [str(events_csv), "--batch-size", "16", "--quiet", "--top-k", "1"]
     local = subprocess.run(SCRIPT + [args[0], str(tmp_path / "a.csv"), "--run", str(tiny_run), *args[1:]])
-    remote = subprocess.run(SCRIPT + [args[0], str(tmp_path / "b.csv"), "--server", "events", *args[1:]])
+    remote = subprocess.run(SCRIPT + [args[0], str(tmp_path / "b.csv"), "--server", "events", *args[1:]],
+                            env=SESSION())  # the test server's TS_CONFIG and SERVE_DIR
     assert local.returncode == 0 and remote.returncode == 0
-    a, b = pd.read_csv(tmp_path / "a.csv"), pd.read_csv(tmp_path / "b.csv")
-    assert list(a.subtaxonomy_pred) == list(b.subtaxonomy_pred)
+    a = pd.read_csv(tmp_path / "a.csv", dtype=str, keep_default_na=False)
+    b = pd.read_csv(tmp_path / "b.csv", dtype=str, keep_default_na=False)
+    assert list(a.columns) == list(b.columns) and len(a) == len(b)
+    scores = ["taxonomy_score", "subtaxonomy_score", "path_score"]
+    for column in a.columns:  # every column: the input's, labels, scores, top-k paths, errors
+        if column in scores:
+            assert b[column].astype(float).tolist() == pytest.approx(a[column].astype(float).tolist(), abs=1e-4)
+        elif column == "top_k":
+            for x, y in zip(a.top_k, b.top_k):
+                x, y = json.loads(x), json.loads(y)
+                assert [(k["taxonomy"], k["subtaxonomy"]) for k in x] == [(k["taxonomy"], k["subtaxonomy"]) for k in y]
+                assert [k["score"] for k in y] == pytest.approx([k["score"] for k in x], abs=1e-4)
+        else:
+            assert a[column].tolist() == b[column].tolist(), column

@@ -13,6 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.serving import register
+
 pytestmark = pytest.mark.e2e
 
 JSON = "application/json"
@@ -107,11 +109,8 @@ def worker_pids(server) -> list[int]:
 
 @pytest.fixture(scope="module")
 def events_model(server, model_store: Path):
-    code, body = server.call("management", "GET", "/models")
-    if '"events"' not in body:
-        code, body = server.call("management", "POST", "/models?url=events.mar&synchronous=true&initial_workers=1",
-                                 timeout=600)
-        assert code == 200, body
+    code, body = register(server, "events.mar")
+    assert code == 200, body
     before = worker_pids(server)
     yield server
     assert worker_pids(server) == before, "a worker died or was restarted"

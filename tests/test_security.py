@@ -93,16 +93,14 @@ def test_restore_registers_only_archives_from_the_store(registered, tmp_path: Pa
     assert "planted" not in body
 
 
-def test_ts_config_file_in_the_environment_is_ignored(registered, tmp_path: Path) -> None:
+def test_ts_config_file_in_the_environment_is_ignored(registered, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     import tsctl
 
     other = tmp_path / "other.properties"
     other.write_text("inference_address=http://0.0.0.0:9\n")
-    os.environ["TS_CONFIG_FILE"] = str(other)
-    try:
-        env = registered.env()
-    finally:
-        del os.environ["TS_CONFIG_FILE"]
+    monkeypatch.setenv("TS_CONFIG_FILE", str(other))
+    env = registered.env()
     assert "TS_CONFIG_FILE" not in env
     assert tsctl.read_properties(registered.config)["inference_address"].startswith("http://127.0.0.1:")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serving import script
+from tests.serving import SESSION, counter, in_one_batch, register, script, send_together
 from training.data import load_events, split_events
 from training.evaluate import evaluate_frame
 
@@ -39,38 +39,84 @@ def test_json_object_array_and_plain_text(registered) -> None:
     assert result.returncode == 0 and "subtaxonomy" in result.stdout
 
 
-def test_served_answers_equal_offline_evaluation(registered, tiny_run: Path, events_csv: Path) -> None:
+def held_out(events_csv: Path):
     frame, _ = split_events(load_events(events_csv), seed=42)
-    rows = frame[frame.split == "test"]
+    return frame[frame.split == "test"]
+
+
+def assert_same_answers(served: list[dict], expected: list[dict], tolerance: float = 1e-4) -> None:
+    assert len(served) == len(expected)
+    for s, e in zip(served, expected):
+        assert s["path"] == e["path"]
+        assert s["path_score"] == pytest.approx(e["path_score"], abs=tolerance)
+        assert s["taxonomy"]["score"] == pytest.approx(e["taxonomy"]["score"], abs=tolerance)
+
+
+def served_one_by_one(server, model: str, events: list[dict]) -> list[dict]:
+    """Each event as its own request, all at once (so TorchServe batches them as it likes)."""
+    results = send_together(server, model, [json.dumps({**e, "top_k": 1}).encode() for e in events])
+    assert [code for code, _ in results] == [200] * len(events), results[:3]
+    return [json.loads(body) for _, body in results]
+
+
+def test_served_answers_equal_offline_evaluation(registered, tiny_run: Path, events_csv: Path) -> None:
     from handlers.cascade import Cascade
 
+    rows = held_out(events_csv)
     offline = evaluate_frame(Cascade(tiny_run), rows).answers
     events = rows[["title", "description"]].to_dict("records")
     code, body = predict(registered, json.dumps([{**e, "top_k": 1} for e in events]))
     assert code == 200
-    served = json.loads(body)
-    assert [a["path"] for a in served] == [a["path"] for a in offline]
-    for s, o in zip(served, offline):
-        assert s["path_score"] == pytest.approx(o["path_score"], abs=1e-4)
+    assert_same_answers(json.loads(body), offline)
+    assert_same_answers(served_one_by_one(registered, "events", events), offline)
 
 
-def counter(server, name: str) -> float:
-    _, text = server._http("GET", server.address("metrics") + "/metrics", None, {})
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name + "{") and 'ModelName="events"' in line)
+@pytest.fixture(scope="module")
+def int8_model(registered, tiny_run: Path, model_store: Path, tmp_path_factory: pytest.TempPathFactory):
+    """events-int8.mar registered, and its own files unpacked (what the worker loads)."""
+    import subprocess
+    import sys
+    import zipfile
+
+    built = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_archives.py"), "--run", str(tiny_run),
+                            "--name", "events-int8", "--model-store", str(model_store), "--quantize", "int8",
+                            "--max-drop", "100", "--workers", "1", "--force"], capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    unpacked = tmp_path_factory.mktemp("int8-archive")
+    with zipfile.ZipFile(model_store / "events-int8.mar") as archive:
+        archive.extractall(unpacked)
+    code, body = register(registered, "events-int8.mar", fresh=True)
+    assert code == 200, body
+    yield unpacked
+    registered.call("management", "DELETE", "/models/events-int8")
+
+
+def test_served_int8_answers_equal_the_int8_cascade(registered, int8_model: Path, events_csv: Path) -> None:
+    from handlers.cascade import Cascade
+
+    events = held_out(events_csv)[["title", "description"]].to_dict("records")
+    expected = Cascade(int8_model, quantize="int8").predict(events, top_k=1)
+    code, body = registered.call("inference", "POST", "/predictions/events-int8",
+                                 json.dumps([{**e, "top_k": 1} for e in events]).encode(),
+                                 {"Content-Type": "application/json"})
+    assert code == 200, body
+    assert_same_answers(json.loads(body), expected)  # the same batch as the cascade's: the same numbers
+    # Dynamic int8 scales activations per batch, so the batch mates TorchServe picks move
+    # scores by a few 1e-4; the paths stay the same.
+    assert_same_answers(served_one_by_one(registered, "events-int8", events), expected, tolerance=3e-3)
 
 
 def test_concurrent_requests_are_batched_and_all_answered(registered) -> None:
     predict(registered, json.dumps({"title": "warm up"}))
-    batches, requests = counter(registered, "HandlerBatches"), counter(registered, "HandlerRequests")
+    batches, requests = counter(registered, "HandlerBatches", "events"), counter(registered, "HandlerRequests", "events")
     bodies = [json.dumps({"title": f"marathon {i}", "description": "runners on the track"}) for i in range(24)]
     with ThreadPoolExecutor(max_workers=12) as pool:
         results = list(pool.map(lambda b: predict(registered, b), bodies))
     assert [code for code, _ in results] == [200] * 24
     first = json.loads(results[0][1])["path"]
     assert all(json.loads(body)["path"] == first for _, body in results)
-    assert counter(registered, "HandlerRequests") - requests == 24
-    assert counter(registered, "HandlerBatches") - batches < 24  # TorchServe grouped requests
+    assert counter(registered, "HandlerRequests", "events") - requests == 24
+    assert counter(registered, "HandlerBatches", "events") - batches < 24  # TorchServe grouped requests
 
 
 def test_bad_input_gets_400_and_the_worker_stays_up(registered) -> None:
@@ -94,10 +140,15 @@ def test_bad_input_gets_400_and_the_worker_stays_up(registered) -> None:
 
 
 def test_bad_request_in_a_batch_does_not_fail_its_neighbours(registered) -> None:
-    bodies = [json.dumps({"title": "saxophone"}), '{"oops"', json.dumps({"title": "dj"})] * 4
-    with ThreadPoolExecutor(max_workers=12) as pool:
-        codes = [c for c, _ in pool.map(lambda b: predict(registered, b), bodies)]
-    assert codes == [200, 400, 200] * 4
+    good = [json.dumps({"title": f"saxophone {i}", "id": i}).encode() for i in range(6)]
+    bodies = [good[0], b'{"oops"', *good[1:4], b'{"title": 7}', *good[4:]]  # 8: events.mar's batch size
+    refused = counter(registered, "HandlerRefused", "events")
+    results = in_one_batch(registered, "events", bodies)  # the handler counted one batch of all eight
+    assert counter(registered, "HandlerRefused", "events") - refused == 2
+    assert [code for code, _ in results] == [200, 400, 200, 200, 200, 400, 200, 200]
+    assert "malformed JSON" in json.loads(results[1][1])["message"]
+    assert "must be a string" in json.loads(results[5][1])["message"]
+    assert [json.loads(body)["id"] for code, body in results if code == 200] == list(range(6))
 
 
 def test_requests_without_a_valid_token_are_refused(registered) -> None:
@@ -110,18 +161,50 @@ def test_requests_without_a_valid_token_are_refused(registered) -> None:
     assert code in (400, 401)
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1:9/evil.mar", "https://example.com/m.mar",
-                                 "file:///etc/passwd", "OUTSIDE", "../outside.mar"])
-def test_registering_from_outside_the_model_store_is_refused(registered, tmp_path: Path, url: str) -> None:
-    if url == "OUTSIDE":
-        outside = tmp_path / "outside.mar"
-        outside.write_bytes((registered.model_store / "events-taxonomy.mar").read_bytes())
-        url = f"file://{outside}"
-    query = urllib.parse.urlencode({"url": url, "model_name": "intruder"})
-    code, body = registered.call("management", "POST", f"/models?{query}")
-    assert code in (400, 403, 404), body
-    code, body = registered.call("management", "GET", "/models")
-    assert "intruder" not in body
+@pytest.fixture
+def archive_on_http(tmp_path: Path):
+    """A real archive served over HTTP on a free loopback port, and the paths requested from it."""
+    import functools
+    import http.server
+    import threading
+
+    requested: list[str] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            requested.append(self.path)
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(tmp_path)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield tmp_path, f"http://127.0.0.1:{httpd.server_address[1]}", requested
+    httpd.shutdown()
+
+
+def refused_registration(server, url: str) -> str:
+    query = urllib.parse.urlencode({"url": url, "model_name": "intruder", "synchronous": "true"})
+    code, body = server.call("management", "POST", f"/models?{query}", timeout=300)
+    if code < 400:
+        server.call("management", "DELETE", "/models/intruder")
+        pytest.fail(f"registered from {url}: {body[:300]}")
+    assert '"intruder"' not in server.call("management", "GET", "/models")[1]
+    return json.loads(body)["message"]
+
+
+@pytest.mark.parametrize("scheme", ["file", "http"])
+def test_allowed_urls_refuses_a_real_archive_outside_the_store(registered, archive_on_http, scheme: str) -> None:
+    """Without allowed_urls TorchServe would register both (a valid .mar, reachable)."""
+    folder, base, requested = archive_on_http
+    (folder / "outside.mar").write_bytes((registered.model_store / "events-taxonomy.mar").read_bytes())
+    url = f"file://{folder / 'outside.mar'}" if scheme == "file" else f"{base}/outside.mar"
+    assert refused_registration(registered, url) == f"Given URL {url} does not match any allowed URL(s)"
+    assert requested == []  # nothing was fetched
+
+
+def test_a_relative_path_out_of_the_store_is_refused(registered) -> None:
+    """Not allowed_urls: TorchServe's own check on '..' in a model-store path."""
+    message = refused_registration(registered, "../outside.mar")
+    assert message == "Relative path is not allowed in url: ../outside.mar"
 
 
 def test_custom_metrics_reach_prometheus(registered) -> None:
@@ -132,16 +215,39 @@ def test_custom_metrics_reach_prometheus(registered) -> None:
     assert 'PredictionsPerTaxonomy{ModelName="events"' in text
 
 
-def test_manage_scale_describe_per_level_and_unregister(registered) -> None:
-    assert script("manage.sh", "register", "events-sports.mar").returncode == 0
-    code, body = registered.call("inference", "POST", "/predictions/events-sports", b"marathon runners",
-                                 {"Content-Type": "text/plain"})
-    assert code == 200 and json.loads(body)["label"] in ("cycling", "running", "yoga")
+@pytest.fixture
+def sports(registered):
+    """events-sports.mar (a single-level archive) registered for one test, then removed."""
+    code, body = register(registered, "events-sports.mar", fresh=True)
+    assert code == 200, body
+    yield registered
+    registered.call("management", "DELETE", "/models/events-sports")
+
+
+def test_manage_registers_a_per_level_archive_that_answers(registered) -> None:
+    try:
+        result = script("manage.sh", "register", "events-sports.mar")
+        assert result.returncode == 0 and "registered" in result.stdout, result.stderr
+        code, body = registered.call("inference", "POST", "/predictions/events-sports", b"marathon runners",
+                                     {"Content-Type": "text/plain"})
+        assert code == 200 and json.loads(body)["label"] in ("cycling", "running", "yoga")
+    finally:
+        registered.call("management", "DELETE", "/models/events-sports")
+
+
+def test_manage_scale_is_what_describe_shows(sports) -> None:
     assert script("manage.sh", "scale", "events-sports", "2").returncode == 0
     described = json.loads(script("manage.sh", "describe", "events-sports").stdout)
     assert len(described[0]["workers"]) == 2
+
+
+def test_manage_unregister_removes_the_model_from_the_list(sports) -> None:
+    assert '"events-sports"' in script("manage.sh", "list").stdout
     assert script("manage.sh", "unregister", "events-sports").returncode == 0
     assert "events-sports" not in script("manage.sh", "list").stdout
+
+
+def test_manage_refuses_an_archive_outside_the_store(registered) -> None:
     refused = script("manage.sh", "register", str(Path("/tmp") / "elsewhere.mar"))
     assert refused.returncode == 2 and "not in the model store" in refused.stderr
 
@@ -172,20 +278,18 @@ def test_restart_brings_the_registered_models_back(registered) -> None:
 
 
 def test_java_missing_and_port_taken_are_reported(registered, tmp_path: Path) -> None:
-    import os
     import shutil
 
     bin_dir = tmp_path / "bin"  # a PATH with the shell tools but no java
     bin_dir.mkdir()
     for tool in ("bash", "dirname", "python3"):
         (bin_dir / tool).symlink_to(shutil.which(tool))
-    env = {**os.environ, "PATH": str(bin_dir)}
     no_java = subprocess.run([str(ROOT / "scripts" / "serve.sh"), "start"], capture_output=True, text=True,
-                             env={**env, "SERVE_DIR": str(tmp_path / "a")}, timeout=60)
+                             env=SESSION(PATH=str(bin_dir), SERVE_DIR=str(tmp_path / "a")), timeout=60)
     assert no_java.returncode == 2 and "Java is not installed" in no_java.stderr
     # The running test server holds these ports: a second server must refuse to start.
     taken = subprocess.run([str(ROOT / "scripts" / "serve.sh"), "start"], capture_output=True, text=True,
-                           env={**os.environ, "SERVE_DIR": str(tmp_path / "b")}, timeout=60)
+                           env=SESSION(SERVE_DIR=str(tmp_path / "b")), timeout=60)
     assert taken.returncode == 2 and "already in use" in taken.stderr
 
 

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.requirements import need
 from training.tracking import tracking_uri
 from training.train import main as train_main
 
-mlflow = pytest.importorskip("mlflow", reason="extras not installed (scripts/setup.sh --extras)")
-pytest.importorskip("codecarbon", reason="extras not installed (scripts/setup.sh --extras)")
+mlflow = need("mlflow")
+need("codecarbon")
 
 
 def test_tracked_run_logs_every_model_and_the_energy(tiny_base: Path, events_csv: Path, tmp_path: Path) -> None:
