@@ -67,11 +67,11 @@ class Cascade:
         self.models: dict[str, Any] = {}
         for folder in self.hierarchy.checkpoints():
             if quantize == "int8":
-                # The int8 ONNX export that build_archives.py --quantize int8 made (CPU only).
+                # The int8 ONNX export that scripts/build.sh --quantize int8 made (CPU only).
                 path = self.run_dir / folder / ONNX_FILE
                 if not path.is_file():
                     raise ValueError(f"{path} not found: int8 archives are built with "
-                                     "scripts/build_archives.py --quantize int8")
+                                     "scripts/build.sh --quantize int8")
                 self.models[folder] = OnnxClassifier(path)
                 continue
             model = AutoModelForSequenceClassification.from_pretrained(

@@ -4,7 +4,7 @@ Why ONNX Runtime rather than torch's dynamic quantization of the Linear layers: 
 2-core CPU, with the CLINC150 cascade (short texts), the in-process events/s at batch
 1 / 8 / 32 rose 2.8x / 1.7x / 1.7x over fp32 torch, where torch's dynamic int8 reached
 1.5x / 1.5x / 1.6x; and the archive carries int8 weights (4x smaller) instead of fp32.
-The export runs once per checkpoint in scripts/build_archives.py; the archive then holds
+The export runs once per checkpoint in archives/build.py; the archive then holds
 ``model.int8.onnx`` in place of the fp32 safetensors.
 """
 

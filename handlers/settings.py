@@ -1,6 +1,6 @@
 """The handler's settings: one type, one set of defaults.
 
-``scripts/build_archives.py`` writes them into the archive's model-config.yaml (``handler:``
+``archives/build.py`` writes them into the archive's model-config.yaml (``handler:``
 section) and the handler reads them back from there, so a default lives here and nowhere
 else. No torch or TorchServe import: the builder, the handler and the tests all read it.
 """
@@ -19,7 +19,7 @@ class SettingsError(ValueError):
 class Layout:
     """How TorchServe runs one archive: processes, threads each, and request batching.
 
-    Measured with scripts/bench.py on 2 cores (docs in README, Results): fp32 torch serves
+    Measured with benchmarks/bench.py on 2 cores (docs in README, Results): fp32 torch serves
     best from one worker with two threads; int8 ONNX Runtime from two single-thread workers.
     """
 

@@ -22,7 +22,7 @@ else
 fi
 
 echo "== building model_store/$NAME.mar"
-$PY scripts/build_archives.py --run "$RUN" --name "$NAME" --force
+scripts/build.sh --run "$RUN" --name "$NAME" --force
 
 echo "== starting TorchServe (config.properties)"
 scripts/serve.sh start

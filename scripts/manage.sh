@@ -7,6 +7,6 @@
 set -euo pipefail
 source "$(dirname "$0")/_python.sh"
 case "${1:-}" in
-  register|unregister|scale|set-default|list|describe|key|header) exec "$PY" "$ROOT/scripts/tsctl.py" "$@" ;;
+  register|unregister|scale|set-default|list|describe|key|header) exec "$PY" -m serving.tsctl "$@" ;;
   *) echo "usage: $0 register ARCHIVE.mar [--workers N] | unregister NAME [VERSION] | scale NAME N [--version V] | set-default NAME VERSION | list | describe NAME [VERSION|all] | header|key inference|management" >&2; exit 2 ;;
 esac

@@ -4,4 +4,4 @@
 set -euo pipefail
 source "$(dirname "$0")/_python.sh"
 if [ $# -lt 1 ]; then echo "usage: $0 NAME [FILE|-]" >&2; exit 2; fi
-exec "$PY" "$ROOT/scripts/tsctl.py" predict "$@"
+exec "$PY" -m serving.tsctl predict "$@"

@@ -7,7 +7,7 @@
 set -euo pipefail
 source "$(dirname "$0")/_python.sh"
 case "${1:-}" in
-  start|stop|status) exec "$PY" "$ROOT/scripts/tsctl.py" "$@" ;;
-  page) shift; exec "$PY" "$ROOT/scripts/demo_page.py" "$@" ;;
+  start|stop|status) exec "$PY" -m serving.tsctl "$@" ;;
+  page) shift; exec "$PY" -m serving.demo_page "$@" ;;
   *) echo "usage: $0 start [--models NAME.mar,...] | stop | status | page [--port N]" >&2; exit 2 ;;
 esac

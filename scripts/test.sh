@@ -7,4 +7,6 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 scripts/setup.sh --dev
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}" TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1
+# The repository root importable by the tests and by the entry points they start (python -m ...).
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 exec .venv/bin/python -m pytest -ra "$@"

@@ -13,15 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from serving import tsctl
+from tests.live_server import SESSION, register
+from tests.tiny import make_tiny_base, tiny_events, write_csv
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import tsctl  # noqa: E402
-
-from tests.serving import SESSION, register  # noqa: E402
-from tests.tiny import make_tiny_base, tiny_events, write_csv  # noqa: E402
 
 # Tests run on 2-core CI machines; keep every torch in this process to its share.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
@@ -55,7 +51,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path, events_c
 def model_store(tmp_path_factory: pytest.TempPathFactory, tiny_run: Path) -> Path:
     store = tmp_path_factory.mktemp("model_store")
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "build_archives.py"), "--run", str(tiny_run), "--name", "events",
+        [sys.executable, "-m", "archives.build", "--run", str(tiny_run), "--name", "events",
          "--model-store", str(store), "--per-level", "--batch-size", "8", "--max-batch-delay", "50",
          "--threads", "1"],
         capture_output=True, text=True,
@@ -68,7 +64,7 @@ def model_store(tmp_path_factory: pytest.TempPathFactory, tiny_run: Path) -> Pat
 def server(tmp_path_factory: pytest.TempPathFactory, model_store: Path):
     """A real TorchServe with the project's config.properties on free loopback ports.
 
-    Scripts reach it through tests.serving.SESSION (their own environment), never through
+    Scripts reach it through tests.live_server.SESSION (their own environment), never through
     this process's os.environ.
     """
     base = tmp_path_factory.mktemp("torchserve")

@@ -1,4 +1,4 @@
-"""scripts/build_archives.py with the real torch-model-archiver."""
+"""archives/build.py with the real torch-model-archiver."""
 
 from __future__ import annotations
 
@@ -19,9 +19,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-BUILD = [sys.executable, str(ROOT / "scripts" / "build_archives.py")]
-sys.path.insert(0, str(ROOT / "scripts"))
-from build_archives import export_run_int8  # noqa: E402
+BUILD = [sys.executable, "-m", "archives.build"]
+from archives.int8 import export_run_int8
 
 
 def build(*args: str) -> subprocess.CompletedProcess:
@@ -239,7 +238,7 @@ def test_int8_gate_refuses_exactly_above_max_drop(tiny_run: Path, events_csv: Pa
 
     import handlers.cascade
     import training.evaluate
-    from build_archives import check_int8
+    from archives.int8 import check_int8
 
     class Fake:
         def __init__(self, model_dir, quantize=None, **kwargs) -> None:
@@ -260,7 +259,7 @@ def test_int8_gate_refuses_exactly_above_max_drop(tiny_run: Path, events_csv: Pa
 
 
 def test_default_layout_follows_the_runtime() -> None:
-    from build_archives import parse_args
+    from archives.build import parse_args
 
     fp32, int8 = parse_args(["--run", "r"]), parse_args(["--run", "r", "--quantize", "int8"])
     assert (fp32.workers, fp32.threads, fp32.batch_size) == (1, 2, 32)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serving import in_one_batch, register
+from tests.live_server import in_one_batch, register
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +36,7 @@ HOSTILE = {
 def batched(server, tiny_run: Path, model_store: Path):
     """events-b8.mar: batches of 8, 200 ms to fill one, at most 200 model passes per batch."""
     built = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "build_archives.py"), "--run", str(tiny_run), "--name", NAME,
+        [sys.executable, "-m", "archives.build", "--run", str(tiny_run), "--name", NAME,
          "--model-store", str(model_store), "--batch-size", "8", "--max-batch-delay", "200", "--threads", "1",
          "--max-batch-cost", "200", "--force"], capture_output=True, text=True)
     assert built.returncode == 0, built.stderr

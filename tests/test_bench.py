@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_bench_runs_and_reports_every_mode(tiny_run: Path, events_csv: Path, tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench.py"), "--run", str(tiny_run), "--data", str(events_csv),
+        [sys.executable, "-m", "benchmarks.bench", "--run", str(tiny_run), "--data", str(events_csv),
          "--requests", "24", "--batch-sizes", "1,4", "--concurrency", "1,4", "--configs", "1x1:b4:d5",
          "--naive-requests", "8", "--max-seconds", "30", "--threads", "1", "--output", str(tmp_path)],
         capture_output=True, text=True, timeout=600,
@@ -37,7 +37,7 @@ def test_bench_int8_with_the_wrk_client(tiny_run: Path, events_csv: Path, tmp_pa
     """Also serves an int8 (ONNX Runtime) archive from a real TorchServe worker."""
     need_program("wrk", install="apt-get install wrk")
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench.py"), "--run", str(tiny_run), "--data", str(events_csv),
+        [sys.executable, "-m", "benchmarks.bench", "--run", str(tiny_run), "--data", str(events_csv),
          "--requests", "24", "--batch-sizes", "1,4", "--concurrency", "1,4", "--configs", "1x1:b4:d5",
          "--quantize", "int8", "--client", "wrk", "--skip-naive", "--max-seconds", "3", "--threads", "1",
          "--output", str(tmp_path)],

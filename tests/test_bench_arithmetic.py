@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-from bench import layout_name, parse_layout, percentile, ratios  # noqa: E402
-from soak import growth_pct, kill_summary  # noqa: E402
+from benchmarks.bench import layout_name, parse_layout, percentile, ratios
+from benchmarks.soak import growth_pct, kill_summary
 
 
 def test_percentile_is_the_nearest_rank_of_the_sorted_values() -> None:

@@ -21,7 +21,7 @@ import pytest
 
 from handlers.hierarchy import TOKENIZER_DIR, Hierarchy
 from handlers.settings import HandlerSettings
-from tests.serving import register
+from tests.live_server import register
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,7 +53,7 @@ def full_size_run(tiny_run: Path, dest: Path) -> Path:
 def test_32_maximum_cost_requests_at_once_never_restart_the_worker(server, tiny_run: Path, model_store: Path,
                                                                      tmp_path: Path) -> None:
     run = full_size_run(tiny_run, tmp_path / "run")
-    built = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_archives.py"), "--run", str(run),
+    built = subprocess.run([sys.executable, "-m", "archives.build", "--run", str(run),
                             "--name", NAME, "--model-store", str(model_store), "--force"],
                            capture_output=True, text=True)
     assert built.returncode == 0, built.stderr

@@ -1,11 +1,10 @@
-"""The demo page in headless Chromium against a real TorchServe, through scripts/demo_page.py."""
+"""The demo page in headless Chromium against a real TorchServe, through serving/demo_page.py."""
 
 from __future__ import annotations
 
 import http.client
 import json
 import os
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -14,8 +13,7 @@ import pytest
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-from demo_page import DemoPage  # noqa: E402
+from serving.demo_page import DemoPage  # noqa: E402
 
 from tests.requirements import need, need_program  # noqa: E402
 

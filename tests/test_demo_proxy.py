@@ -1,4 +1,4 @@
-"""scripts/demo_page.py's limits, over real sockets, in front of a stand-in inference API.
+"""serving/demo_page.py's limits, over real sockets, in front of a stand-in inference API.
 
 No Java and no browser: a tiny HTTP server plays TorchServe's inference API and records
 what reaches it, so each test can say both what the client got and that nothing was
@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import select
 import socket
-import sys
 import threading
 import time
 from http import HTTPStatus
@@ -20,9 +19,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-from demo_page import DemoPage  # noqa: E402
-from tsctl import Server  # noqa: E402
+from serving.demo_page import DemoPage  # noqa: E402
+from serving.tsctl import Server  # noqa: E402
 
 LIMIT = 1 << 20  # max_request_size of the test config: 1 MiB
 

@@ -23,10 +23,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
-import build_archives  # noqa: E402
-import tsctl  # noqa: E402
+from archives import kserve
+from serving import tsctl
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -85,11 +84,11 @@ def test_plain_kubernetes_manifests_match_the_kubernetes_schemas() -> None:
 
 # -- agreement with the layout and what test_kserve.py ran --------------------------------------------
 def test_names_ports_layout_and_arguments_agree() -> None:
-    config = build_archives.cluster_config("events", "1.0", "events.mar", {})
+    config = kserve.cluster_config("events", "1.0", "events.mar", {})
     props = dict(line.split("=", 1) for line in config.splitlines() if "=" in line and not line.startswith("#"))
     inference_port = int(props["inference_address"].rsplit(":", 1)[1])
     metrics_port = int(props["metrics_address"].rsplit(":", 1)[1])
-    assert (inference_port, metrics_port) == (build_archives.KSERVE_PORTS["inference"], 8082)
+    assert (inference_port, metrics_port) == (kserve.KSERVE_PORTS["inference"], 8082)
     assert props["model_store"] == "/mnt/models/model-store" and props["disable_token_authorization"] == "true"
 
     service = isvc()
@@ -99,7 +98,7 @@ def test_names_ports_layout_and_arguments_agree() -> None:
     assert predictor["pytorch"]["storageUri"].endswith("/events/1.0")
     assert 1 <= predictor["minReplicas"] <= predictor["maxReplicas"] and predictor["scaleTarget"] > 0
     header = (DEPLOY / "kserve" / "inferenceservice.yaml").read_text()
-    assert " ".join(build_archives.KSERVE_ARGS) in header
+    assert " ".join(kserve.KSERVE_ARGS) in header
     assert "--kserve-layout" in header and "config/config.properties" in header and "model-store/events.mar" in header
 
     docs = k8s_docs()
@@ -148,7 +147,7 @@ def test_dockerfile_recipe() -> None:
 # -- the entrypoint and the probe, run for real ------------------------------------------------------
 @pytest.fixture(scope="module")
 def layout(tmp_path_factory: pytest.TempPathFactory, model_store: Path) -> Path:
-    return build_archives.write_kserve_layout(model_store / "events.mar", tmp_path_factory.mktemp("docker") / "mnt")
+    return kserve.write_kserve_layout(model_store / "events.mar", tmp_path_factory.mktemp("docker") / "mnt")
 
 
 def probe(mode: str, env: dict[str, str]) -> subprocess.CompletedProcess:

@@ -1,6 +1,6 @@
 """KServe's TorchServe runtime, for real: the storage layout, both protocols, the same answers.
 
-TorchServe is started from the layout written by build_archives.py --kserve-layout exactly
+TorchServe is started from the layout written by scripts/build.sh --kserve-layout exactly
 as the runtime container starts it (torchserve --start --model-store=... --ts-config=...,
 TS_SERVICE_ENVELOPE=kserve or kservev2). The only change is in a copy of the layout's
 config: its five listeners are moved to free loopback ports.
@@ -16,11 +16,10 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
-import build_archives  # noqa: E402
-import tsctl  # noqa: E402
-from replicas import Replica  # noqa: E402
+from archives import kserve
+from serving import tsctl
+from serving.replicas import Replica  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,7 +32,7 @@ EVENTS = [{"title": "saxophone trio", "description": "late night swing", "top_k"
 def layout(tmp_path_factory: pytest.TempPathFactory, tiny_run: Path, model_store: Path) -> Path:
     out = tmp_path_factory.mktemp("kserve") / "layout"
     # events.mar is already in the session's model store: the layout reuses that archive.
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_archives.py"), "--run", str(tiny_run),
+    result = subprocess.run([sys.executable, "-m", "archives.build", "--run", str(tiny_run),
                              "--name", "events", "--model-store", str(model_store), "--kserve-layout", str(out)],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
@@ -55,7 +54,7 @@ def test_layout_is_what_the_runtime_reads(layout: Path, model_store: Path) -> No
     version = snapshot["models"]["events"]["1.0"]
     assert snapshot["modelCount"] == 1 and version["marName"] == "events.mar" and version["defaultVersion"]
     assert version["batchSize"] == 1  # the KServe envelopes read only the first request of a batch
-    assert build_archives.KSERVE_ARGS == ["torchserve", "--start", "--model-store=/mnt/models/model-store",
+    assert kserve.KSERVE_ARGS == ["torchserve", "--start", "--model-store=/mnt/models/model-store",
                                           "--ts-config=/mnt/models/config/config.properties"]
 
 

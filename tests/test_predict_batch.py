@@ -10,10 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.serving import SESSION, register
+from tests.live_server import SESSION, register
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = [sys.executable, str(ROOT / "scripts" / "predict_batch.py")]
+SCRIPT = [sys.executable, "-m", "serving.predict_batch"]
 
 
 def test_in_process_keeps_columns_and_adds_predictions(tiny_run: Path, events_csv: Path, tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """Replicas behind a real load balancer: two TorchServe processes from the cluster layout
 behind nginx (Debian package) with upstream retries; one is killed under load and comes back.
 
-scripts/replicas.py holds the launch code; everything listens on loopback ports picked
+serving/replicas.py holds the launch code; everything listens on loopback ports picked
 free at run time, and the load is bounded by request count and time.
 """
 
@@ -11,15 +11,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
-import build_archives  # noqa: E402
-import replicas  # noqa: E402
+from archives import kserve
+from serving import replicas
 
 HAVE_NGINX = shutil.which("nginx") is not None or Path("/usr/sbin/nginx").exists()
 # CI installs nginx (.ci/run); there a missing nginx is a failure, not a skip.
@@ -44,7 +42,7 @@ def test_nginx_config_is_valid_and_retries_on_the_next_replica(tmp_path: Path) -
 @pytest.mark.e2e
 def test_a_replica_killed_under_load_fails_only_in_flight_requests_and_rejoins(
         tmp_path: Path, model_store: Path) -> None:
-    layout = build_archives.write_kserve_layout(model_store / "events.mar", tmp_path / "layout")
+    layout = kserve.write_kserve_layout(model_store / "events.mar", tmp_path / "layout")
     try:
         report = replicas.failover(layout, tmp_path / "run", replicas=2, requests=20000, seconds=150, clients=4,
                                    phase_seconds=6)

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.serving import register
+from tests.live_server import register
 
 pytestmark = pytest.mark.e2e
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serving import script
+from tests.live_server import script
 
 pytestmark = pytest.mark.e2e
 
@@ -80,7 +80,7 @@ def test_a_wrong_key_is_renewed(registered) -> None:
 
 
 def test_restore_registers_only_archives_from_the_store(registered, tmp_path: Path) -> None:
-    from tsctl import restore
+    from serving.tsctl import restore
 
     saved = registered.serve_dir / "models.json"
     saved.write_text(json.dumps([{"name": "planted", "url": str(tmp_path), "workers": 1},
@@ -95,7 +95,7 @@ def test_restore_registers_only_archives_from_the_store(registered, tmp_path: Pa
 
 def test_ts_config_file_in_the_environment_is_ignored(registered, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    import tsctl
+    from serving import tsctl
 
     other = tmp_path / "other.properties"
     other.write_text("inference_address=http://0.0.0.0:9\n")
@@ -110,7 +110,7 @@ def test_a_taken_grpc_port_is_named_before_starting(tmp_path: Path, api: str) ->
     import socket
     import subprocess
 
-    import tsctl
+    from serving import tsctl
 
     config = tsctl.config_on_free_ports(Path(tsctl.ROOT) / "config.properties", tmp_path / "config.properties")
     port = int(tsctl.read_properties(config)[f"{api}_port"])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serving import SESSION, counter, in_one_batch, register, script, send_together
+from tests.live_server import SESSION, counter, in_one_batch, register, script, send_together
 from training.data import load_events, split_events
 from training.evaluate import evaluate_frame
 
@@ -78,7 +78,7 @@ def int8_model(registered, tiny_run: Path, model_store: Path, tmp_path_factory: 
     import sys
     import zipfile
 
-    built = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_archives.py"), "--run", str(tiny_run),
+    built = subprocess.run([sys.executable, "-m", "archives.build", "--run", str(tiny_run),
                             "--name", "events-int8", "--model-store", str(model_store), "--quantize", "int8",
                             "--max-drop", "100", "--workers", "1", "--force"], capture_output=True, text=True)
     assert built.returncode == 0, built.stderr
@@ -296,7 +296,7 @@ def test_java_missing_and_port_taken_are_reported(registered, tmp_path: Path) ->
 def test_every_port_listens_on_loopback_only(registered) -> None:
     import psutil
 
-    from tsctl import read_properties
+    from serving.tsctl import read_properties
 
     props = read_properties(ROOT / "config.properties")
     for api in ("inference", "management", "metrics"):

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_soak_script_reports_every_check(tiny_run: Path, events_csv: Path, tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "soak.py"), "--run", str(tiny_run), "--data",
+    result = subprocess.run([sys.executable, "-m", "benchmarks.soak", "--run", str(tiny_run), "--data",
                              str(events_csv), "--requests", "1100", "--kill-requests", "400", "--slow-seconds", "20",
                              "--output", str(tmp_path)],
                             capture_output=True, text=True, timeout=900)

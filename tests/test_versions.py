@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serving import script
+from tests.live_server import script
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,7 +38,7 @@ def test_versions_set_default_rollback_and_restore(server, tiny_run: Path, model
     v2 = model_store / "events-2.0.mar"
     try:
         # Version 2.0 of the same run, answering one path by default instead of three.
-        built = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_archives.py"), "--run", str(tiny_run),
+        built = subprocess.run([sys.executable, "-m", "archives.build", "--run", str(tiny_run),
                                 "--name", "events", "--model-store", str(model_store), "--version", "2.0",
                                 "--versioned", "--top-k", "1", "--threads", "1", "--workers", "2"],
                                capture_output=True, text=True, timeout=600)

@@ -3,7 +3,7 @@
     python -m training.train --data training/sample_events.csv --output artifacts/demo
 
 Writes a run directory (hierarchy.json, tokenizer/, taxonomy/, subtaxonomy/<slug>/,
-metrics.json, report.md, plots) that ``scripts/build_archives.py`` packages for TorchServe.
+metrics.json, report.md, plots) that ``archives/build.py`` packages for TorchServe.
 The run is assembled in a temporary folder beside RUN_DIR and renamed into place at the
 end, so a failed or interrupted run leaves nothing half-written and never touches an
 existing run unless ``--overwrite`` is given.

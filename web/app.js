@@ -1,5 +1,5 @@
 // The demo page: read the form, POST one event to /predictions/<model> on this page's own
-// server (scripts/demo_page.py forwards it to TorchServe), show the answer or the error.
+// server (serving/demo_page.py forwards it to TorchServe), show the answer or the error.
 // Everything the server returns is written with textContent, never parsed as HTML.
 "use strict";
 

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Container entrypoint: TorchServe in the foreground from a KServe-style layout.
 #   MODEL_BASE (default /mnt/models) holds config/config.properties and model-store/*.mar,
-#   the folder scripts/build_archives.py --kserve-layout writes (the image bakes one in).
+#   the folder archives/build.py --kserve-layout writes (the image bakes one in).
 # Every path can be overridden by the environment, so this runs outside a container too
 # (tests/test_deploy.py does). SIGTERM or SIGINT stops TorchServe cleanly: the JVM gets its
 # own SIGTERM through torchserve --stop, since signalling the Python launcher alone would

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Load and fault runs against a real TorchServe on loopback, with a summary table.
 
-    python scripts/soak.py --run artifacts/demo
+    python -m benchmarks.soak --run artifacts/demo
 
   load      N requests (default 5,000) at concurrency 32: errors, worker restarts, and the
             worker's memory at request 1,000 and at the end;
@@ -28,13 +28,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
 
-import psutil  # noqa: E402
+import psutil
 
-import tsctl  # noqa: E402
-from bench import Served, build, load_events, percentile  # noqa: E402
+from serving import tsctl
+from benchmarks.bench import Served, build, load_events, percentile
 
 
 def worker(served: Served) -> psutil.Process:
@@ -191,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", default=str(ROOT / "bench_results"), help="folder for JSON and markdown")
     args = p.parse_args(argv)
 
-    from bench import parse_layout
+    from benchmarks.bench import parse_layout
 
     run = Path(args.run)
     events = load_events(args.data, run, 512)

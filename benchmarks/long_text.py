@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Long descriptions: accuracy and cost of the ways a run can read them, on one table.
 
-    python scripts/bench_long_text.py --data ../shared/data/20ng-bydate-train.csv --per-class 150
+    python -m benchmarks.long_text --data ../shared/data/20ng-bydate-train.csv --per-class 150
 
 Takes a seeded sample of the table's train rows (``--per-class`` per subtaxonomy; every
 val row, or ``--val-per-class``), then on exactly those rows:
@@ -148,5 +148,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     sys.exit(main())

@@ -439,7 +439,7 @@ def register(server: Server, archive: str, workers: int | None, name: str | None
     path = Path(archive)
     if path.parent != Path(".") and path.resolve().parent != server.model_store:
         raise CtlError(f"{archive} is not in the model store {server.model_store}: only archives there can be "
-                       "registered (build it with scripts/build_archives.py or copy it there)")
+                       "registered (build it with archives/build.py or copy it there)")
     file_name = path.name if path.suffix == ".mar" else f"{path.name}.mar"
     if not (server.model_store / file_name).is_file():
         raise CtlError(f"{server.model_store / file_name} not found")

@@ -16,8 +16,8 @@ access, with what the event is about sometimes only near the end.
 
 Usage::
 
-    python scripts/make_sample_events.py                      # training/sample_events.csv
-    python scripts/make_sample_events.py --output /tmp/e.csv --rows 600
+    python -m training.make_sample_events                      # training/sample_events.csv
+    python -m training.make_sample_events --output /tmp/e.csv --rows 600
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pathlib import Path
 
 SEED = 2026
 DEFAULT_ROWS = 1800
-DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "training" / "sample_events.csv"
+DEFAULT_OUTPUT = Path(__file__).resolve().parent / "sample_events.csv"
 COLUMNS = ("title", "description", "taxonomy", "subtaxonomy")
 
 HARD_SHARE = 0.15  # rows that borrow a neighbouring class's vocabulary

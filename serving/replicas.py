@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Run TorchServe replicas from a cluster layout, behind nginx, and kill one under load.
 
-    python scripts/replicas.py --layout OUT [--replicas 2] [--requests 600] [--seconds 60]
+    python -m serving.replicas --layout OUT [--replicas 2] [--requests 600] [--seconds 60]
 
-OUT is a layout written by ``scripts/build_archives.py --kserve-layout OUT`` (the same
+OUT is a layout written by ``archives/build.py --kserve-layout OUT`` (the same
 files KServe's TorchServe runtime and deploy/docker use). Each replica is a TorchServe
 started the way the runtime container starts it (``torchserve --start --model-store=...
 --ts-config=...``), on a copy of the layout's config whose listeners alone are moved to
@@ -34,9 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import tsctl  # noqa: E402
+from serving import tsctl
 
 
 class ReplicaError(RuntimeError):
@@ -152,7 +151,7 @@ class Replica:
 
 # -- nginx -------------------------------------------------------------------------------------
 NGINX_CONF = """\
-# Written by scripts/replicas.py: {n} TorchServe replicas behind one address.
+# Written by serving/replicas.py: {n} TorchServe replicas behind one address.
 worker_processes 1;
 pid {base}/nginx.pid;
 error_log {base}/error.log warn;
@@ -346,7 +345,7 @@ def failover(layout: Path, base: Path, replicas: int = 2, requests: int = 20000,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--layout", required=True, help="layout from build_archives.py --kserve-layout")
+    parser.add_argument("--layout", required=True, help="layout from scripts/build.sh --kserve-layout")
     parser.add_argument("--replicas", type=int, default=2)
     parser.add_argument("--requests", type=int, default=20000, help="most requests to send")
     parser.add_argument("--seconds", type=float, default=120, help="most seconds of load")

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Predict a whole table: in-process from a run directory, or through a running server.
 
-    python scripts/predict_batch.py events.csv predictions.csv --run artifacts/demo
-    python scripts/predict_batch.py events.jsonl out.parquet --server events
+    python -m serving.predict_batch events.csv predictions.csv --run artifacts/demo
+    python -m serving.predict_batch events.jsonl out.parquet --server events
 
 Reads CSV, JSON Lines or Parquet (same column flags as training) and writes the same
 formats (chosen by OUT's extension): every input column kept, plus taxonomy, subtaxonomy,
@@ -21,10 +21,8 @@ from typing import Any, Iterator
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
 
-from training.data import DataError  # noqa: E402
+from training.data import DataError
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -66,7 +64,7 @@ def predictor(args: argparse.Namespace):
 
         cascade = Cascade(args.run, max_batch=args.batch_size)
         return lambda events: cascade.predict(events, top_k=args.top_k)
-    import tsctl
+    from serving import tsctl
 
     server = tsctl.Server()
 

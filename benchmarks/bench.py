@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Serving speed, measured: in-process ceiling, served through TorchServe, naive handler.
 
-    python scripts/bench.py --run artifacts/clinc150 --data ../shared/data/clinc150.csv
+    python -m benchmarks.bench --run artifacts/clinc150 --data ../shared/data/clinc150.csv
 
 Three measurements on the same events, in one run:
   ceiling  the cascade in-process at batch 1, 8 and 32 (events/s, latency per call);
   served   our archive through a real TorchServe on loopback at concurrency 1, 8 and 32,
            one event per HTTP request (events/s, p50/p95/p99 latency, errors);
-  naive    scripts/naive_handler.py served the same way: one request per forward pass,
+  naive    benchmarks/naive_handler.py served the same way: one request per forward pass,
            padded to max_length, the two levels as separate calls.
 It prints a markdown table with the ratios and writes it with the raw figures (JSON) to
 --output. Every loop is bounded by --requests and --max-seconds; traffic stays on 127.0.0.1.
@@ -32,10 +32,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
 
-import tsctl  # noqa: E402
+from serving import tsctl
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -74,7 +72,7 @@ def ceiling(run: Path, events: list[dict], batch_sizes: list[int], threads: int,
     with tempfile.TemporaryDirectory(prefix="bench-int8-") as tmp:
         source = run
         if quantize:  # the same int8 ONNX exports an int8 archive carries
-            from build_archives import export_run_int8
+            from archives.int8 import export_run_int8
             from handlers.hierarchy import check_run_dir
 
             source = Path(tmp) / "run"
@@ -232,12 +230,12 @@ end
 
 def build(run: Path, store: Path, name: str, layout: dict[str, int], quantize: str | None,
           handler: Path | None = None) -> str:
-    command = [sys.executable, str(ROOT / "scripts" / "build_archives.py"), "--run", str(run), "--name", name,
+    command = [sys.executable, "-m", "archives.build", "--run", str(run), "--name", name,
                "--model-store", str(store), "--force", "--workers", str(layout["workers"]),
                "--threads", str(layout["threads"]), "--batch-size", str(layout["batch"]),
                "--max-batch-delay", str(layout["delay"])]
     if quantize:
-        command += ["--quantize", quantize, "--max-drop", "100"]  # the gate is build_archives' job
+        command += ["--quantize", quantize, "--max-drop", "100"]  # the gate is the builder's job
     if handler:
         command += ["--handler", str(handler)]
     result = subprocess.run(command, capture_output=True, text=True)
@@ -363,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_naive:
         naive_layout = {"workers": 1, "threads": args.threads, "batch": 1, "delay": 0}
         report["naive"] = served(run, events[: args.naive_requests], concurrencies, naive_layout, None,
-                                 args.max_seconds, "naive", ROOT / "scripts" / "naive_handler.py", args.client)
+                                 args.max_seconds, "naive", ROOT / "benchmarks" / "naive_handler.py", args.client)
     report["ratios"] = ratios(report["ceiling"], report["served"], report.get("naive", []))
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)

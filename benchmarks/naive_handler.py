@@ -2,7 +2,7 @@
 
 It serves the same run directory the way TorchServe's Hugging Face example and most
 hand-rolled handlers do: one request per forward pass, every text padded to max_length,
-and the two levels run as separate calls. scripts/bench.py archives it with batchSize 1
+and the two levels run as separate calls. benchmarks/bench.py archives it with batchSize 1
 and measures it exactly like the real handler. Not for production use.
 """
 

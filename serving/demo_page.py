@@ -36,8 +36,7 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tsctl import CtlError, Server  # noqa: E402
+from serving.tsctl import CtlError, Server
 
 WEB = Path(__file__).resolve().parent.parent / "web"
 FILES = {"/": "index.html", "/index.html": "index.html", "/app.js": "app.js", "/style.css": "style.css"}
