@@ -28,10 +28,18 @@ import numpy as np
 import pandas as pd
 
 from handlers.hierarchy import TOKENIZER_DIR, Hierarchy, Level, TextFormat, build_hierarchy
+from training import distributed
 from training.data import Columns, DataError, load_events, split_events
 from training.tracking import DEFAULT_EXPERIMENT, EnergyMeter, ExtraMissing, MlflowTracker
 
 logger = logging.getLogger("training")
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return number
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -72,7 +80,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="how the served cascade picks a path: 'auto' keeps whichever of greedy "
                         "(best taxonomy, then its best subtaxonomy) and joint (best product over the "
                         "likeliest taxonomies) scores better on val")
-    t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    t.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads of this process (default: torch's choice, which follows "
+                        "OMP_NUM_THREADS, e.g. as torchrun sets it)")
+    t.add_argument("--parallel-models", type=_positive_int, default=1, metavar="N",
+                   help="train the subtaxonomy models in N worker processes at once, each with its share "
+                        "of the threads (default 1: one after the other). Under torchrun they are also "
+                        "spread over the ranks")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
 
     x = p.add_argument_group("tracking and energy (optional extras: scripts/setup.sh --extras)")
@@ -152,17 +166,85 @@ def _init_head(model: Any, warmup: Path, paths: list[str] | None) -> None:
             torch.nn.init.zeros_(head.bias)
 
 
+def _training_args(job: LevelJob, args: argparse.Namespace, work: Path, train_rows: int, sub: bool,
+                   has_val: bool) -> Any:
+    """The Trainer's arguments for one classifier; under torchrun the Trainer runs DDP with them.
+
+    Steps per epoch count the whole job's batch (per-device batch x world size), so the
+    warm-up share is the same fraction of training whatever the number of ranks. Each
+    node's local rank 0 saves checkpoints (``save_on_each_node``) into ``work``, a
+    node-local folder, so every rank can load the best epoch even when nodes share no
+    file system; with one process this is the usual rank-0 saving.
+    """
+    import torch
+    from transformers import TrainingArguments
+
+    epochs = (args.subtaxonomy_epochs if sub and args.subtaxonomy_epochs else args.epochs)
+    if job.name == WARMUP:
+        epochs = args.path_warmup_epochs
+    lr = (args.subtaxonomy_learning_rate if sub and args.subtaxonomy_learning_rate else args.learning_rate)
+    steps_per_epoch = math.ceil(train_rows / (args.batch_size * distributed.current_size()))
+    cuda = torch.cuda.is_available()
+    return TrainingArguments(
+        output_dir=str(work / "_trainer" / job.folder.replace("/", "_")),
+        num_train_epochs=epochs,
+        learning_rate=lr,
+        lr_scheduler_type="linear",
+        warmup_steps=int(args.warmup_ratio * steps_per_epoch * epochs),
+        weight_decay=args.weight_decay,
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=args.eval_batch_size,
+        eval_strategy="epoch" if has_val else "no",
+        save_strategy="epoch" if has_val else "no",
+        save_only_model=True,
+        save_total_limit=1,
+        save_on_each_node=True,
+        load_best_model_at_end=has_val,
+        metric_for_best_model="accuracy",
+        greater_is_better=True,
+        logging_strategy="steps",
+        logging_steps=max(1, steps_per_epoch // 10),
+        seed=args.seed,
+        data_seed=args.seed,
+        use_cpu=not cuda,
+        fp16=cuda,
+        report_to=[],
+        disable_tqdm=args.quiet,
+        dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,
+    )
+
+
+def _weighted_loss(train_ds: Any, n_labels: int) -> Any:
+    """Cross-entropy weighted by inverse class frequency (``--class-weights balanced``)."""
+    import torch
+
+    counts = np.bincount(np.asarray(train_ds["labels"]), minlength=n_labels).astype(float)
+    weights = torch.tensor(len(train_ds) / (n_labels * np.maximum(counts, 1)), dtype=torch.float)
+
+    def loss_func(outputs: Any, target: Any, num_items_in_batch: Any = None) -> Any:
+        logits = outputs["logits"] if isinstance(outputs, dict) else outputs.logits
+        return torch.nn.functional.cross_entropy(logits.float(), target, weight=weights.to(logits.device))
+
+    return loss_func
+
+
+def _accuracy(pred: Any) -> dict[str, float]:
+    return {"accuracy": float((np.argmax(pred.predictions, axis=-1) == pred.label_ids).mean())}
+
+
 def train_level(job: LevelJob, base: str, tokenizer: Any, text: TextFormat, args: argparse.Namespace,
                 run_tmp: Path, sub: bool, from_classifier: bool = False,
                 callbacks: list[Any] | None = None) -> dict[str, Any]:
     """Fine-tune one classifier with the Trainer and save it as a stock checkpoint.
 
+    ``run_tmp``: the folder the checkpoint is saved into (under torchrun: the node-local
+    scratch folder, written by each node's local rank 0 once every rank holds the same
+    best-epoch weights).
     ``from_classifier``: ``base`` is the path warm-up checkpoint, whose head is replaced.
     ``callbacks``: extra TrainerCallbacks (experiment tracking).
     """
-    import torch
-    from transformers import (AutoModelForSequenceClassification, DataCollatorWithPadding,
-                              EarlyStoppingCallback, Trainer, TrainingArguments)
+    from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, EarlyStoppingCallback, Trainer
 
     started = time.perf_counter()
     labels = job.level.labels
@@ -178,83 +260,51 @@ def train_level(job: LevelJob, base: str, tokenizer: Any, text: TextFormat, args
     if args.train_last_layers > 0:
         _freeze_lower_layers(model, args.train_last_layers)
 
-    epochs = (args.subtaxonomy_epochs if sub and args.subtaxonomy_epochs else args.epochs)
-    if job.name == WARMUP:
-        epochs = args.path_warmup_epochs
-    lr = (args.subtaxonomy_learning_rate if sub and args.subtaxonomy_learning_rate else args.learning_rate)
-    steps_per_epoch = math.ceil(len(train_ds) / args.batch_size)
-    cuda = torch.cuda.is_available()
-    training_args = TrainingArguments(
-        output_dir=str(run_tmp / "_trainer" / job.folder.replace("/", "_")),
-        num_train_epochs=epochs,
-        learning_rate=lr,
-        lr_scheduler_type="linear",
-        warmup_steps=int(args.warmup_ratio * steps_per_epoch * epochs),
-        weight_decay=args.weight_decay,
-        per_device_train_batch_size=args.batch_size,
-        per_device_eval_batch_size=args.eval_batch_size,
-        eval_strategy="epoch" if val_ds is not None else "no",
-        save_strategy="epoch" if val_ds is not None else "no",
-        save_only_model=True,
-        save_total_limit=1,
-        load_best_model_at_end=val_ds is not None,
-        metric_for_best_model="accuracy",
-        greater_is_better=True,
-        logging_strategy="steps",
-        logging_steps=max(1, steps_per_epoch // 10),
-        seed=args.seed,
-        data_seed=args.seed,
-        use_cpu=not cuda,
-        fp16=cuda,
-        report_to=[],
-        disable_tqdm=args.quiet,
-        dataloader_num_workers=0,
-    )
-    loss_func = None
-    if args.class_weights == "balanced":
-        counts = np.bincount(np.asarray(train_ds["labels"]), minlength=len(labels)).astype(float)
-        weights = torch.tensor(len(train_ds) / (len(labels) * np.maximum(counts, 1)), dtype=torch.float)
-
-        def loss_func(outputs: Any, target: Any, num_items_in_batch: Any = None) -> Any:
-            logits = outputs["logits"] if isinstance(outputs, dict) else outputs.logits
-            return torch.nn.functional.cross_entropy(logits.float(), target, weight=weights.to(logits.device))
-
-    def accuracy(pred: Any) -> dict[str, float]:
-        return {"accuracy": float((np.argmax(pred.predictions, axis=-1) == pred.label_ids).mean())}
-
+    training_args = _training_args(job, args, run_tmp, len(train_ds), sub, val_ds is not None)
+    digests: dict[float, str] = {}
+    extra = [EarlyStoppingCallback(early_stopping_patience=args.patience)] if val_ds is not None else []
+    if distributed.current_size() > 1:
+        extra.append(distributed.epoch_digests_callback(digests))
     trainer = Trainer(
-        model=model,
-        args=training_args,
-        train_dataset=train_ds,
-        eval_dataset=val_ds,
-        data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=accuracy,
-        compute_loss_func=loss_func,
-        callbacks=([EarlyStoppingCallback(early_stopping_patience=args.patience)] if val_ds is not None else [])
-        + list(callbacks or []),
+        model=model, args=training_args, train_dataset=train_ds, eval_dataset=val_ds,
+        data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=_accuracy,
+        compute_loss_func=_weighted_loss(train_ds, len(labels)) if args.class_weights == "balanced" else None,
+        callbacks=extra + list(callbacks or []),
     )
     trainer.train()
-    trainer.model.save_pretrained(run_tmp / job.folder, safe_serialization=True)
-    shutil.rmtree(training_args.output_dir, ignore_errors=True)
-    history = trainer.state.log_history
-    evals = [h["eval_accuracy"] for h in history if "eval_accuracy" in h]
-    summary = {
-        "name": job.name,
-        "folder": job.folder,
-        "labels": len(labels),
-        "train_rows": len(train_ds),
-        "val_rows": len(job.val),
-        "epochs_run": round(float(trainer.state.epoch or 0), 2),
-        "best_val_accuracy": max(evals) if evals else None,
-        "seconds": round(time.perf_counter() - started, 1),
-        "train_samples_per_second": round(len(train_ds) * float(trainer.state.epoch or 0)
-                                          / max(time.perf_counter() - started, 1e-9), 1),
-        "history": history,
-    }
+    digest = distributed.check_ranks_agree(trainer.model, job.name)  # also: every rank is done loading
+    if trainer.is_local_process_zero():
+        trainer.model.save_pretrained(run_tmp / job.folder, safe_serialization=True)
+        shutil.rmtree(training_args.output_dir, ignore_errors=True)
+    distributed.barrier()  # the saved checkpoint exists on every node before anyone reads it
+    summary = _summary(job, trainer.state, len(train_ds), time.perf_counter() - started)
+    if digests:
+        summary.update(epoch_digests=digests, weights_digest=digest, ranks=distributed.current_size())
     best = "n/a (no val rows)" if summary["best_val_accuracy"] is None else f"{summary['best_val_accuracy']:.4f}"
     print(f"[{job.name}] {summary['train_rows']} examples, {summary['epochs_run']} epochs, "
-          f"best val acc {best}, {summary['seconds']:.0f}s", flush=True)
+          f"best val acc {best} (epoch {summary['best_epoch']}), {summary['seconds']:.0f}s", flush=True)
     return summary
+
+
+def _summary(job: LevelJob, state: Any, train_rows: int, seconds: float) -> dict[str, Any]:
+    """What metrics.json and the report say about one trained model."""
+    history = state.log_history
+    evals = [(h["eval_accuracy"], h.get("epoch")) for h in history if "eval_accuracy" in h]
+    best = max(evals, key=lambda e: e[0]) if evals else (None, None)  # the first of equals, as the Trainer keeps
+    epochs = float(state.epoch or 0)
+    return {
+        "name": job.name,
+        "folder": job.folder,
+        "labels": len(job.level.labels),
+        "train_rows": train_rows,
+        "val_rows": len(job.val),
+        "epochs_run": round(epochs, 2),
+        "best_val_accuracy": best[0],
+        "best_epoch": None if best[1] is None else round(float(best[1]), 2),
+        "seconds": round(seconds, 1),
+        "train_samples_per_second": round(train_rows * epochs / max(seconds, 1e-9), 1),
+        "history": history,
+    }
 
 
 WARMUP = "paths (warm-up)"
@@ -281,11 +331,9 @@ def plan_jobs(hierarchy: Hierarchy, frame: pd.DataFrame, warmup: bool = False) -
     return jobs
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    output = Path(args.output)
-    if output.exists() and not args.overwrite:
+def _load_inputs(args: argparse.Namespace, output: Path, world: distributed.World) -> tuple[Any, Any] | int:
+    """The split table, or exit code 2 with the reason printed (nothing written either way)."""
+    if world.main and output.exists() and not args.overwrite:
         print(f"error: {output} already exists; choose another --output or pass --overwrite", file=sys.stderr)
         return 2
     columns = Columns(args.title_column, args.description_column, args.taxonomy_column,
@@ -295,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if not world.main:
+        return frame, split_report
     print(f"data: {len(frame)} rows, {split_report.source} split "
           + ", ".join(f"{k} {v}" for k, v in split_report.counts.items()), flush=True)
     if split_report.rare_in_train:
@@ -303,20 +353,13 @@ def main(argv: list[str] | None = None) -> int:
     unseen = sorted(set(frame[frame.split != "train"].subtaxonomy) - set(frame[frame.split == "train"].subtaxonomy))
     if unseen:
         print(f"warning: subtaxonomies with no training rows (cannot be predicted): {', '.join(unseen[:10])}", flush=True)
+    return frame, split_report
 
-    import torch
-    from transformers import AutoTokenizer, set_seed
 
-    from training.base_model import prepare_base_model
-    from training.evaluate import evaluate_and_report
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    set_seed(args.seed)
-    base, base_record = prepare_base_model(args.base_model)
-    text = TextFormat(separator=args.separator, max_length=args.max_length, max_chars=max(256, args.max_length * 16))
-    hierarchy = build_hierarchy(list(zip(frame.taxonomy, frame.subtaxonomy)), text, base_record)
-
+def _open_extras(args: argparse.Namespace, output: Path, world: distributed.World) -> tuple[Any, Any] | int:
+    """The energy meter and MLflow run, on global rank 0 only: one of each per training run."""
+    if not world.main:
+        return None, None
     try:  # the energy meter first: a bad country must not leave an MLflow run open
         meter = EnergyMeter(args.energy_country) if args.energy else None
         tracker = MlflowTracker(args.tracking_uri, args.experiment, output.name) if args.tracking_uri else None
@@ -325,58 +368,154 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if tracker is not None:
         tracker.log_params(vars(args))
+    return meter, tracker
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    run_tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent))
+
+def _train_cascade(jobs: list[LevelJob], base: str, tokenizer: Any, text: TextFormat, args: argparse.Namespace,
+                   world: distributed.World, work: Path, tracker: Any) -> list[dict[str, Any]]:
+    """Train every model into ``work``: warm-up and taxonomy with all ranks (DDP under
+    torchrun), then the subtaxonomy models in this process, or spread over worker
+    processes and ranks (training.parallel)."""
+    import torch
+
+    spread = world.distributed or args.parallel_models > 1
+    together = [job for job in jobs if not (spread and job.taxonomy)]
+    summaries, start = [], base
+    for number, job in enumerate(together, start=1):
+        if world.main:
+            print(f"== [{number}/{len(jobs)}] {job.name}: {len(job.level.labels)} labels, "
+                  f"{len(job.train)} train / {len(job.val)} val rows"
+                  + (f", DDP over {world.size} ranks" if world.distributed else ""), flush=True)
+        callbacks = [tracker.callback(job.folder)] if tracker is not None else []
+        summaries.append(train_level(job, start, tokenizer, text, args, work, job.name not in ("taxonomy", WARMUP),
+                                     start != base, callbacks))
+        if job.name == WARMUP:
+            start = str(work / job.folder)
+    if spread:
+        from training import parallel
+
+        rest = [job for job in jobs if job.taxonomy]
+        mine = parallel.my_share(rest, world)
+        done = parallel.train_jobs(mine, start, base, text, args, work, world, torch.get_num_threads())
+        gathered = distributed.gather_to_main(done) or []
+        order = {job.folder: i for i, job in enumerate(jobs)}
+        for summary in sorted((s for part in gathered for s in part), key=lambda s: order[s["folder"]]):
+            summaries.append(summary)
+            if tracker is not None:
+                tracker.log_history(summary["folder"], summary["history"])
+    return summaries
+
+
+def _assemble(jobs: list[LevelJob], world: distributed.World, work: Path,
+              run_tmp: Path | None) -> None:
+    """Bring every model into rank 0's run folder (under torchrun they sit in node scratch folders)."""
+    if not world.distributed:
+        return
+    from training import parallel
+
+    if world.main and run_tmp is not None:
+        for job in jobs:
+            if job.name == "taxonomy":
+                shutil.copytree(work / job.folder, run_tmp / job.folder)
+    rest = [job for job in jobs if job.taxonomy]
+    rounds = max((len(parallel.my_share(rest, distributed.World(rank=r, size=world.size))) for r in range(world.size)),
+                 default=0)
+    parallel.collect_on_main(parallel.my_share(rest, world), work, run_tmp, rounds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    world = distributed.world_from_env()
+    distributed.init(world)
+    try:
+        return _run(args, world)
+    finally:
+        distributed.shutdown()
+
+
+def _run(args: argparse.Namespace, world: distributed.World) -> int:
+    output = Path(args.output)
+    loaded = _load_inputs(args, output, world)
+    if distributed.agree_exit_code(loaded if isinstance(loaded, int) else 0):
+        return 2
+    frame, split_report = loaded
+
+    import torch
+    from transformers import AutoTokenizer, set_seed
+
+    from training.base_model import prepare_base_model
+    from training.evaluate import evaluate_and_report
+
+    threads = distributed.configure_threads(args.threads)
+    if world.distributed:
+        print(f"rank {world.rank}/{world.size} (node {world.node}): {threads} torch threads", flush=True)
+    set_seed(args.seed)
+    base, base_record = prepare_base_model(args.base_model)
+    text = TextFormat(separator=args.separator, max_length=args.max_length, max_chars=max(256, args.max_length * 16))
+    hierarchy = build_hierarchy(list(zip(frame.taxonomy, frame.subtaxonomy)), text, base_record)
+    extras = _open_extras(args, output, world)
+    if distributed.agree_exit_code(extras if isinstance(extras, int) else 0):
+        return 2
+    meter, tracker = extras
+
+    run_tmp = None
+    if world.main:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        run_tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent))
+    run_id = distributed.broadcast(run_tmp.name.split(".")[-2] if run_tmp is not None else None)
+    work = distributed.scratch_dir(world, run_id) if world.distributed else run_tmp
     started = time.perf_counter()
     summaries: list[dict[str, Any]] = []
     metrics = None
     try:
         tokenizer = AutoTokenizer.from_pretrained(base)
-        tokenizer.save_pretrained(run_tmp / TOKENIZER_DIR)
-        hierarchy.save(run_tmp)
+        if run_tmp is not None:
+            tokenizer.save_pretrained(run_tmp / TOKENIZER_DIR)
+            hierarchy.save(run_tmp)
         jobs = plan_jobs(hierarchy, frame, warmup=args.path_warmup_epochs > 0)
-        start = base
         if meter is not None:
             meter.start()
-        for number, job in enumerate(jobs, start=1):
-            print(f"== [{number}/{len(jobs)}] {job.name}: {len(job.level.labels)} labels, "
-                  f"{len(job.train)} train / {len(job.val)} val rows", flush=True)
-            callbacks = [tracker.callback(job.folder)] if tracker is not None else []
-            summaries.append(train_level(job, start, tokenizer, text, args, run_tmp,
-                                         job.name not in ("taxonomy", WARMUP), start != base, callbacks))
-            if job.name == WARMUP:
-                start = str(run_tmp / job.folder)
+        summaries = _train_cascade(jobs, base, tokenizer, text, args, world, work, tracker)
         energy = meter.stop() if meter is not None else None
         meter = None
-        shutil.rmtree(run_tmp / "_trainer", ignore_errors=True)
-        shutil.rmtree(run_tmp / "_warmup", ignore_errors=True)
-        info = {
-            "run_name": output.name,
-            "data": str(Path(args.data).resolve()),
-            "args": {k: v for k, v in vars(args).items()},
-            "split": {"source": split_report.source, "counts": split_report.counts,
-                      "rare_in_train": split_report.rare_in_train},
-            "base_model": base_record,
-            "train_seconds": round(time.perf_counter() - started, 1),
-            "torch": torch.__version__,
-        }
-        if tracker is not None:
-            info["tracking"] = {"uri": tracker.uri, "experiment": args.experiment, "run_id": tracker.run_id}
-        metrics = evaluate_and_report(run_tmp, frame, summaries, info, args.eval_batch_size, energy)
-        info["total_seconds"] = round(time.perf_counter() - started, 1)
-        (run_tmp / "training.json").write_text(json.dumps(info, indent=2) + "\n")
-        _replace(run_tmp, output)
+        _assemble(jobs, world, work, run_tmp)
+        if run_tmp is not None:
+            shutil.rmtree(run_tmp / "_trainer", ignore_errors=True)
+            shutil.rmtree(run_tmp / "_warmup", ignore_errors=True)
+            info = {
+                "run_name": output.name,
+                "data": str(Path(args.data).resolve()),
+                "args": {k: v for k, v in vars(args).items()},
+                "split": {"source": split_report.source, "counts": split_report.counts,
+                          "rare_in_train": split_report.rare_in_train},
+                "base_model": base_record,
+                "train_seconds": round(time.perf_counter() - started, 1),
+                "torch": torch.__version__,
+                "world_size": world.size,
+            }
+            if tracker is not None:
+                info["tracking"] = {"uri": tracker.uri, "experiment": args.experiment, "run_id": tracker.run_id}
+            metrics = evaluate_and_report(run_tmp, frame, summaries, info, args.eval_batch_size, energy)
+            info["total_seconds"] = round(time.perf_counter() - started, 1)
+            (run_tmp / "training.json").write_text(json.dumps(info, indent=2) + "\n")
+            _replace(run_tmp, output)
+        distributed.barrier()  # every rank returns once the run folder is in place
     except BaseException:
-        shutil.rmtree(run_tmp, ignore_errors=True)
+        if run_tmp is not None:
+            shutil.rmtree(run_tmp, ignore_errors=True)
         if meter is not None:
             meter.stop()
         if tracker is not None:
             tracker.finish(None, None, summaries)
         raise
+    finally:
+        if world.distributed and world.local_main and work is not None:
+            shutil.rmtree(work, ignore_errors=True)
     if tracker is not None:
         tracker.finish(output, metrics, summaries)
-    print(f"run directory: {output} ({info['total_seconds']:.0f}s); report: {output / 'report.md'}", flush=True)
+    if world.main:
+        print(f"run directory: {output} ({info['total_seconds']:.0f}s); report: {output / 'report.md'}", flush=True)
     return 0
 
 
