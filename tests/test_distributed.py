@@ -134,6 +134,39 @@ def test_parallel_models_on_one_machine(tiny_base: Path, events_csv: Path, tmp_p
     assert all(s["trained_by"].startswith("local, model") for s in subs)
 
 
+def test_a_rank_dying_leaves_no_run_and_no_temporary_folder(tiny_base: Path, events_csv: Path,
+                                                            tmp_path: Path) -> None:
+    import signal
+    import time
+
+    import psutil
+
+    out, tmp = tmp_path / "run", tmp_path / "tmp"
+    cmd = torchrun("--standalone", "--nproc_per_node", "2") + [
+        "--data", str(events_csv), "--output", str(out), "--base-model", str(tiny_base),
+        "--path-warmup-epochs", "0", "--epochs", "50", "--patience", "50", "--max-length", "16"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=run_env(tmp, tmp_path / "cache"), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        for line in proc.stdout:  # wait until rank 0 made its temporary run folder and training runs
+            if "taxonomy: 3 labels" in line:
+                break
+        time.sleep(2)
+        assert list(tmp_path.glob(".run.*.partial"))
+        workers = [p for p in psutil.Process(proc.pid).children(recursive=True)
+                   if p.environ().get("RANK") == "1" and "training.train" in " ".join(p.cmdline())]
+        assert workers, "rank 1 not found"
+        workers[0].send_signal(signal.SIGKILL)
+        log = proc.communicate(timeout=180)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode != 0, log[-2000:]
+    assert not out.exists() and not list(tmp_path.glob(".run.*"))
+    assert not list(tmp.glob("event-taxonomy-*"))
+
+
 # --- two "machines": network namespaces ------------------------------------------------------------
 
 def _netns_unavailable() -> str | None:
@@ -154,6 +187,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow  # about 65 s on a shared 2-core machine
 def test_two_machines_over_gloo(tiny_base: Path, events_csv: Path, tmp_path: Path) -> None:
     reason = _netns_unavailable()
     if reason:
@@ -179,7 +213,10 @@ def test_two_machines_over_gloo(tiny_base: Path, events_csv: Path, tmp_path: Pat
             env = {**run_env(tmp_path / f"tmp{i}", tmp_path / f"cache{i}"), "GLOO_SOCKET_IFNAME": veth}
             cmd = ["ip", "netns", "exec", ns] + torchrun(
                 "--nnodes", "2", "--nproc-per-node", "1", "--node-rank", str(i), "--rdzv-backend", "c10d",
-                "--rdzv-endpoint", f"{subnet}.1:{port}", "--rdzv-id", tag) + [
+                "--rdzv-endpoint", f"{subnet}.1:{port}", "--rdzv-id", tag,
+                # torchrun hosts the rendezvous store where the endpoint matches the host
+                # name; two namespaces share one host name, so say which one hosts it.
+                "--rdzv-conf", f"is_host={int(i == 0)}", "--local-addr", f"{subnet}.{i + 1}") + [
                 "--data", str(events_csv), "--output", str(out), "--base-model", str(tiny_base),
                 "--path-warmup-epochs", "2", *TINY_FLAGS]
             procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,

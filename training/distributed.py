@@ -18,6 +18,8 @@ import os
 import signal
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -100,6 +102,24 @@ def init(world: World) -> None:
         else:
             dist.init_process_group("gloo")
     _control = dist.new_group(backend="gloo", timeout=CONTROL_TIMEOUT)
+
+
+@contextmanager
+def shielded() -> Iterator[None]:
+    """Run a cleanup to its end even if the launcher's SIGTERM arrives meanwhile.
+
+    When a rank dies, the others often fail on a closed connection first and start
+    cleaning up; torchrun's SIGTERM would then interrupt the cleanup half-way. It kills
+    with SIGKILL only after a grace period, far longer than removing a folder takes.
+    """
+    if _control is None:
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def shutdown() -> None:
@@ -186,12 +206,49 @@ def weights_digest(model: Any) -> str:
     return h.hexdigest()[:16]
 
 
+def adopt_main_weights(model: Any) -> None:
+    """Give every rank global rank 0's weights (in place), after the Trainer's end of training.
+
+    The Trainer loads the best epoch from its checkpoint on every rank, but transformers
+    5.23 writes checkpoint weights only on global rank 0 (``save_pretrained`` ignores
+    ``save_on_each_node``), so a rank on another machine finds no weights there and keeps
+    its last epoch. Rank 0 always holds the best epoch; broadcasting its tensors makes
+    that true everywhere, whatever the file systems.
+    """
+    if _control is None:
+        return
+    import torch
+    import torch.distributed as dist
+
+    with torch.no_grad():
+        for _, tensor in sorted(model.state_dict().items()):
+            dist.broadcast(tensor, src=0)
+
+
+def save_node_copy(model: Any, folder: Path) -> None:
+    """Save a stock checkpoint folder (config.json + model.safetensors) on this node.
+
+    ``save_pretrained`` writes nothing on a rank other than global rank 0 once a process
+    group exists, so the local rank 0 of another node writes the same two files itself.
+    """
+    import torch.distributed as dist
+
+    if _control is None or dist.get_rank() == 0:
+        model.save_pretrained(folder, safe_serialization=True)
+        return
+    from safetensors.torch import save_model
+
+    folder.mkdir(parents=True, exist_ok=True)
+    model.config.save_pretrained(folder)
+    save_model(model, str(folder / "model.safetensors"), metadata={"format": "pt"})
+
+
 def check_ranks_agree(model: Any, what: str) -> str:
     """The digest of ``model``'s weights, after checking that every rank holds the same.
 
-    Under DDP every rank must hold identical weights after ``load_best_model_at_end``; a
-    rank that silently kept its last epoch (the best checkpoint not visible to it) would
-    differ. Raises rather than let rank 0 save weights the others do not share.
+    Under DDP every rank must hold identical weights once training ended; a rank that
+    silently kept its last epoch would differ. Raises rather than let the ranks go on
+    from different weights.
     """
     digest = weights_digest(model)
     digests = all_gather(digest)

@@ -171,10 +171,9 @@ def _training_args(job: LevelJob, args: argparse.Namespace, work: Path, train_ro
     """The Trainer's arguments for one classifier; under torchrun the Trainer runs DDP with them.
 
     Steps per epoch count the whole job's batch (per-device batch x world size), so the
-    warm-up share is the same fraction of training whatever the number of ranks. Each
-    node's local rank 0 saves checkpoints (``save_on_each_node``) into ``work``, a
-    node-local folder, so every rank can load the best epoch even when nodes share no
-    file system; with one process this is the usual rank-0 saving.
+    warm-up share is the same fraction of training whatever the number of ranks. Rank 0
+    saves the epoch checkpoints into ``work`` (node-local); ranks on other machines get
+    the best epoch's weights from rank 0 afterwards (distributed.adopt_main_weights).
     """
     import torch
     from transformers import TrainingArguments
@@ -198,7 +197,6 @@ def _training_args(job: LevelJob, args: argparse.Namespace, work: Path, train_ro
         save_strategy="epoch" if has_val else "no",
         save_only_model=True,
         save_total_limit=1,
-        save_on_each_node=True,
         load_best_model_at_end=has_val,
         metric_for_best_model="accuracy",
         greater_is_better=True,
@@ -272,9 +270,10 @@ def train_level(job: LevelJob, base: str, tokenizer: Any, text: TextFormat, args
         callbacks=extra + list(callbacks or []),
     )
     trainer.train()
+    distributed.adopt_main_weights(trainer.model)  # rank 0 holds the best epoch; now every rank does
     digest = distributed.check_ranks_agree(trainer.model, job.name)  # also: every rank is done loading
     if trainer.is_local_process_zero():
-        trainer.model.save_pretrained(run_tmp / job.folder, safe_serialization=True)
+        distributed.save_node_copy(trainer.model, run_tmp / job.folder)
         shutil.rmtree(training_args.output_dir, ignore_errors=True)
     distributed.barrier()  # the saved checkpoint exists on every node before anyone reads it
     summary = _summary(job, trainer.state, len(train_ds), time.perf_counter() - started)
@@ -502,16 +501,18 @@ def _run(args: argparse.Namespace, world: distributed.World) -> int:
             _replace(run_tmp, output)
         distributed.barrier()  # every rank returns once the run folder is in place
     except BaseException:
-        if run_tmp is not None:
-            shutil.rmtree(run_tmp, ignore_errors=True)
-        if meter is not None:
-            meter.stop()
-        if tracker is not None:
-            tracker.finish(None, None, summaries)
+        with distributed.shielded():
+            if run_tmp is not None:
+                shutil.rmtree(run_tmp, ignore_errors=True)
+            if meter is not None:
+                meter.stop()
+            if tracker is not None:
+                tracker.finish(None, None, summaries)
         raise
     finally:
         if world.distributed and world.local_main and work is not None:
-            shutil.rmtree(work, ignore_errors=True)
+            with distributed.shielded():
+                shutil.rmtree(work, ignore_errors=True)
     if tracker is not None:
         tracker.finish(output, metrics, summaries)
     if world.main:
