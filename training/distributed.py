@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -85,8 +86,6 @@ def init(world: World) -> None:
     gloo on CPU, NCCL with one GPU per local rank; accelerate (under the Trainer) reuses
     an existing group. Object collectives go through a separate gloo group: NCCL moves
     only GPU tensors, and our waits need a longer timeout than DDP's.
-    SIGTERM (what torchrun sends the surviving ranks when one fails) becomes an exception,
-    so every rank's cleanup runs and no temporary folder is left behind.
     """
     global _control
     if not world.distributed or _control is not None:
@@ -94,7 +93,6 @@ def init(world: World) -> None:
     import torch
     import torch.distributed as dist
 
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     if not dist.is_initialized():
         if torch.cuda.is_available():
             torch.cuda.set_device(world.local_rank % torch.cuda.device_count())
@@ -105,6 +103,24 @@ def init(world: World) -> None:
 
 
 @contextmanager
+def sigterm_as_exit() -> Iterator[None]:
+    """Turn SIGTERM into SystemExit for the block, so ``except``/``finally`` cleanups run.
+
+    torchrun sends SIGTERM to the surviving ranks when one fails (a batch scheduler does
+    the same to a cancelled job); by default that kills Python on the spot and leaves
+    the temporary run folder behind.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
 def shielded() -> Iterator[None]:
     """Run a cleanup to its end even if the launcher's SIGTERM arrives meanwhile.
 
@@ -112,7 +128,7 @@ def shielded() -> Iterator[None]:
     cleaning up; torchrun's SIGTERM would then interrupt the cleanup half-way. It kills
     with SIGKILL only after a grace period, far longer than removing a folder takes.
     """
-    if _control is None:
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -34,9 +34,24 @@ def worker_threads(total: int, workers: int) -> int:
     return max(1, total // max(workers, 1))
 
 
-def _init_worker(threads: int) -> None:
-    # A worker trains one whole model alone: it must not join the torchrun job, and it
-    # keeps to its share of the cores (torch's default would oversubscribe them).
+def worker_gpu(world: World) -> str | None:
+    """The GPU this rank's workers use: the rank's own, as torchrun's one-GPU-per-process
+    layout gives it (None without CUDA)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    devices = visible.split(",") if visible else [str(i) for i in range(torch.cuda.device_count())]
+    return devices[world.local_rank % len(devices)]
+
+
+def _init_worker(threads: int, gpu: str | None) -> None:
+    # A worker trains one whole model alone: it must not join the torchrun job, it keeps
+    # to its share of the cores (torch's default would oversubscribe them), and it uses
+    # its rank's GPU, not GPU 0 (CUDA reads the variable when first used, after this).
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     import torch
 
     distributed.strip_launcher_env()
@@ -49,7 +64,7 @@ def _train_one(job: Any, start: str, base: str, text: Any, args: argparse.Namesp
     import torch
     from transformers import AutoTokenizer, set_seed
 
-    from training.train import train_level
+    from training.level import train_level
 
     set_seed(args.seed)
     print(f"== [{tag}] {job.name}: {len(job.level.labels)} labels, {len(job.train)} train / "
@@ -75,7 +90,7 @@ def train_jobs(jobs: list[Any], start: str, base: str, text: Any, args: argparse
     print(f"training {len(jobs)} subtaxonomy models ({where}) in {workers} worker process(es), "
           f"{per_worker} thread(s) each", flush=True)
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                             initargs=(per_worker,)) as pool:
+                             initargs=(per_worker, worker_gpu(world))) as pool:
         futures = [pool.submit(_train_one, job, start, base, text, args, out,
                                f"{where}, model {i}/{len(jobs)}") for i, job in enumerate(jobs, start=1)]
         try:
@@ -111,3 +126,15 @@ def collect_on_main(mine: list[Any], work: Path, run_tmp: Path | None, rounds: i
             for name, data in files.items():
                 (target / name).parent.mkdir(parents=True, exist_ok=True)
                 (target / name).write_bytes(data)
+
+
+def assemble_on_main(jobs: list[Any], world: World, work: Path, run_tmp: Path | None) -> None:
+    """Bring every model of a torchrun job into rank 0's run folder: the taxonomy model from
+    rank 0's node scratch folder, the subtaxonomy models from whichever rank trained them."""
+    if world.main and run_tmp is not None:
+        for job in jobs:
+            if job.name == "taxonomy":
+                shutil.copytree(work / job.folder, run_tmp / job.folder)
+    rest = [job for job in jobs if job.taxonomy]
+    rounds = max(len(my_share(rest, World(rank=r, size=world.size))) for r in range(world.size))
+    collect_on_main(my_share(rest, world), work, run_tmp, rounds)
