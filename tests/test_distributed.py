@@ -187,7 +187,6 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.mark.slow  # about 65 s on a shared 2-core machine
 def test_two_machines_over_gloo(tiny_base: Path, events_csv: Path, tmp_path: Path) -> None:
     reason = _netns_unavailable()
     if reason:
