@@ -124,14 +124,27 @@ def test_parallel_models_must_be_positive(tmp_path: Path) -> None:
 def test_parallel_models_on_one_machine(tiny_base: Path, events_csv: Path, tmp_path: Path) -> None:
     from training.train import main
 
-    out = tmp_path / "run"
+    out, store = tmp_path / "run", tmp_path / "mlruns"
+    try:
+        import mlflow
+    except ImportError:  # the extras are optional; the training is checked either way
+        mlflow = None
+    tracking = ["--tracking-uri", str(store), "--experiment", "parallel"] if mlflow else []
     assert main(["--data", str(events_csv), "--output", str(out), "--base-model", str(tiny_base),
                  "--path-warmup-epochs", "1", "--epochs", "1", "--max-length", "16", "--quiet",
-                 "--parallel-models", "2", "--threads", "2"]) == 0
+                 "--parallel-models", "2", "--threads", "2", *tracking]) == 0
     assert_contract(out)
     subs = [s for s in models(out).values() if s["folder"].startswith("subtaxonomy/")]
     assert sorted(s["folder"] for s in subs) == ["subtaxonomy/music", "subtaxonomy/sports"]
     assert all(s["trained_by"].startswith("local, model") for s in subs)
+    if mlflow:  # models trained in worker processes still reach the one MLflow run
+        from training.tracking import tracking_uri
+
+        client = mlflow.MlflowClient(tracking_uri(str(store)))
+        runs = client.search_runs([client.get_experiment_by_name("parallel").experiment_id])
+        assert len(runs) == 1
+        for sub in subs:
+            assert client.get_metric_history(runs[0].info.run_id, f"{sub['folder']}/eval_accuracy")
 
 
 def test_a_rank_dying_leaves_no_run_and_no_temporary_folder(tiny_base: Path, events_csv: Path,

@@ -7,6 +7,11 @@ metrics.json, report.md, plots) that ``scripts/build_archives.py`` packages for 
 The run is assembled in a temporary folder beside RUN_DIR and renamed into place at the
 end, so a failed or interrupted run leaves nothing half-written and never touches an
 existing run unless ``--overwrite`` is given.
+
+Under ``torchrun`` every rank runs this same entry point: the Trainer trains the warm-up
+and taxonomy models with DDP, the subtaxonomy models are spread over the ranks
+(training.parallel), and global rank 0 alone writes the run directory
+(training.distributed says who does what).
 """
 
 from __future__ import annotations
