@@ -201,11 +201,9 @@ def _run(args: argparse.Namespace, world: distributed.World) -> int:
         return 2
     frame, split_report = loaded
 
-    import torch
     from transformers import AutoTokenizer, set_seed
 
     from training.base_model import prepare_base_model
-    from training.evaluate import evaluate_and_report
 
     threads = distributed.configure_threads(args.threads)
     if world.distributed:
@@ -242,25 +240,8 @@ def _run(args: argparse.Namespace, world: distributed.World) -> int:
         if world.distributed:
             parallel.assemble_on_main(jobs, world, work, run_tmp)
         if run_tmp is not None:
-            shutil.rmtree(run_tmp / "_trainer", ignore_errors=True)
-            shutil.rmtree(run_tmp / "_warmup", ignore_errors=True)
-            info = {
-                "run_name": output.name,
-                "data": str(Path(args.data).resolve()),
-                "args": {k: v for k, v in vars(args).items()},
-                "split": {"source": split_report.source, "counts": split_report.counts,
-                          "rare_in_train": split_report.rare_in_train},
-                "base_model": base_record,
-                "train_seconds": round(time.perf_counter() - started, 1),
-                "torch": torch.__version__,
-                "world_size": world.size,
-            }
-            if tracker is not None:
-                info["tracking"] = {"uri": tracker.uri, "experiment": args.experiment, "run_id": tracker.run_id}
-            metrics = evaluate_and_report(run_tmp, frame, summaries, info, args.eval_batch_size, energy)
-            info["total_seconds"] = round(time.perf_counter() - started, 1)
-            (run_tmp / "training.json").write_text(json.dumps(info, indent=2) + "\n")
-            _replace(run_tmp, output)
+            metrics, info = _finish_on_main(args, frame, split_report, base_record, summaries, energy, tracker,
+                                            run_tmp, started, world)
         distributed.barrier()  # every rank returns once the run folder is in place
     except BaseException:
         with distributed.shielded():
@@ -280,6 +261,37 @@ def _run(args: argparse.Namespace, world: distributed.World) -> int:
     if world.main:
         print(f"run directory: {output} ({info['total_seconds']:.0f}s); report: {output / 'report.md'}", flush=True)
     return 0
+
+
+def _finish_on_main(args: argparse.Namespace, frame: Any, split_report: Any, base_record: dict[str, Any],
+                    summaries: list[dict[str, Any]], energy: dict[str, Any] | None, tracker: Any, run_tmp: Path,
+                    started: float, world: distributed.World) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Evaluate, report and rename the finished run into place (global rank 0 only)."""
+    import torch
+
+    from training.evaluate import evaluate_and_report
+
+    output = Path(args.output)
+    shutil.rmtree(run_tmp / "_trainer", ignore_errors=True)
+    shutil.rmtree(run_tmp / "_warmup", ignore_errors=True)
+    info = {
+        "run_name": output.name,
+        "data": str(Path(args.data).resolve()),
+        "args": {k: v for k, v in vars(args).items()},
+        "split": {"source": split_report.source, "counts": split_report.counts,
+                  "rare_in_train": split_report.rare_in_train},
+        "base_model": base_record,
+        "train_seconds": round(time.perf_counter() - started, 1),
+        "torch": torch.__version__,
+        "world_size": world.size,
+    }
+    if tracker is not None:
+        info["tracking"] = {"uri": tracker.uri, "experiment": args.experiment, "run_id": tracker.run_id}
+    metrics = evaluate_and_report(run_tmp, frame, summaries, info, args.eval_batch_size, energy)
+    info["total_seconds"] = round(time.perf_counter() - started, 1)
+    (run_tmp / "training.json").write_text(json.dumps(info, indent=2) + "\n")
+    _replace(run_tmp, output)
+    return metrics, info
 
 
 def _replace(new: Path, target: Path) -> None:
