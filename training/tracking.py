@@ -95,6 +95,15 @@ class MlflowTracker:
 
         return _Log()
 
+    def log_history(self, model_name: str, history: list[dict[str, Any]]) -> None:
+        """Log a model's Trainer log history afterwards, as ``callback`` would have live
+        (for models trained in worker processes, which cannot reach this run)."""
+        prefix = model_name.strip("_") + "/"
+        for entry in history:
+            values = _numeric({k: v for k, v in entry.items() if k != "step"}, prefix)
+            if values:
+                self.mlflow.log_metrics(values, step=int(entry.get("step", 0)))
+
     def finish(self, run_dir: Path | None, metrics: dict[str, Any] | None, summaries: list[dict[str, Any]]) -> None:
         """Log results and artifacts and close the run; ``run_dir`` None marks it failed."""
         mlflow = self.mlflow

@@ -7,6 +7,11 @@ metrics.json, report.md, plots) that ``archives/build.py`` packages for TorchSer
 The run is assembled in a temporary folder beside RUN_DIR and renamed into place at the
 end, so a failed or interrupted run leaves nothing half-written and never touches an
 existing run unless ``--overwrite`` is given.
+
+Under ``torchrun`` every rank runs this same entry point: the Trainer trains the warm-up
+and taxonomy models with DDP, the subtaxonomy models are spread over the ranks
+(training.parallel), and global rank 0 alone writes the run directory
+(training.distributed says who does what).
 """
 
 from __future__ import annotations
@@ -14,24 +19,28 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
-from handlers.hierarchy import TOKENIZER_DIR, Hierarchy, Level, TextFormat, build_hierarchy
+from handlers.hierarchy import TOKENIZER_DIR, TextFormat, build_hierarchy
+from training import distributed, parallel
 from training.data import Columns, DataError, load_events, split_events
+from training.level import WARMUP, LevelJob, plan_jobs, train_level
 from training.tracking import DEFAULT_EXPERIMENT, EnergyMeter, ExtraMissing, MlflowTracker
 
 logger = logging.getLogger("training")
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return number
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -72,7 +81,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="how the served cascade picks a path: 'auto' keeps whichever of greedy "
                         "(best taxonomy, then its best subtaxonomy) and joint (best product over the "
                         "likeliest taxonomies) scores better on val")
-    t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    t.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads of this process (default: torch's choice, which follows "
+                        "OMP_NUM_THREADS, e.g. as torchrun sets it)")
+    t.add_argument("--parallel-models", type=_positive_int, default=1, metavar="N",
+                   help="train the subtaxonomy models in N worker processes at once, each with its share "
+                        "of the threads (default 1: one after the other). Under torchrun they are also "
+                        "spread over the ranks")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
 
     x = p.add_argument_group("tracking and energy (optional extras: scripts/setup.sh --extras)")
@@ -88,281 +103,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-@dataclass
-class LevelJob:
-    """One classifier to train: its name, output folder, labels and rows."""
-
-    name: str
-    folder: str
-    level: Level
-    train: pd.DataFrame
-    val: pd.DataFrame
-    label_column: str
-    taxonomy: str | None = None  # set for a subtaxonomy model
-
-
-def _tokenized(frame: pd.DataFrame, labels: tuple[str, ...], column: str, tokenizer: Any, text: TextFormat):
-    from datasets import Dataset
-
-    index = {label: i for i, label in enumerate(labels)}
-    data = Dataset.from_dict({
-        "text": [text.format(r) for r in frame[["title", "description"]].to_dict("records")],
-        "labels": [index[v] for v in frame[column]],
-    })
-    return data.map(
-        lambda batch: tokenizer(batch["text"], truncation=True, max_length=text.max_length),
-        batched=True, remove_columns=["text"], desc="tokenizing",
-    )
-
-
-def _freeze_lower_layers(model: Any, keep: int) -> None:
-    """Train the last ``keep`` transformer layers and the head; freeze the rest."""
-    base = model.base_model
-    layers = getattr(getattr(base, "transformer", None), "layer", None)
-    if layers is None:
-        layers = base.encoder.layer
-    for param in base.parameters():
-        param.requires_grad = False
-    for layer in list(layers)[-keep:]:
-        for param in layer.parameters():
-            param.requires_grad = True
-
-
-def _init_head(model: Any, warmup: Path, paths: list[str] | None) -> None:
-    """The output layer of a model started from the path warm-up checkpoint.
-
-    A subtaxonomy model takes the warm-up classifier's rows for its own paths, so it
-    starts as the all-data path classifier restricted to its taxonomy and fine-tuning only
-    refines it; the taxonomy model gets a fresh layer.
-    """
-    import torch
-    from safetensors.torch import load_file
-
-    head = model.classifier
-    with torch.no_grad():
-        if paths:
-            config = json.loads((warmup / "config.json").read_text())
-            index = {label: int(i) for i, label in config["id2label"].items()}
-            weights = load_file(str(warmup / "model.safetensors"))
-            rows = torch.tensor([index[p] for p in paths])
-            head.weight.copy_(weights["classifier.weight"][rows])
-            head.bias.copy_(weights["classifier.bias"][rows])
-        else:
-            torch.nn.init.normal_(head.weight, std=model.config.initializer_range)
-            torch.nn.init.zeros_(head.bias)
-
-
-def train_level(job: LevelJob, base: str, tokenizer: Any, text: TextFormat, args: argparse.Namespace,
-                run_tmp: Path, sub: bool, from_classifier: bool = False,
-                callbacks: list[Any] | None = None) -> dict[str, Any]:
-    """Fine-tune one classifier with the Trainer and save it as a stock checkpoint.
-
-    ``from_classifier``: ``base`` is the path warm-up checkpoint, whose head is replaced.
-    ``callbacks``: extra TrainerCallbacks (experiment tracking).
-    """
-    import torch
-    from transformers import (AutoModelForSequenceClassification, DataCollatorWithPadding,
-                              EarlyStoppingCallback, Trainer, TrainingArguments)
-
-    started = time.perf_counter()
-    labels = job.level.labels
-    train_ds = _tokenized(job.train, labels, job.label_column, tokenizer, text)
-    val_ds = _tokenized(job.val, labels, job.label_column, tokenizer, text) if len(job.val) else None
-    model = AutoModelForSequenceClassification.from_pretrained(
-        base, num_labels=len(labels), id2label=dict(enumerate(labels)),
-        label2id={label: i for i, label in enumerate(labels)}, ignore_mismatched_sizes=True,
-    )
-    if from_classifier:
-        paths = [path_label(job.taxonomy, sub) for sub in labels] if job.taxonomy else None
-        _init_head(model, Path(base), paths)
-    if args.train_last_layers > 0:
-        _freeze_lower_layers(model, args.train_last_layers)
-
-    epochs = (args.subtaxonomy_epochs if sub and args.subtaxonomy_epochs else args.epochs)
-    if job.name == WARMUP:
-        epochs = args.path_warmup_epochs
-    lr = (args.subtaxonomy_learning_rate if sub and args.subtaxonomy_learning_rate else args.learning_rate)
-    steps_per_epoch = math.ceil(len(train_ds) / args.batch_size)
-    cuda = torch.cuda.is_available()
-    training_args = TrainingArguments(
-        output_dir=str(run_tmp / "_trainer" / job.folder.replace("/", "_")),
-        num_train_epochs=epochs,
-        learning_rate=lr,
-        lr_scheduler_type="linear",
-        warmup_steps=int(args.warmup_ratio * steps_per_epoch * epochs),
-        weight_decay=args.weight_decay,
-        per_device_train_batch_size=args.batch_size,
-        per_device_eval_batch_size=args.eval_batch_size,
-        eval_strategy="epoch" if val_ds is not None else "no",
-        save_strategy="epoch" if val_ds is not None else "no",
-        save_only_model=True,
-        save_total_limit=1,
-        load_best_model_at_end=val_ds is not None,
-        metric_for_best_model="accuracy",
-        greater_is_better=True,
-        logging_strategy="steps",
-        logging_steps=max(1, steps_per_epoch // 10),
-        seed=args.seed,
-        data_seed=args.seed,
-        use_cpu=not cuda,
-        fp16=cuda,
-        report_to=[],
-        disable_tqdm=args.quiet,
-        dataloader_num_workers=0,
-    )
-    loss_func = None
-    if args.class_weights == "balanced":
-        counts = np.bincount(np.asarray(train_ds["labels"]), minlength=len(labels)).astype(float)
-        weights = torch.tensor(len(train_ds) / (len(labels) * np.maximum(counts, 1)), dtype=torch.float)
-
-        def loss_func(outputs: Any, target: Any, num_items_in_batch: Any = None) -> Any:
-            logits = outputs["logits"] if isinstance(outputs, dict) else outputs.logits
-            return torch.nn.functional.cross_entropy(logits.float(), target, weight=weights.to(logits.device))
-
-    def accuracy(pred: Any) -> dict[str, float]:
-        return {"accuracy": float((np.argmax(pred.predictions, axis=-1) == pred.label_ids).mean())}
-
-    trainer = Trainer(
-        model=model,
-        args=training_args,
-        train_dataset=train_ds,
-        eval_dataset=val_ds,
-        data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=accuracy,
-        compute_loss_func=loss_func,
-        callbacks=([EarlyStoppingCallback(early_stopping_patience=args.patience)] if val_ds is not None else [])
-        + list(callbacks or []),
-    )
-    trainer.train()
-    trainer.model.save_pretrained(run_tmp / job.folder, safe_serialization=True)
-    shutil.rmtree(training_args.output_dir, ignore_errors=True)
-    history = trainer.state.log_history
-    evals = [h["eval_accuracy"] for h in history if "eval_accuracy" in h]
-    summary = {
-        "name": job.name,
-        "folder": job.folder,
-        "labels": len(labels),
-        "train_rows": len(train_ds),
-        "val_rows": len(job.val),
-        "epochs_run": round(float(trainer.state.epoch or 0), 2),
-        "best_val_accuracy": max(evals) if evals else None,
-        "seconds": round(time.perf_counter() - started, 1),
-        "train_samples_per_second": round(len(train_ds) * float(trainer.state.epoch or 0)
-                                          / max(time.perf_counter() - started, 1e-9), 1),
-        "history": history,
-    }
-    best = "n/a (no val rows)" if summary["best_val_accuracy"] is None else f"{summary['best_val_accuracy']:.4f}"
-    print(f"[{job.name}] {summary['train_rows']} examples, {summary['epochs_run']} epochs, "
-          f"best val acc {best}, {summary['seconds']:.0f}s", flush=True)
-    return summary
-
-
-WARMUP = "paths (warm-up)"
-
-
-def path_label(taxonomy: str, subtaxonomy: str) -> str:
-    return f"{taxonomy} / {subtaxonomy}"
-
-
-def plan_jobs(hierarchy: Hierarchy, frame: pd.DataFrame, warmup: bool = False) -> list[LevelJob]:
-    train, val = frame[frame.split == "train"], frame[frame.split == "val"]
-    jobs = []
-    if warmup:
-        paths = [path_label(t, s) for t, s in zip(frame.taxonomy, frame.subtaxonomy)]
-        frame = frame.assign(path=paths)
-        train, val = frame[frame.split == "train"], frame[frame.split == "val"]
-        jobs.append(LevelJob(WARMUP, "_warmup", Level(tuple(sorted(set(paths))), "_warmup"), train, val, "path"))
-    if hierarchy.taxonomy.checkpoint:
-        jobs.append(LevelJob("taxonomy", hierarchy.taxonomy.checkpoint, hierarchy.taxonomy, train, val, "taxonomy"))
-    for tax, level in hierarchy.subtaxonomies.items():
-        if level.checkpoint:
-            jobs.append(LevelJob(f"subtaxonomy:{tax}", level.checkpoint, level, train[train.taxonomy == tax],
-                                 val[val.taxonomy == tax], "subtaxonomy", tax))
-    return jobs
-
-
-def choose_decoding(cascade: Any, val: pd.DataFrame, wanted: str, run_tmp: Path,
-                    metrics: dict[str, Any]) -> dict[str, Any]:
-    """Settle hierarchy.json's decoding: as asked, or whichever is better on val.
-
-    Returns the val evaluation of each mode tried, so it is not computed again.
-    """
-    import dataclasses
-
-    from training.evaluate import evaluate_frame
-
-    choice = "greedy" if wanted == "auto" and val.empty else wanted
-    tried = {}
-    if choice == "auto":
-        scores = {}
-        for mode in ("greedy", "joint"):
-            cascade.decoding = mode
-            tried[mode] = evaluate_frame(cascade, val)
-            scores[mode] = tried[mode].scores["path_accuracy"]
-        choice = "joint" if scores["joint"] > scores["greedy"] else "greedy"
-        metrics["decoding_val_path_accuracy"] = scores
-        print(f"decoding on val: greedy {scores['greedy']:.4f}, joint {scores['joint']:.4f} -> {choice}", flush=True)
-    cascade.decoding = choice
-    cascade.hierarchy = dataclasses.replace(cascade.hierarchy, decoding=choice)
-    cascade.hierarchy.save(run_tmp)
-    metrics["decoding"] = choice
-    return tried
-
-
-def evaluate_and_report(run_tmp: Path, frame: pd.DataFrame, summaries: list[dict[str, Any]],
-                        info: dict[str, Any], batch_size: int, energy: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Score val and test through the serving cascade, then write metrics, plots, report."""
-    from handlers.cascade import Cascade
-    from training.evaluate import evaluate_frame, summary_line
-    from training.report import plot_confusion, plot_curves, write_report
-
-    cascade = Cascade(run_tmp, max_batch=batch_size)
-    hierarchy = cascade.hierarchy
-    metrics: dict[str, Any] = {"splits": {}}
-    tried = choose_decoding(cascade, frame[frame.split == "val"], info["args"]["decoding"], run_tmp, metrics)
-    last = None
-    for split in ("val", "test"):
-        rows = frame[frame.split == split]
-        if rows.empty:
-            continue
-        result = tried.get(metrics["decoding"]) if split == "val" else None
-        result = result or evaluate_frame(cascade, rows)
-        metrics["splits"][split] = result.scores
-        print(summary_line(split, result.scores), flush=True)
-        last = (split, rows, result)
-    metrics["models"] = [{k: v for k, v in s.items() if k != "history"} for s in summaries]
-    if energy:
-        metrics["energy"] = energy
-    images = []
-    if last is not None:
-        split, rows, result = last
-        plot_confusion(list(rows.taxonomy), [a["taxonomy"]["label"] for a in result.answers], hierarchy.taxonomy.labels,
-                       f"taxonomy ({split})", run_tmp / "confusion_taxonomy.png")
-        images.append("confusion_taxonomy.png")
-        for tax, level in hierarchy.subtaxonomies.items():
-            if not level.checkpoint:
-                continue
-            mine = [i for i, t in enumerate(rows.taxonomy) if t == tax]
-            if not mine:
-                continue
-            name = f"confusion_{level.checkpoint.replace('/', '_')}.png"
-            plot_confusion([rows.subtaxonomy.iloc[i] for i in mine], [result.given[i] for i in mine], level.labels,
-                           f"{tax}: subtaxonomy given taxonomy ({split})", run_tmp / name)
-            images.append(name)
-    for s in summaries:
-        name = f"curves_{s['folder'].replace('/', '_')}.png"
-        plot_curves(s["history"], s["name"], run_tmp / name)
-        images.append(name)
-    (run_tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    write_report(run_tmp, metrics, summaries, images, info)
-    return metrics
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    output = Path(args.output)
-    if output.exists() and not args.overwrite:
+def _load_inputs(args: argparse.Namespace, output: Path, world: distributed.World) -> tuple[Any, Any] | int:
+    """The split table, or exit code 2 with the reason printed (nothing written either way)."""
+    if world.main and output.exists() and not args.overwrite:
         print(f"error: {output} already exists; choose another --output or pass --overwrite", file=sys.stderr)
         return 2
     columns = Columns(args.title_column, args.description_column, args.taxonomy_column,
@@ -372,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if not world.main:
+        return frame, split_report
     print(f"data: {len(frame)} rows, {split_report.source} split "
           + ", ".join(f"{k} {v}" for k, v in split_report.counts.items()), flush=True)
     if split_report.rare_in_train:
@@ -380,19 +125,13 @@ def main(argv: list[str] | None = None) -> int:
     unseen = sorted(set(frame[frame.split != "train"].subtaxonomy) - set(frame[frame.split == "train"].subtaxonomy))
     if unseen:
         print(f"warning: subtaxonomies with no training rows (cannot be predicted): {', '.join(unseen[:10])}", flush=True)
+    return frame, split_report
 
-    import torch
-    from transformers import AutoTokenizer, set_seed
 
-    from training.base_model import prepare_base_model
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    set_seed(args.seed)
-    base, base_record = prepare_base_model(args.base_model)
-    text = TextFormat(separator=args.separator, max_length=args.max_length, max_chars=max(256, args.max_length * 16))
-    hierarchy = build_hierarchy(list(zip(frame.taxonomy, frame.subtaxonomy)), text, base_record)
-
+def _open_extras(args: argparse.Namespace, output: Path, world: distributed.World) -> tuple[Any, Any] | int:
+    """The energy meter and MLflow run, on global rank 0 only: one of each per training run."""
+    if not world.main:
+        return None, None
     try:  # the energy meter first: a bad country must not leave an MLflow run open
         meter = EnergyMeter(args.energy_country) if args.energy else None
         tracker = MlflowTracker(args.tracking_uri, args.experiment, output.name) if args.tracking_uri else None
@@ -401,59 +140,158 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if tracker is not None:
         tracker.log_params(vars(args))
+    return meter, tracker
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    run_tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent))
+
+def _train_cascade(jobs: list[LevelJob], base: str, tokenizer: Any, text: TextFormat, args: argparse.Namespace,
+                   world: distributed.World, work: Path, tracker: Any) -> list[dict[str, Any]]:
+    """Train every model into ``work``: warm-up and taxonomy with all ranks (DDP under
+    torchrun), then the subtaxonomy models in this process, or spread over worker
+    processes and ranks (training.parallel)."""
+    import torch
+
+    spread = world.distributed or args.parallel_models > 1
+    together = [job for job in jobs if not (spread and job.taxonomy)]
+    summaries, start, phase = [], base, None
+    for number, job in enumerate(together, start=1):
+        if job.taxonomy and phase is None:
+            phase = time.perf_counter()
+        if world.main:
+            print(f"== [{number}/{len(jobs)}] {job.name}: {len(job.level.labels)} labels, "
+                  f"{len(job.train)} train / {len(job.val)} val rows"
+                  + (f", DDP over {world.size} ranks" if world.distributed else ""), flush=True)
+        callbacks = [tracker.callback(job.folder)] if tracker is not None else []
+        summaries.append(train_level(job, start, tokenizer, text, args, work, job.name not in ("taxonomy", WARMUP),
+                                     start != base, callbacks))
+        if job.name == WARMUP:
+            start = str(work / job.folder)
+    if spread:
+        rest = [job for job in jobs if job.taxonomy]
+        mine = parallel.my_share(rest, world)
+        phase = time.perf_counter()
+        done = parallel.train_jobs(mine, start, base, text, args, work, world, torch.get_num_threads())
+        gathered = distributed.gather_to_main(done) or []
+        order = {job.folder: i for i, job in enumerate(jobs)}
+        for summary in sorted((s for part in gathered for s in part), key=lambda s: order[s["folder"]]):
+            summaries.append(summary)
+            if tracker is not None:
+                tracker.log_history(summary["folder"], summary["history"])
+    if phase is not None and world.main:
+        print(f"subtaxonomy models: {sum(1 for j in jobs if j.taxonomy)} trained in "
+              f"{time.perf_counter() - phase:.1f}s wall", flush=True)
+    return summaries
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    world = distributed.world_from_env()
+    with distributed.sigterm_as_exit():
+        distributed.init(world)
+        try:
+            return _run(args, world)
+        finally:
+            distributed.shutdown()
+
+
+def _run(args: argparse.Namespace, world: distributed.World) -> int:
+    output = Path(args.output)
+    loaded = _load_inputs(args, output, world)
+    if distributed.agree_exit_code(loaded if isinstance(loaded, int) else 0):
+        return 2
+    frame, split_report = loaded
+
+    from transformers import AutoTokenizer, set_seed
+
+    from training.base_model import prepare_base_model
+
+    threads = distributed.configure_threads(args.threads)
+    if world.distributed:
+        print(f"rank {world.rank}/{world.size} (node {world.node}): {threads} torch threads", flush=True)
+    set_seed(args.seed)
+    base, base_record = prepare_base_model(args.base_model)
+    text = TextFormat(separator=args.separator, max_length=args.max_length, max_chars=max(256, args.max_length * 16))
+    hierarchy = build_hierarchy(list(zip(frame.taxonomy, frame.subtaxonomy)), text, base_record)
+    extras = _open_extras(args, output, world)
+    if distributed.agree_exit_code(extras if isinstance(extras, int) else 0):
+        return 2
+    meter, tracker = extras
+
+    run_tmp = None
+    if world.main:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        run_tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent))
+    run_id = distributed.broadcast(run_tmp.name.split(".")[-2] if run_tmp is not None else None)
+    work = distributed.scratch_dir(world, run_id) if world.distributed else run_tmp
     started = time.perf_counter()
     summaries: list[dict[str, Any]] = []
     metrics = None
     try:
         tokenizer = AutoTokenizer.from_pretrained(base)
-        tokenizer.save_pretrained(run_tmp / TOKENIZER_DIR)
-        hierarchy.save(run_tmp)
+        if run_tmp is not None:
+            tokenizer.save_pretrained(run_tmp / TOKENIZER_DIR)
+            hierarchy.save(run_tmp)
         jobs = plan_jobs(hierarchy, frame, warmup=args.path_warmup_epochs > 0)
-        start = base
         if meter is not None:
             meter.start()
-        for number, job in enumerate(jobs, start=1):
-            print(f"== [{number}/{len(jobs)}] {job.name}: {len(job.level.labels)} labels, "
-                  f"{len(job.train)} train / {len(job.val)} val rows", flush=True)
-            callbacks = [tracker.callback(job.folder)] if tracker is not None else []
-            summaries.append(train_level(job, start, tokenizer, text, args, run_tmp,
-                                         job.name not in ("taxonomy", WARMUP), start != base, callbacks))
-            if job.name == WARMUP:
-                start = str(run_tmp / job.folder)
+        summaries = _train_cascade(jobs, base, tokenizer, text, args, world, work, tracker)
         energy = meter.stop() if meter is not None else None
         meter = None
-        shutil.rmtree(run_tmp / "_trainer", ignore_errors=True)
-        shutil.rmtree(run_tmp / "_warmup", ignore_errors=True)
-        info = {
-            "run_name": output.name,
-            "data": str(Path(args.data).resolve()),
-            "args": {k: v for k, v in vars(args).items()},
-            "split": {"source": split_report.source, "counts": split_report.counts,
-                      "rare_in_train": split_report.rare_in_train},
-            "base_model": base_record,
-            "train_seconds": round(time.perf_counter() - started, 1),
-            "torch": torch.__version__,
-        }
-        if tracker is not None:
-            info["tracking"] = {"uri": tracker.uri, "experiment": args.experiment, "run_id": tracker.run_id}
-        metrics = evaluate_and_report(run_tmp, frame, summaries, info, args.eval_batch_size, energy)
-        info["total_seconds"] = round(time.perf_counter() - started, 1)
-        (run_tmp / "training.json").write_text(json.dumps(info, indent=2) + "\n")
-        _replace(run_tmp, output)
+        if world.distributed:
+            parallel.assemble_on_main(jobs, world, work, run_tmp)
+        if run_tmp is not None:
+            metrics, info = _finish_on_main(args, frame, split_report, base_record, summaries, energy, tracker,
+                                            run_tmp, started, world)
+        distributed.barrier()  # every rank returns once the run folder is in place
     except BaseException:
-        shutil.rmtree(run_tmp, ignore_errors=True)
-        if meter is not None:
-            meter.stop()
-        if tracker is not None:
-            tracker.finish(None, None, summaries)
+        with distributed.shielded():
+            if run_tmp is not None:
+                shutil.rmtree(run_tmp, ignore_errors=True)
+            if meter is not None:
+                meter.stop()
+            if tracker is not None:
+                tracker.finish(None, None, summaries)
         raise
+    finally:
+        if world.distributed and world.local_main and work is not None:
+            with distributed.shielded():
+                shutil.rmtree(work, ignore_errors=True)
     if tracker is not None:
         tracker.finish(output, metrics, summaries)
-    print(f"run directory: {output} ({info['total_seconds']:.0f}s); report: {output / 'report.md'}", flush=True)
+    if world.main:
+        print(f"run directory: {output} ({info['total_seconds']:.0f}s); report: {output / 'report.md'}", flush=True)
     return 0
+
+
+def _finish_on_main(args: argparse.Namespace, frame: Any, split_report: Any, base_record: dict[str, Any],
+                    summaries: list[dict[str, Any]], energy: dict[str, Any] | None, tracker: Any, run_tmp: Path,
+                    started: float, world: distributed.World) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Evaluate, report and rename the finished run into place (global rank 0 only)."""
+    import torch
+
+    from training.evaluate import evaluate_and_report
+
+    output = Path(args.output)
+    shutil.rmtree(run_tmp / "_trainer", ignore_errors=True)
+    shutil.rmtree(run_tmp / "_warmup", ignore_errors=True)
+    info = {
+        "run_name": output.name,
+        "data": str(Path(args.data).resolve()),
+        "args": {k: v for k, v in vars(args).items()},
+        "split": {"source": split_report.source, "counts": split_report.counts,
+                  "rare_in_train": split_report.rare_in_train},
+        "base_model": base_record,
+        "train_seconds": round(time.perf_counter() - started, 1),
+        "torch": torch.__version__,
+        "world_size": world.size,
+    }
+    if tracker is not None:
+        info["tracking"] = {"uri": tracker.uri, "experiment": args.experiment, "run_id": tracker.run_id}
+    metrics = evaluate_and_report(run_tmp, frame, summaries, info, args.eval_batch_size, energy)
+    info["total_seconds"] = round(time.perf_counter() - started, 1)
+    (run_tmp / "training.json").write_text(json.dumps(info, indent=2) + "\n")
+    _replace(run_tmp, output)
+    return metrics, info
 
 
 def _replace(new: Path, target: Path) -> None:

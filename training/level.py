@@ -1,0 +1,251 @@
+"""One classifier of the cascade: which rows and labels it gets, and its fine-tuning with the Trainer.
+
+``plan_jobs`` lists the models of a run (path warm-up, taxonomy, one per taxonomy with two
+or more subtaxonomies); ``train_level`` trains one of them, alone or as a rank of a
+torchrun job, and saves it as a stock checkpoint folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from handlers.hierarchy import Hierarchy, Level, TextFormat
+from training import distributed
+
+
+@dataclass
+class LevelJob:
+    """One classifier to train: its name, output folder, labels and rows."""
+
+    name: str
+    folder: str
+    level: Level
+    train: pd.DataFrame
+    val: pd.DataFrame
+    label_column: str
+    taxonomy: str | None = None  # set for a subtaxonomy model
+
+
+def _tokenized(frame: pd.DataFrame, labels: tuple[str, ...], column: str, tokenizer: Any, text: TextFormat):
+    from datasets import Dataset
+
+    index = {label: i for i, label in enumerate(labels)}
+    data = Dataset.from_dict({
+        "text": [text.format(r) for r in frame[["title", "description"]].to_dict("records")],
+        "labels": [index[v] for v in frame[column]],
+    })
+    return data.map(
+        lambda batch: tokenizer(batch["text"], truncation=True, max_length=text.max_length),
+        batched=True, remove_columns=["text"], desc="tokenizing",
+    )
+
+
+def _freeze_lower_layers(model: Any, keep: int) -> None:
+    """Train the last ``keep`` transformer layers and the head; freeze the rest."""
+    base = model.base_model
+    layers = getattr(getattr(base, "transformer", None), "layer", None)
+    if layers is None:
+        layers = base.encoder.layer
+    for param in base.parameters():
+        param.requires_grad = False
+    for layer in list(layers)[-keep:]:
+        for param in layer.parameters():
+            param.requires_grad = True
+
+
+def _init_head(model: Any, warmup: Path, paths: list[str] | None) -> None:
+    """The output layer of a model started from the path warm-up checkpoint.
+
+    A subtaxonomy model takes the warm-up classifier's rows for its own paths, so it
+    starts as the all-data path classifier restricted to its taxonomy and fine-tuning only
+    refines it; the taxonomy model gets a fresh layer.
+    """
+    import torch
+    from safetensors.torch import load_file
+
+    head = model.classifier
+    with torch.no_grad():
+        if paths:
+            config = json.loads((warmup / "config.json").read_text())
+            index = {label: int(i) for i, label in config["id2label"].items()}
+            weights = load_file(str(warmup / "model.safetensors"))
+            rows = torch.tensor([index[p] for p in paths])
+            head.weight.copy_(weights["classifier.weight"][rows])
+            head.bias.copy_(weights["classifier.bias"][rows])
+        else:
+            torch.nn.init.normal_(head.weight, std=model.config.initializer_range)
+            torch.nn.init.zeros_(head.bias)
+
+
+def _training_args(job: LevelJob, args: argparse.Namespace, work: Path, train_rows: int, sub: bool,
+                   has_val: bool) -> Any:
+    """The Trainer's arguments for one classifier; under torchrun the Trainer runs DDP with them.
+
+    Steps per epoch count the whole job's batch (per-device batch x world size), so the
+    warm-up share is the same fraction of training whatever the number of ranks. Rank 0
+    saves the epoch checkpoints into ``work`` (node-local); ranks on other machines get
+    the best epoch's weights from rank 0 afterwards (distributed.adopt_main_weights).
+    """
+    import torch
+    from transformers import TrainingArguments
+
+    epochs = (args.subtaxonomy_epochs if sub and args.subtaxonomy_epochs else args.epochs)
+    if job.name == WARMUP:
+        epochs = args.path_warmup_epochs
+    lr = (args.subtaxonomy_learning_rate if sub and args.subtaxonomy_learning_rate else args.learning_rate)
+    steps_per_epoch = math.ceil(train_rows / (args.batch_size * distributed.current_size()))
+    cuda = torch.cuda.is_available()
+    return TrainingArguments(
+        output_dir=str(work / "_trainer" / job.folder.replace("/", "_")),
+        num_train_epochs=epochs,
+        learning_rate=lr,
+        lr_scheduler_type="linear",
+        warmup_steps=int(args.warmup_ratio * steps_per_epoch * epochs),
+        weight_decay=args.weight_decay,
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=args.eval_batch_size,
+        eval_strategy="epoch" if has_val else "no",
+        save_strategy="epoch" if has_val else "no",
+        save_only_model=True,
+        save_total_limit=1,
+        load_best_model_at_end=has_val,
+        metric_for_best_model="accuracy",
+        greater_is_better=True,
+        logging_strategy="steps",
+        logging_steps=max(1, steps_per_epoch // 10),
+        seed=args.seed,
+        data_seed=args.seed,
+        use_cpu=not cuda,
+        fp16=cuda,
+        report_to=[],
+        disable_tqdm=args.quiet,
+        dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,
+    )
+
+
+def _weighted_loss(train_ds: Any, n_labels: int) -> Any:
+    """Cross-entropy weighted by inverse class frequency (``--class-weights balanced``)."""
+    import torch
+
+    counts = np.bincount(np.asarray(train_ds["labels"]), minlength=n_labels).astype(float)
+    weights = torch.tensor(len(train_ds) / (n_labels * np.maximum(counts, 1)), dtype=torch.float)
+
+    def loss_func(outputs: Any, target: Any, num_items_in_batch: Any = None) -> Any:
+        logits = outputs["logits"] if isinstance(outputs, dict) else outputs.logits
+        return torch.nn.functional.cross_entropy(logits.float(), target, weight=weights.to(logits.device))
+
+    return loss_func
+
+
+def _accuracy(pred: Any) -> dict[str, float]:
+    return {"accuracy": float((np.argmax(pred.predictions, axis=-1) == pred.label_ids).mean())}
+
+
+def train_level(job: LevelJob, base: str, tokenizer: Any, text: TextFormat, args: argparse.Namespace,
+                run_tmp: Path, sub: bool, from_classifier: bool = False,
+                callbacks: list[Any] | None = None) -> dict[str, Any]:
+    """Fine-tune one classifier with the Trainer and save it as a stock checkpoint.
+
+    ``run_tmp``: the folder the checkpoint is saved into (under torchrun: the node-local
+    scratch folder, written by each node's local rank 0 once every rank holds the same
+    best-epoch weights).
+    ``from_classifier``: ``base`` is the path warm-up checkpoint, whose head is replaced.
+    ``callbacks``: extra TrainerCallbacks (experiment tracking).
+    """
+    from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, EarlyStoppingCallback, Trainer
+
+    started = time.perf_counter()
+    labels = job.level.labels
+    train_ds = _tokenized(job.train, labels, job.label_column, tokenizer, text)
+    val_ds = _tokenized(job.val, labels, job.label_column, tokenizer, text) if len(job.val) else None
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base, num_labels=len(labels), id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)}, ignore_mismatched_sizes=True,
+    )
+    if from_classifier:
+        paths = [path_label(job.taxonomy, sub) for sub in labels] if job.taxonomy else None
+        _init_head(model, Path(base), paths)
+    if args.train_last_layers > 0:
+        _freeze_lower_layers(model, args.train_last_layers)
+
+    training_args = _training_args(job, args, run_tmp, len(train_ds), sub, val_ds is not None)
+    digests: dict[float, str] = {}
+    extra = [EarlyStoppingCallback(early_stopping_patience=args.patience)] if val_ds is not None else []
+    if distributed.current_size() > 1:
+        extra.append(distributed.epoch_digests_callback(digests))
+    trainer = Trainer(
+        model=model, args=training_args, train_dataset=train_ds, eval_dataset=val_ds,
+        data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=_accuracy,
+        compute_loss_func=_weighted_loss(train_ds, len(labels)) if args.class_weights == "balanced" else None,
+        callbacks=extra + list(callbacks or []),
+    )
+    trainer.train()
+    distributed.adopt_main_weights(trainer.model)  # rank 0 holds the best epoch; now every rank does
+    digest = distributed.check_ranks_agree(trainer.model, job.name)  # also: every rank is done loading
+    if trainer.is_local_process_zero():
+        distributed.save_node_copy(trainer.model, run_tmp / job.folder)
+        shutil.rmtree(training_args.output_dir, ignore_errors=True)
+    distributed.barrier()  # the saved checkpoint exists on every node before anyone reads it
+    summary = _summary(job, trainer.state, len(train_ds), time.perf_counter() - started)
+    if digests:
+        summary.update(epoch_digests=digests, weights_digest=digest, ranks=distributed.current_size())
+    best = "n/a (no val rows)" if summary["best_val_accuracy"] is None else f"{summary['best_val_accuracy']:.4f}"
+    print(f"[{job.name}] {summary['train_rows']} examples, {summary['epochs_run']} epochs, "
+          f"best val acc {best} (epoch {summary['best_epoch']}), {summary['seconds']:.0f}s", flush=True)
+    return summary
+
+
+def _summary(job: LevelJob, state: Any, train_rows: int, seconds: float) -> dict[str, Any]:
+    """What metrics.json and the report say about one trained model."""
+    history = state.log_history
+    evals = [(h["eval_accuracy"], h.get("epoch")) for h in history if "eval_accuracy" in h]
+    best = max(evals, key=lambda e: e[0]) if evals else (None, None)  # the first of equals, as the Trainer keeps
+    epochs = float(state.epoch or 0)
+    return {
+        "name": job.name,
+        "folder": job.folder,
+        "labels": len(job.level.labels),
+        "train_rows": train_rows,
+        "val_rows": len(job.val),
+        "epochs_run": round(epochs, 2),
+        "best_val_accuracy": best[0],
+        "best_epoch": None if best[1] is None else round(float(best[1]), 2),
+        "seconds": round(seconds, 1),
+        "train_samples_per_second": round(train_rows * epochs / max(seconds, 1e-9), 1),
+        "history": history,
+    }
+
+
+WARMUP = "paths (warm-up)"
+
+
+def path_label(taxonomy: str, subtaxonomy: str) -> str:
+    return f"{taxonomy} / {subtaxonomy}"
+
+
+def plan_jobs(hierarchy: Hierarchy, frame: pd.DataFrame, warmup: bool = False) -> list[LevelJob]:
+    train, val = frame[frame.split == "train"], frame[frame.split == "val"]
+    jobs = []
+    if warmup:
+        paths = [path_label(t, s) for t, s in zip(frame.taxonomy, frame.subtaxonomy)]
+        frame = frame.assign(path=paths)
+        train, val = frame[frame.split == "train"], frame[frame.split == "val"]
+        jobs.append(LevelJob(WARMUP, "_warmup", Level(tuple(sorted(set(paths))), "_warmup"), train, val, "path"))
+    if hierarchy.taxonomy.checkpoint:
+        jobs.append(LevelJob("taxonomy", hierarchy.taxonomy.checkpoint, hierarchy.taxonomy, train, val, "taxonomy"))
+    for tax, level in hierarchy.subtaxonomies.items():
+        if level.checkpoint:
+            jobs.append(LevelJob(f"subtaxonomy:{tax}", level.checkpoint, level, train[train.taxonomy == tax],
+                                 val[val.taxonomy == tax], "subtaxonomy", tax))
+    return jobs
