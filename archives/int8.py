@@ -6,7 +6,6 @@ validation split, and refuses the build above ``--max-drop`` points of path accu
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
@@ -42,17 +41,13 @@ def check_int8(run_dir: Path, int8_dir: Path, data: str | None, max_drop: float)
     """
     from handlers.cascade import Cascade
     from training.data import DataError
-    from training.evaluate import evaluate_frame, splits_of
+    from training.evaluate import evaluate_frame
+    from training.record import split_frame
 
-    if data is None:
-        info = run_dir / "training.json"
-        data = json.loads(info.read_text()).get("data") if info.is_file() else None
-    if not data or not Path(data).is_file():
-        return f"--quantize needs the events table to check accuracy on: pass --data (tried {data!r})"
     try:
-        val = splits_of(run_dir, data)
+        val = split_frame(run_dir, data)
     except DataError as exc:
-        return str(exc)
+        return f"--quantize needs the events table to check accuracy on: {exc}"
     val = val[val.split == "val"]
     if val.empty:
         return f"{data} has no validation rows to check int8 on"

@@ -46,13 +46,13 @@ def percentile(values: list[float], q: float) -> float:
 
 def load_events(data: str | None, run: Path, n: int) -> list[dict[str, str]]:
     """Test-split events from the table (or val when it has no test rows), cycled to n."""
-    from training.evaluate import splits_of
+    from training.data import DataError
+    from training.record import split_frame
 
-    info = run / "training.json"
-    data = data or (json.loads(info.read_text()).get("data") if info.is_file() else None)
-    if not data:
-        raise SystemExit("error: pass --data (the run does not say which table it was trained on)")
-    frame = splits_of(run, data)
+    try:
+        frame = split_frame(run, data)
+    except DataError as exc:
+        raise SystemExit(f"error: {exc}") from None
     rows = frame[frame.split == "test"]
     if rows.empty:
         rows = frame[frame.split == "val"]

@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                    "--overwrite", *args.train_args.split(), *VARIANTS[name]]
         subprocess.run(command, cwd=ROOT, check=True)
         minutes = (time.perf_counter() - started) / 60
-        val = json.loads((run / "metrics.json").read_text())["val"]
+        val = json.loads((run / "metrics.json").read_text())["splits"]["val"]
         hierarchy = json.loads((run / "hierarchy.json").read_text())
         results[name] = {"val_leaf": val["subtaxonomy"]["accuracy"], "val_taxonomy": val["taxonomy"]["accuracy"],
                          "train_minutes": minutes, "truncation": hierarchy["text"].get("truncation", "head"),

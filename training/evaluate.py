@@ -19,7 +19,8 @@ import pandas as pd
 
 from handlers.cascade import Cascade
 from handlers.hierarchy import HierarchyError
-from training.data import Columns, DataError, load_events, split_events
+from training.data import Columns, DataError
+from training.record import split_frame
 from training.metrics import cascade_scores
 
 
@@ -44,21 +45,10 @@ def evaluate_frame(cascade: Cascade, frame: pd.DataFrame, batch_size: int = 256)
     return Evaluation(scores, answers, given)
 
 
-def splits_of(run_dir: Path, data: str, columns: Columns | None = None) -> pd.DataFrame:
-    """The table with the same split training used (seed and column names from training.json)."""
-    info = Path(run_dir) / "training.json"
-    args = json.loads(info.read_text()).get("args", {}) if info.is_file() else {}
-    if columns is None:
-        columns = Columns(*(args.get(f"{f}_column", f) for f in ("title", "description", "taxonomy",
-                                                                 "subtaxonomy", "split")))
-    frame, _ = split_events(load_events(data, columns), seed=int(args.get("seed", 42)))
-    return frame
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", required=True, help="run directory written by training.train")
-    parser.add_argument("--data", required=True, help="events table (CSV, JSON Lines or Parquet)")
+    parser.add_argument("--data", help="events table (default: the one the run was trained on, with its split)")
     parser.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
                         help="which rows to score (default: test)")
     parser.add_argument("--output", help="where to write the metrics JSON (default: RUN/eval-SPLIT.json)")
@@ -67,16 +57,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="override the run's decoding (default: hierarchy.json's)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     for field in ("title", "description", "taxonomy", "subtaxonomy", "split"):
-        parser.add_argument(f"--{field}-column", default=field, help=f"column holding {field}")
+        parser.add_argument(f"--{field}-column", help=f"column holding {field} (default: the run's)")
     args = parser.parse_args(argv)
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    columns = Columns(args.title_column, args.description_column, args.taxonomy_column,
-                      args.subtaxonomy_column, args.split_column)
+    given = {f: getattr(args, f"{f}_column") for f in ("title", "description", "taxonomy", "subtaxonomy", "split")}
+    columns = Columns(**{f: c or f for f, c in given.items()}) if any(given.values()) else None
     try:
-        frame = splits_of(Path(args.run), args.data, columns)
+        frame = split_frame(Path(args.run), args.data, columns)
         if args.split != "all":
             frame = frame[frame.split == args.split]
         if frame.empty:
@@ -123,7 +113,8 @@ def choose_decoding(cascade: Any, val: pd.DataFrame, wanted: str, run_tmp: Path,
 
 
 def evaluate_and_report(run_tmp: Path, frame: pd.DataFrame, summaries: list[dict[str, Any]],
-                        info: dict[str, Any], batch_size: int, energy: dict[str, Any] | None = None) -> dict[str, Any]:
+                        info: dict[str, Any], batch_size: int, energy: dict[str, Any] | None = None,
+                        long_text: dict[str, Any] | None = None) -> dict[str, Any]:
     """Score val and test through the serving cascade, then write metrics, plots, report."""
     from training.report import plot_confusion, plot_curves, write_report
 
@@ -144,6 +135,8 @@ def evaluate_and_report(run_tmp: Path, frame: pd.DataFrame, summaries: list[dict
     metrics["models"] = [{k: v for k, v in s.items() if k != "history"} for s in summaries]
     if energy:
         metrics["energy"] = energy
+    if long_text:
+        metrics["long_text"] = long_text
     images = []
     if last is not None:
         split, rows, result = last

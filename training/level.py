@@ -44,10 +44,11 @@ def _tokenized(frame: pd.DataFrame, labels: tuple[str, ...], column: str, tokeni
         "text": [text.format(r) for r in frame[["title", "description"]].to_dict("records")],
         "labels": [index[v] for v in frame[column]],
     })
-    return data.map(
-        lambda batch: tokenizer(batch["text"], truncation=True, max_length=text.max_length),
-        batched=True, remove_columns=["text"], desc="tokenizing",
-    )
+    def encode(batch: dict[str, list]) -> dict[str, list]:
+        ids = text.token_ids(tokenizer, batch["text"])  # cut exactly as the serving cascade cuts
+        return {"input_ids": ids, "attention_mask": [[1] * len(row) for row in ids]}
+
+    return data.map(encode, batched=True, remove_columns=["text"], desc="tokenizing")
 
 
 def _freeze_lower_layers(model: Any, keep: int) -> None:

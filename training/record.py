@@ -39,9 +39,14 @@ class TrainingRecord:
     extra: dict[str, Any] = field(default_factory=dict)
     record_version: int = RECORD_VERSION
 
-    def save(self, run_dir: str | Path) -> Path:
+    def to_info(self) -> dict[str, Any]:
+        """The record as one flat mapping, as training.json holds it (reports read this)."""
         data = dataclasses.asdict(self)
         data.update(data.pop("extra"))
+        return data
+
+    def save(self, run_dir: str | Path) -> Path:
+        data = self.to_info()
         path = Path(run_dir) / RECORD_FILE
         path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
         return path
@@ -80,26 +85,32 @@ def save_split(run_dir: str | Path, frame: pd.DataFrame) -> Path:
     return path
 
 
-def split_frame(run_dir: str | Path, data: str | None = None) -> pd.DataFrame:
+def split_frame(run_dir: str | Path, data: str | None = None, columns: Columns | None = None) -> pd.DataFrame:
     """The events table with the very split the run was trained with.
 
-    ``data`` defaults to the table the record names. Runs made before split.csv existed
-    get their split recomputed from the recorded seed, as they were trained.
+    ``data`` defaults to the table the record names; for that table the split comes from
+    split.csv (and a changed table is refused). Another table, or a run made before
+    split.csv existed, gets the split its own split column or the recorded seed gives.
     """
-    record = TrainingRecord.load(run_dir)
-    data = data or record.data
-    if not data or not Path(data).is_file():
-        raise DataError(f"the events table {data!r} is not there: pass --data with the table this run was trained on")
-    frame = load_events(data, record.columns)
+    try:
+        record = TrainingRecord.load(run_dir)
+    except DataError:
+        if data is None:
+            raise
+        record = TrainingRecord(data="", columns=columns or Columns())  # a run without its record
+    table = data or record.data
+    if not table or not Path(table).is_file():
+        raise DataError(f"the events table {table!r} is not there: pass --data with the table this run was trained on")
+    frame = load_events(table, columns or record.columns)
     split_path = Path(run_dir) / SPLIT_FILE
-    if not split_path.is_file():
+    if Path(table).resolve() != Path(record.data).resolve() or not split_path.is_file():
         return split_events(frame, seed=record.seed)[0]
-    if record.data_sha256 and sha256_of(data) != record.data_sha256:
-        raise DataError(f"{data} has changed since this run was trained (its sha256 differs from training.json's): "
+    if record.data_sha256 and sha256_of(table) != record.data_sha256:
+        raise DataError(f"{table} has changed since this run was trained (its sha256 differs from training.json's): "
                         "pass the table the run was trained on, or train again")
     splits = pd.read_csv(split_path, index_col="row")["split"]
     if len(splits) != len(frame) or not splits.index.equals(frame.index):
-        raise DataError(f"{split_path} has {len(splits)} rows but {data} has {len(frame)}: not the same table")
+        raise DataError(f"{split_path} has {len(splits)} rows but {table} has {len(frame)}: not the same table")
     frame = frame.copy()
     frame["split"] = splits.astype(str).values
     return frame

@@ -17,7 +17,7 @@ and taxonomy models with DDP, the subtaxonomy models are spread over the ranks
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 import logging
 import os
 import shutil
@@ -27,10 +27,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from handlers.hierarchy import TOKENIZER_DIR, TextFormat, build_hierarchy
+from handlers.hierarchy import TOKENIZER_DIR, Hierarchy, TextFormat, build_hierarchy
 from training import distributed, parallel
 from training.data import Columns, DataError, load_events, split_events
 from training.level import WARMUP, LevelJob, plan_jobs, train_level
+from training.long_text import add_lexical_models, choose_truncation
+from training.record import TrainingRecord, save_split, sha256_of
 from training.tracking import DEFAULT_EXPERIMENT, EnergyMeter, ExtraMissing, MlflowTracker
 
 logger = logging.getLogger("training")
@@ -57,7 +59,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     m = p.add_argument_group("model")
     m.add_argument("--base-model", default=None,
                    help="hub id or local folder; default: the embedded all-MiniLM-L6-v2 converted to DistilBERT")
-    m.add_argument("--max-length", type=int, default=128, help="tokens per text; longer texts are truncated")
+    m.add_argument("--max-length", type=int, default=128, help="tokens per text a transformer reads")
+    m.add_argument("--truncation", choices=["auto", "head", "head_tail"], default="auto",
+                   help="which tokens of a longer text the transformers read: its head, or head_tail (the "
+                        "first and the last half of --max-length); auto: head_tail when over 10%% of the "
+                        "training texts are longer than --max-length")
+    m.add_argument("--lexical", choices=["auto", "off"], default="auto",
+                   help="auto: also fit a TF-IDF model per level on the whole text and mix its probabilities "
+                        "in with the weight that scores best on val (0 leaves it out); off: transformers only")
     m.add_argument("--path-warmup-epochs", type=float, default=3,
                    help="first fine-tune the base on full paths (every taxonomy/subtaxonomy pair as one "
                         "class) for this many epochs; every classifier then starts from that encoder, so "
@@ -210,7 +219,13 @@ def _run(args: argparse.Namespace, world: distributed.World) -> int:
         print(f"rank {world.rank}/{world.size} (node {world.node}): {threads} torch threads", flush=True)
     set_seed(args.seed)
     base, base_record = prepare_base_model(args.base_model)
-    text = TextFormat(separator=args.separator, max_length=args.max_length, max_chars=max(256, args.max_length * 16))
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    text = TextFormat(separator=args.separator, max_length=args.max_length, max_chars=max(8192, args.max_length * 16))
+    train_texts = [text.format(r) for r in frame[frame.split == "train"][["title", "description"]].to_dict("records")]
+    truncation, truncation_note = choose_truncation(text, tokenizer, train_texts, args.truncation)
+    text = dataclasses.replace(text, truncation=truncation)
+    if world.main:
+        print(f"truncation: {truncation_note}", flush=True)
     hierarchy = build_hierarchy(list(zip(frame.taxonomy, frame.subtaxonomy)), text, base_record)
     extras = _open_extras(args, output, world)
     if distributed.agree_exit_code(extras if isinstance(extras, int) else 0):
@@ -227,7 +242,6 @@ def _run(args: argparse.Namespace, world: distributed.World) -> int:
     summaries: list[dict[str, Any]] = []
     metrics = None
     try:
-        tokenizer = AutoTokenizer.from_pretrained(base)
         if run_tmp is not None:
             tokenizer.save_pretrained(run_tmp / TOKENIZER_DIR)
             hierarchy.save(run_tmp)
@@ -241,7 +255,7 @@ def _run(args: argparse.Namespace, world: distributed.World) -> int:
             parallel.assemble_on_main(jobs, world, work, run_tmp)
         if run_tmp is not None:
             metrics, info = _finish_on_main(args, frame, split_report, base_record, summaries, energy, tracker,
-                                            run_tmp, started, world)
+                                            run_tmp, started, world, truncation_note)
         distributed.barrier()  # every rank returns once the run folder is in place
     except BaseException:
         with distributed.shielded():
@@ -265,8 +279,9 @@ def _run(args: argparse.Namespace, world: distributed.World) -> int:
 
 def _finish_on_main(args: argparse.Namespace, frame: Any, split_report: Any, base_record: dict[str, Any],
                     summaries: list[dict[str, Any]], energy: dict[str, Any] | None, tracker: Any, run_tmp: Path,
-                    started: float, world: distributed.World) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Evaluate, report and rename the finished run into place (global rank 0 only)."""
+                    started: float, world: distributed.World,
+                    truncation_note: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Lexical models, evaluation, report, record; then rename the run into place (global rank 0 only)."""
     import torch
 
     from training.evaluate import evaluate_and_report
@@ -274,22 +289,30 @@ def _finish_on_main(args: argparse.Namespace, frame: Any, split_report: Any, bas
     output = Path(args.output)
     shutil.rmtree(run_tmp / "_trainer", ignore_errors=True)
     shutil.rmtree(run_tmp / "_warmup", ignore_errors=True)
-    info = {
-        "run_name": output.name,
-        "data": str(Path(args.data).resolve()),
-        "args": {k: v for k, v in vars(args).items()},
-        "split": {"source": split_report.source, "counts": split_report.counts,
-                  "rare_in_train": split_report.rare_in_train},
-        "base_model": base_record,
-        "train_seconds": round(time.perf_counter() - started, 1),
-        "torch": torch.__version__,
-        "world_size": world.size,
-    }
+    train_seconds = round(time.perf_counter() - started, 1)
+    long_text: dict[str, Any] = {"truncation": truncation_note}
+    if args.lexical == "auto":
+        hierarchy, long_text["lexical"] = add_lexical_models(
+            run_tmp, Hierarchy.load(run_tmp), frame[frame.split == "train"], frame[frame.split == "val"], args.seed)
+        hierarchy.save(run_tmp)
+    columns = Columns(args.title_column, args.description_column, args.taxonomy_column,
+                      args.subtaxonomy_column, args.split_column)
+    record = TrainingRecord(
+        data=str(Path(args.data).resolve()), columns=columns, seed=args.seed, data_sha256=sha256_of(args.data),
+        args={k: v for k, v in vars(args).items()},
+        split={"source": split_report.source, "counts": split_report.counts,
+               "rare_in_train": split_report.rare_in_train},
+        base_model=base_record,
+        extra={"run_name": output.name, "train_seconds": train_seconds, "torch": torch.__version__,
+               "world_size": world.size, "long_text": long_text},
+    )
     if tracker is not None:
-        info["tracking"] = {"uri": tracker.uri, "experiment": args.experiment, "run_id": tracker.run_id}
-    metrics = evaluate_and_report(run_tmp, frame, summaries, info, args.eval_batch_size, energy)
-    info["total_seconds"] = round(time.perf_counter() - started, 1)
-    (run_tmp / "training.json").write_text(json.dumps(info, indent=2) + "\n")
+        record.extra["tracking"] = {"uri": tracker.uri, "experiment": args.experiment, "run_id": tracker.run_id}
+    info = record.to_info()
+    metrics = evaluate_and_report(run_tmp, frame, summaries, info, args.eval_batch_size, energy, long_text)
+    record.extra["total_seconds"] = info["total_seconds"] = round(time.perf_counter() - started, 1)
+    record.save(run_tmp)
+    save_split(run_tmp, frame)
     _replace(run_tmp, output)
     return metrics, info
 
