@@ -42,8 +42,8 @@ def sample(data: Path, per_class: int, val_per_class: int | None, seed: int, out
     def take(rows: "pd.DataFrame", n: int | None) -> "pd.DataFrame":
         if n is None:
             return rows
-        return rows.groupby(["taxonomy", "subtaxonomy"], group_keys=False).apply(
-            lambda g: g.sample(min(n, len(g)), random_state=seed))
+        picked = [g.sample(min(n, len(g)), random_state=seed) for _, g in rows.groupby(["taxonomy", "subtaxonomy"])]
+        return pd.concat(picked)
 
     subset = pd.concat([take(frame[frame.split == "train"], per_class),
                         take(frame[frame.split == "val"], val_per_class)])
