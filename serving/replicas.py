@@ -135,17 +135,8 @@ class Replica:
         if self.pid_file.is_file():
             subprocess.run([tsctl._torchserve(), "--stop"], cwd=self.server.serve_dir, env=self.env(),
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, timeout=120)
-            pid = self.pid()
-            deadline = time.time() + 60
-            while pid and time.time() < deadline:
-                try:
-                    os.kill(pid, 0)
-                except ProcessLookupError:
-                    break
-                time.sleep(0.2)
-            else:
-                if pid:
-                    self.kill()
+            if not tsctl.wait_for_exit(self.pid(), 60):
+                self.kill()
             self.pid_file.unlink(missing_ok=True)
 
 

@@ -389,6 +389,18 @@ def _alive(pid_file: Path) -> bool:
     return True
 
 
+def wait_for_exit(pid: int, seconds: float) -> bool:
+    """Whether the process ``pid`` (0: none) is gone within ``seconds``."""
+    deadline = time.time() + seconds
+    while pid and time.time() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    return not pid
+
+
 def stop(server: Server) -> None:
     pid_file = server.serve_dir / "tmp" / ".model_server.pid"
     if not pid_file.is_file():
@@ -400,16 +412,8 @@ def stop(server: Server) -> None:
         _write_private(server.serve_dir / "models.json", json.dumps(registered_models(server), indent=2) + "\n")
     subprocess.run([_torchserve(), "--stop"], cwd=server.serve_dir, env=server.env(), check=False,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while pid and time.time() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.2)
-    else:
-        if pid:
-            raise CtlError(f"TorchServe (pid {pid}) is still running 60 s after --stop")
+    if not wait_for_exit(pid, 60):
+        raise CtlError(f"TorchServe (pid {pid}) is still running 60 s after --stop")
     pid_file.unlink(missing_ok=True)
     server.key_file.unlink(missing_ok=True)
     for kind in ("inference", "management"):
