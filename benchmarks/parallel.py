@@ -32,13 +32,14 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from transformers import AutoTokenizer
 
-    from handlers.hierarchy import TextFormat, build_hierarchy
+    from handlers.hierarchy import build_hierarchy
+    from handlers.text import TextFormat
     from training import parallel
     from training.base_model import prepare_base_model
     from training.data import Columns, load_events, split_events
     from training.distributed import World
     from training.level import plan_jobs, train_level
-    from training.train import parse_args
+    from training.options import parse_args
 
     targs = parse_args(["--data", args.data, "--output", "unused", "--quiet", *rest, *args.train_args.split()])
     targs.parallel_models = args.workers

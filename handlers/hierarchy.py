@@ -1,8 +1,8 @@
-"""The run directory's description: label maps and how an event becomes text.
+"""The run directory's contract: hierarchy.json, label maps, and the files a run must hold.
 
-Training writes ``hierarchy.json`` and serving reads it, so the way an event is turned
-into a string and the order of every label list exist here once. Nothing in this module
-imports torch or TorchServe: it is cheap to import anywhere.
+Training writes ``hierarchy.json`` and serving reads it, so the order of every label list
+and the text format (handlers/text.py) are recorded once. Nothing in this module imports
+torch or TorchServe: it is cheap to import anywhere.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Mapping
+
+from handlers.text import TextFormat
 
 SCHEMA_VERSION = 1
 HIERARCHY_FILE = "hierarchy.json"
@@ -24,69 +26,6 @@ SUBTAXONOMY_DIR = "subtaxonomy"
 
 class HierarchyError(ValueError):
     """A hierarchy.json that is missing, unreadable or inconsistent."""
-
-
-TRUNCATIONS = ("head", "head_tail")
-
-
-@dataclass(frozen=True)
-class TextFormat:
-    """How title and description are joined, and how much of them a model sees.
-
-    ``max_chars`` caps characters before tokenizing: a tokenizer spends seconds on a
-    multi-megabyte string even when it truncates to a few hundred tokens afterwards.
-    ``truncation`` says which tokens a text longer than ``max_length`` keeps: its ``head``,
-    or ``head_tail`` (the first half and the last half of the budget), so the end of a long
-    description, where places, dates and prices often sit, is read too.
-    """
-
-    fields: tuple[str, ...] = ("title", "description")
-    separator: str = ". "
-    max_length: int = 128
-    max_chars: int = 2048
-    truncation: str = "head"
-
-    def __post_init__(self) -> None:
-        if self.truncation not in TRUNCATIONS:
-            raise HierarchyError(f"truncation must be one of {list(TRUNCATIONS)}, not {self.truncation!r}")
-        if self.max_length < 8:
-            raise HierarchyError(f"max_length must be at least 8 tokens, not {self.max_length}")
-
-    def token_ids(self, tokenizer: Any, texts: list[str]) -> list[list[int]]:
-        """Token ids of formatted texts, cut to ``max_length`` the way ``truncation`` says.
-
-        Training and serving both call this, so a model never sees text cut differently
-        from how it was trained.
-        """
-        if self.truncation == "head":
-            return tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
-        body = tokenizer(texts, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
-        # The special tokens around one text ([CLS] ... [SEP] for the BERT family).
-        specials = tokenizer("")["input_ids"]
-        prefix, suffix = specials[:1], specials[1:]
-        room = self.max_length - len(specials)
-        head = room // 2
-        cut = [ids if len(ids) <= room else ids[:head] + ids[len(ids) - (room - head):] for ids in body]
-        return [prefix + ids + suffix for ids in cut]
-
-    def format(self, event: Mapping[str, Any]) -> str:
-        """One string per event, the same in training, evaluation and serving.
-
-        A ready-made ``text`` wins over the fields, so callers that already have one
-        string (plain-text requests) need no fields.
-        """
-        text = event.get("text")
-        if text is None:
-            parts = []
-            for name in self.fields:
-                value = event.get(name)
-                if value is None:
-                    continue
-                value = str(value).strip()
-                if value:
-                    parts.append(value)
-            text = self.separator.join(parts)
-        return " ".join(str(text)[: self.max_chars].split())
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from handlers.hierarchy import Hierarchy, HierarchyError, TextFormat, build_hierarchy, check_run_dir, slugify
+from handlers.hierarchy import Hierarchy, HierarchyError, build_hierarchy, check_run_dir, slugify
+from handlers.text import TextFormat
 
 
 def test_text_format_joins_fields_caps_characters_and_prefers_text() -> None:

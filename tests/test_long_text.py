@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from handlers.hierarchy import Hierarchy, HierarchyError, TextFormat, check_run_dir
+from handlers.hierarchy import Hierarchy, HierarchyError, check_run_dir
+from handlers.text import TextFormat, TextFormatError
 from handlers.lexical import LEXICAL_WEIGHTS, LexicalModel
 from tests.tiny import tiny_events
 
@@ -40,7 +41,7 @@ def test_short_texts_are_the_same_either_way(tokenizer) -> None:
 
 
 def test_an_unknown_truncation_is_refused() -> None:
-    with pytest.raises(HierarchyError, match="truncation must be one of"):
+    with pytest.raises(TextFormatError, match="truncation must be one of"):
         TextFormat(truncation="middle")
 
 

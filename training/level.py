@@ -19,20 +19,30 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from handlers.hierarchy import Hierarchy, Level, TextFormat
+from handlers.hierarchy import Hierarchy, Level
+from handlers.text import TextFormat
 from training import distributed
+
+
+# A job's role in the cascade.
+WARMUP_ROLE, TAXONOMY_ROLE, SUBTAXONOMY_ROLE = "warmup", "taxonomy", "subtaxonomy"
+WARMUP_DIR = "_warmup"  # the path warm-up checkpoint, inside the work folder; not part of the run
 
 
 @dataclass
 class LevelJob:
-    """One classifier to train: its name, output folder, labels and rows."""
+    """One classifier to train, planned once: what it is, on which rows, for how long, from which weights."""
 
+    role: str
     name: str
     folder: str
     level: Level
     train: pd.DataFrame
     val: pd.DataFrame
     label_column: str
+    epochs: float
+    learning_rate: float
+    from_warmup: bool = False  # start from the path warm-up checkpoint (its rows of the head) instead of the base
     taxonomy: str | None = None  # set for a subtaxonomy model
 
 
@@ -88,8 +98,7 @@ def _init_head(model: Any, warmup: Path, paths: list[str] | None) -> None:
             torch.nn.init.zeros_(head.bias)
 
 
-def _training_args(job: LevelJob, args: argparse.Namespace, work: Path, train_rows: int, sub: bool,
-                   has_val: bool) -> Any:
+def _training_args(job: LevelJob, args: argparse.Namespace, work: Path, train_rows: int, has_val: bool) -> Any:
     """The Trainer's arguments for one classifier; under torchrun the Trainer runs DDP with them.
 
     Steps per epoch count the whole job's batch (per-device batch x world size), so the
@@ -100,10 +109,7 @@ def _training_args(job: LevelJob, args: argparse.Namespace, work: Path, train_ro
     import torch
     from transformers import TrainingArguments
 
-    epochs = (args.subtaxonomy_epochs if sub and args.subtaxonomy_epochs else args.epochs)
-    if job.name == WARMUP:
-        epochs = args.path_warmup_epochs
-    lr = (args.subtaxonomy_learning_rate if sub and args.subtaxonomy_learning_rate else args.learning_rate)
+    epochs, lr = job.epochs, job.learning_rate
     steps_per_epoch = math.ceil(train_rows / (args.batch_size * distributed.current_size()))
     cuda = torch.cuda.is_available()
     return TrainingArguments(
@@ -153,15 +159,15 @@ def _accuracy(pred: Any) -> dict[str, float]:
     return {"accuracy": float((np.argmax(pred.predictions, axis=-1) == pred.label_ids).mean())}
 
 
-def train_level(job: LevelJob, base: str, tokenizer: Any, text: TextFormat, args: argparse.Namespace,
-                run_tmp: Path, sub: bool, from_classifier: bool = False,
-                callbacks: list[Any] | None = None) -> dict[str, Any]:
+def train_level(job: LevelJob, base: str, warmup: str, tokenizer: Any, text: TextFormat, args: argparse.Namespace,
+                run_tmp: Path, callbacks: list[Any] | None = None) -> dict[str, Any]:
     """Fine-tune one classifier with the Trainer and save it as a stock checkpoint.
 
+    ``base``, ``warmup``: the base model, and the path warm-up checkpoint that jobs with
+    ``from_warmup`` start from (their head taken from the warm-up classifier's rows).
     ``run_tmp``: the folder the checkpoint is saved into (under torchrun: the node-local
     scratch folder, written by each node's local rank 0 once every rank holds the same
     best-epoch weights).
-    ``from_classifier``: ``base`` is the path warm-up checkpoint, whose head is replaced.
     ``callbacks``: extra TrainerCallbacks (experiment tracking).
     """
     from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, EarlyStoppingCallback, Trainer
@@ -170,17 +176,18 @@ def train_level(job: LevelJob, base: str, tokenizer: Any, text: TextFormat, args
     labels = job.level.labels
     train_ds = _tokenized(job.train, labels, job.label_column, tokenizer, text)
     val_ds = _tokenized(job.val, labels, job.label_column, tokenizer, text) if len(job.val) else None
+    start = warmup if job.from_warmup else base
     model = AutoModelForSequenceClassification.from_pretrained(
-        base, num_labels=len(labels), id2label=dict(enumerate(labels)),
+        start, num_labels=len(labels), id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)}, ignore_mismatched_sizes=True,
     )
-    if from_classifier:
+    if job.from_warmup:
         paths = [path_label(job.taxonomy, sub) for sub in labels] if job.taxonomy else None
-        _init_head(model, Path(base), paths)
+        _init_head(model, Path(warmup), paths)
     if args.train_last_layers > 0:
         _freeze_lower_layers(model, args.train_last_layers)
 
-    training_args = _training_args(job, args, run_tmp, len(train_ds), sub, val_ds is not None)
+    training_args = _training_args(job, args, run_tmp, len(train_ds), val_ds is not None)
     digests: dict[float, str] = {}
     extra = [EarlyStoppingCallback(early_stopping_patience=args.patience)] if val_ds is not None else []
     if distributed.current_size() > 1:
@@ -235,18 +242,25 @@ def path_label(taxonomy: str, subtaxonomy: str) -> str:
     return f"{taxonomy} / {subtaxonomy}"
 
 
-def plan_jobs(hierarchy: Hierarchy, frame: pd.DataFrame, warmup: bool = False) -> list[LevelJob]:
+def plan_jobs(hierarchy: Hierarchy, frame: pd.DataFrame, args: argparse.Namespace) -> list[LevelJob]:
+    """Every model of the run, in training order, with its epochs, rate and starting weights."""
     train, val = frame[frame.split == "train"], frame[frame.split == "val"]
+    warm = args.path_warmup_epochs > 0
+    sub_epochs = args.subtaxonomy_epochs or args.epochs
+    sub_rate = args.subtaxonomy_learning_rate or args.learning_rate
     jobs = []
-    if warmup:
+    if warm:
         paths = [path_label(t, s) for t, s in zip(frame.taxonomy, frame.subtaxonomy)]
         frame = frame.assign(path=paths)
-        train, val = frame[frame.split == "train"], frame[frame.split == "val"]
-        jobs.append(LevelJob(WARMUP, "_warmup", Level(tuple(sorted(set(paths))), "_warmup"), train, val, "path"))
+        level = Level(tuple(sorted(set(paths))), WARMUP_DIR)
+        jobs.append(LevelJob(WARMUP_ROLE, WARMUP, WARMUP_DIR, level, frame[frame.split == "train"],
+                             frame[frame.split == "val"], "path", args.path_warmup_epochs, args.learning_rate))
     if hierarchy.taxonomy.checkpoint:
-        jobs.append(LevelJob("taxonomy", hierarchy.taxonomy.checkpoint, hierarchy.taxonomy, train, val, "taxonomy"))
+        jobs.append(LevelJob(TAXONOMY_ROLE, "taxonomy", hierarchy.taxonomy.checkpoint, hierarchy.taxonomy, train, val,
+                             "taxonomy", args.epochs, args.learning_rate, warm))
     for tax, level in hierarchy.subtaxonomies.items():
         if level.checkpoint:
-            jobs.append(LevelJob(f"subtaxonomy:{tax}", level.checkpoint, level, train[train.taxonomy == tax],
-                                 val[val.taxonomy == tax], "subtaxonomy", tax))
+            jobs.append(LevelJob(SUBTAXONOMY_ROLE, f"subtaxonomy:{tax}", level.checkpoint, level,
+                                 train[train.taxonomy == tax], val[val.taxonomy == tax], "subtaxonomy", sub_epochs,
+                                 sub_rate, warm, tax))
     return jobs

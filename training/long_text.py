@@ -19,7 +19,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from handlers.hierarchy import Hierarchy, Level, TextFormat
+from handlers.hierarchy import Hierarchy, Level
+from handlers.text import TextFormat
 from handlers.lexical import LexicalModel
 
 logger = logging.getLogger("training")

@@ -21,6 +21,7 @@ from typing import Any
 
 from training import distributed
 from training.distributed import World
+from training.level import SUBTAXONOMY_ROLE, TAXONOMY_ROLE
 
 
 def my_share(jobs: list[Any], world: World) -> list[Any]:
@@ -70,7 +71,7 @@ def _train_one(job: Any, start: str, base: str, text: Any, args: argparse.Namesp
     print(f"== [{tag}] {job.name}: {len(job.level.labels)} labels, {len(job.train)} train / "
           f"{len(job.val)} val rows, pid {os.getpid()}, {torch.get_num_threads()} threads", flush=True)
     tokenizer = AutoTokenizer.from_pretrained(base)
-    summary = train_level(job, start, tokenizer, text, args, out, sub=True, from_classifier=start != base)
+    summary = train_level(job, base, start, tokenizer, text, args, out)
     summary["trained_by"] = tag
     return summary
 
@@ -133,8 +134,8 @@ def assemble_on_main(jobs: list[Any], world: World, work: Path, run_tmp: Path | 
     rank 0's node scratch folder, the subtaxonomy models from whichever rank trained them."""
     if world.main and run_tmp is not None:
         for job in jobs:
-            if job.name == "taxonomy":
+            if job.role == TAXONOMY_ROLE:
                 shutil.copytree(work / job.folder, run_tmp / job.folder)
-    rest = [job for job in jobs if job.taxonomy]
+    rest = [job for job in jobs if job.role == SUBTAXONOMY_ROLE]
     rounds = max(len(my_share(rest, World(rank=r, size=world.size))) for r in range(world.size))
     collect_on_main(my_share(rest, world), work, run_tmp, rounds)

@@ -1,7 +1,8 @@
-"""report.md and the PNGs beside it: confusion matrices and training curves."""
+"""The end of a run: val and test scored through the serving cascade, metrics.json, report.md, plots."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -10,7 +11,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 from sklearn.metrics import confusion_matrix  # noqa: E402
+
+from handlers.cascade import Cascade  # noqa: E402
+from training.decoding import choose_decoding  # noqa: E402
+from training.evaluate import evaluate_frame, summary_line  # noqa: E402
 
 
 def plot_confusion(true: Sequence[str], pred: Sequence[str], labels: Sequence[str], title: str, path: Path) -> Path:
@@ -134,3 +140,50 @@ def energy_lines(energy: dict[str, Any]) -> list[str]:
         "",
     ]
 
+
+def evaluate_and_report(run_tmp: Path, frame: pd.DataFrame, summaries: list[dict[str, Any]],
+                        info: dict[str, Any], batch_size: int, energy: dict[str, Any] | None = None,
+                        long_text: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Score val and test through the serving cascade, then write metrics, plots, report."""
+    cascade = Cascade(run_tmp, max_batch=batch_size)
+    hierarchy = cascade.hierarchy
+    metrics: dict[str, Any] = {"splits": {}}
+    tried = choose_decoding(cascade, frame[frame.split == "val"], info["args"]["decoding"], run_tmp, metrics)
+    last = None
+    for split in ("val", "test"):
+        rows = frame[frame.split == split]
+        if rows.empty:
+            continue
+        result = tried.get(metrics["decoding"]) if split == "val" else None
+        result = result or evaluate_frame(cascade, rows)
+        metrics["splits"][split] = result.scores
+        print(summary_line(split, result.scores), flush=True)
+        last = (split, rows, result)
+    metrics["models"] = [{k: v for k, v in s.items() if k != "history"} for s in summaries]
+    if energy:
+        metrics["energy"] = energy
+    if long_text:
+        metrics["long_text"] = long_text
+    images = []
+    if last is not None:
+        split, rows, result = last
+        plot_confusion(list(rows.taxonomy), [a["taxonomy"]["label"] for a in result.answers], hierarchy.taxonomy.labels,
+                       f"taxonomy ({split})", run_tmp / "confusion_taxonomy.png")
+        images.append("confusion_taxonomy.png")
+        for tax, level in hierarchy.subtaxonomies.items():
+            if not level.checkpoint:
+                continue
+            mine = [i for i, t in enumerate(rows.taxonomy) if t == tax]
+            if not mine:
+                continue
+            name = f"confusion_{level.checkpoint.replace('/', '_')}.png"
+            plot_confusion([rows.subtaxonomy.iloc[i] for i in mine], [result.given[i] for i in mine], level.labels,
+                           f"{tax}: subtaxonomy given taxonomy ({split})", run_tmp / name)
+            images.append(name)
+    for s in summaries:
+        name = f"curves_{s['folder'].replace('/', '_')}.png"
+        plot_curves(s["history"], s["name"], run_tmp / name)
+        images.append(name)
+    (run_tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_report(run_tmp, metrics, summaries, images, info)
+    return metrics

@@ -27,89 +27,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from handlers.hierarchy import TOKENIZER_DIR, Hierarchy, TextFormat, build_hierarchy
+from handlers.hierarchy import TOKENIZER_DIR, Hierarchy, build_hierarchy
+from handlers.text import TextFormat
 from training import distributed, parallel
 from training.data import Columns, DataError, load_events, split_events
-from training.level import WARMUP, LevelJob, plan_jobs, train_level
+from training.level import SUBTAXONOMY_ROLE, WARMUP_DIR, LevelJob, plan_jobs, train_level
 from training.long_text import add_lexical_models, choose_truncation
 from training.record import TrainingRecord, save_split, sha256_of
-from training.tracking import DEFAULT_EXPERIMENT, EnergyMeter, ExtraMissing, MlflowTracker
+from training.options import parse_args
+from training.tracking import EnergyMeter, ExtraMissing, MlflowTracker
 
 logger = logging.getLogger("training")
-
-
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
-    return number
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    io = p.add_argument_group("data and output")
-    io.add_argument("--data", required=True, help="events table: .csv, .tsv, .jsonl or .parquet")
-    io.add_argument("--output", required=True, help="run directory to create")
-    io.add_argument("--overwrite", action="store_true", help="replace RUN_DIR if it exists (only once the new run succeeded)")
-    for field in ("title", "description", "taxonomy", "subtaxonomy", "split"):
-        io.add_argument(f"--{field}-column", default=field, help=f"column holding {field} (default: {field})")
-    io.add_argument("--separator", default=". ", help="joins title and description into one text (default: '. ')")
-    io.add_argument("--seed", type=int, default=42, help="seed for the split, initialisation and shuffling")
-
-    m = p.add_argument_group("model")
-    m.add_argument("--base-model", default=None,
-                   help="hub id or local folder; default: the embedded all-MiniLM-L6-v2 converted to DistilBERT")
-    m.add_argument("--max-length", type=int, default=128, help="tokens per text a transformer reads")
-    m.add_argument("--truncation", choices=["auto", "head", "head_tail"], default="auto",
-                   help="which tokens of a longer text the transformers read: its head, or head_tail (the "
-                        "first and the last half of --max-length); auto: head_tail when over 10%% of the "
-                        "training texts are longer than --max-length")
-    m.add_argument("--lexical", choices=["auto", "off"], default="auto",
-                   help="auto: also fit a TF-IDF model per level on the whole text and mix its probabilities "
-                        "in with the weight that scores best on val (0 leaves it out); off: transformers only")
-    m.add_argument("--path-warmup-epochs", type=float, default=3,
-                   help="first fine-tune the base on full paths (every taxonomy/subtaxonomy pair as one "
-                        "class) for this many epochs; every classifier then starts from that encoder, so "
-                        "each small subtaxonomy model inherits what all the data taught (default 3; 0: off)")
-    m.add_argument("--train-last-layers", type=int, default=0,
-                   help="train only the last K transformer layers plus the head (faster); 0 trains all")
-
-    t = p.add_argument_group("training (the --subtaxonomy-* flags override for the second level)")
-    t.add_argument("--epochs", type=float, default=4, help="maximum epochs per model (early stopping may end sooner)")
-    t.add_argument("--subtaxonomy-epochs", type=float, default=None, help="maximum epochs per subtaxonomy model")
-    t.add_argument("--learning-rate", type=float, default=1e-4, help="peak AdamW learning rate")
-    t.add_argument("--subtaxonomy-learning-rate", type=float, default=None, help="learning rate of subtaxonomy models")
-    t.add_argument("--batch-size", type=int, default=32, help="training batch size")
-    t.add_argument("--eval-batch-size", type=int, default=128, help="evaluation batch size")
-    t.add_argument("--warmup-ratio", type=float, default=0.06, help="share of steps with linear warm-up")
-    t.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay")
-    t.add_argument("--patience", type=int, default=2, help="epochs without val improvement before stopping")
-    t.add_argument("--class-weights", choices=["none", "balanced"], default="none",
-                   help="'balanced' weights the loss by inverse class frequency, for imbalanced data")
-    t.add_argument("--decoding", choices=["auto", "greedy", "joint"], default="auto",
-                   help="how the served cascade picks a path: 'auto' keeps whichever of greedy "
-                        "(best taxonomy, then its best subtaxonomy) and joint (best product over the "
-                        "likeliest taxonomies) scores better on val")
-    t.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads of this process (default: torch's choice, which follows "
-                        "OMP_NUM_THREADS, e.g. as torchrun sets it)")
-    t.add_argument("--parallel-models", type=_positive_int, default=1, metavar="N",
-                   help="train the subtaxonomy models in N worker processes at once, each with its share "
-                        "of the threads (default 1: one after the other). Under torchrun they are also "
-                        "spread over the ranks")
-    t.add_argument("--quiet", action="store_true", help="no progress bars")
-
-    x = p.add_argument_group("tracking and energy (optional extras: scripts/setup.sh --extras)")
-    x.add_argument("--tracking-uri", nargs="?", const="mlruns", default=None, metavar="URI",
-                   help="log params, per-epoch metrics of every model, plots and report to MLflow; "
-                        "without a value: a local store in ./mlruns (view it with "
-                        "mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db)")
-    x.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="MLflow experiment name")
-    x.add_argument("--energy", action="store_true",
-                   help="estimate training energy and CO2 with codecarbon (offline) into metrics.json and report.md")
-    x.add_argument("--energy-country", default="USA",
-                   help="ISO 3166 alpha-3 code of the grid whose carbon intensity applies (default: USA)")
-    return p.parse_args(argv)
 
 
 def _load_inputs(args: argparse.Namespace, output: Path, world: distributed.World) -> tuple[Any, Any] | int:
@@ -160,25 +88,23 @@ def _train_cascade(jobs: list[LevelJob], base: str, tokenizer: Any, text: TextFo
     import torch
 
     spread = world.distributed or args.parallel_models > 1
-    together = [job for job in jobs if not (spread and job.taxonomy)]
-    summaries, start, phase = [], base, None
+    subtaxonomy = [job for job in jobs if job.role == SUBTAXONOMY_ROLE]
+    together = [job for job in jobs if not (spread and job.role == SUBTAXONOMY_ROLE)]
+    warmup = str(work / WARMUP_DIR)
+    summaries, phase = [], None
     for number, job in enumerate(together, start=1):
-        if job.taxonomy and phase is None:
+        if job.role == SUBTAXONOMY_ROLE and phase is None:
             phase = time.perf_counter()
         if world.main:
             print(f"== [{number}/{len(jobs)}] {job.name}: {len(job.level.labels)} labels, "
                   f"{len(job.train)} train / {len(job.val)} val rows"
                   + (f", DDP over {world.size} ranks" if world.distributed else ""), flush=True)
         callbacks = [tracker.callback(job.folder)] if tracker is not None else []
-        summaries.append(train_level(job, start, tokenizer, text, args, work, job.name not in ("taxonomy", WARMUP),
-                                     start != base, callbacks))
-        if job.name == WARMUP:
-            start = str(work / job.folder)
+        summaries.append(train_level(job, base, warmup, tokenizer, text, args, work, callbacks))
     if spread:
-        rest = [job for job in jobs if job.taxonomy]
-        mine = parallel.my_share(rest, world)
+        mine = parallel.my_share(subtaxonomy, world)
         phase = time.perf_counter()
-        done = parallel.train_jobs(mine, start, base, text, args, work, world, torch.get_num_threads())
+        done = parallel.train_jobs(mine, warmup, base, text, args, work, world, torch.get_num_threads())
         gathered = distributed.gather_to_main(done) or []
         order = {job.folder: i for i, job in enumerate(jobs)}
         for summary in sorted((s for part in gathered for s in part), key=lambda s: order[s["folder"]]):
@@ -186,13 +112,13 @@ def _train_cascade(jobs: list[LevelJob], base: str, tokenizer: Any, text: TextFo
             if tracker is not None:
                 tracker.log_history(summary["folder"], summary["history"])
     if phase is not None and world.main:
-        print(f"subtaxonomy models: {sum(1 for j in jobs if j.taxonomy)} trained in "
+        print(f"subtaxonomy models: {len(subtaxonomy)} trained in "
               f"{time.perf_counter() - phase:.1f}s wall", flush=True)
     return summaries
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = parse_args(argv, __doc__)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     world = distributed.world_from_env()
     with distributed.sigterm_as_exit():
@@ -220,12 +146,7 @@ def _run(args: argparse.Namespace, world: distributed.World) -> int:
     set_seed(args.seed)
     base, base_record = prepare_base_model(args.base_model)
     tokenizer = AutoTokenizer.from_pretrained(base)
-    text = TextFormat(separator=args.separator, max_length=args.max_length, max_chars=max(8192, args.max_length * 16))
-    train_texts = [text.format(r) for r in frame[frame.split == "train"][["title", "description"]].to_dict("records")]
-    truncation, truncation_note = choose_truncation(text, tokenizer, train_texts, args.truncation)
-    text = dataclasses.replace(text, truncation=truncation)
-    if world.main:
-        print(f"truncation: {truncation_note}", flush=True)
+    text, truncation_note = _text_format(args, tokenizer, frame, world)
     hierarchy = build_hierarchy(list(zip(frame.taxonomy, frame.subtaxonomy)), text, base_record)
     extras = _open_extras(args, output, world)
     if distributed.agree_exit_code(extras if isinstance(extras, int) else 0):
@@ -245,7 +166,7 @@ def _run(args: argparse.Namespace, world: distributed.World) -> int:
         if run_tmp is not None:
             tokenizer.save_pretrained(run_tmp / TOKENIZER_DIR)
             hierarchy.save(run_tmp)
-        jobs = plan_jobs(hierarchy, frame, warmup=args.path_warmup_epochs > 0)
+        jobs = plan_jobs(hierarchy, frame, args)
         if meter is not None:
             meter.start()
         summaries = _train_cascade(jobs, base, tokenizer, text, args, world, work, tracker)
@@ -277,6 +198,17 @@ def _run(args: argparse.Namespace, world: distributed.World) -> int:
     return 0
 
 
+def _text_format(args: argparse.Namespace, tokenizer: Any, frame: Any,
+                 world: distributed.World) -> tuple[TextFormat, str]:
+    """How events become text and tokens, truncation chosen from the training texts' lengths."""
+    text = TextFormat(separator=args.separator, max_length=args.max_length, max_chars=max(8192, args.max_length * 16))
+    train_texts = [text.format(r) for r in frame[frame.split == "train"][["title", "description"]].to_dict("records")]
+    truncation, note = choose_truncation(text, tokenizer, train_texts, args.truncation)
+    if world.main:
+        print(f"truncation: {note}", flush=True)
+    return dataclasses.replace(text, truncation=truncation), note
+
+
 def _finish_on_main(args: argparse.Namespace, frame: Any, split_report: Any, base_record: dict[str, Any],
                     summaries: list[dict[str, Any]], energy: dict[str, Any] | None, tracker: Any, run_tmp: Path,
                     started: float, world: distributed.World,
@@ -284,11 +216,11 @@ def _finish_on_main(args: argparse.Namespace, frame: Any, split_report: Any, bas
     """Lexical models, evaluation, report, record; then rename the run into place (global rank 0 only)."""
     import torch
 
-    from training.evaluate import evaluate_and_report
+    from training.report import evaluate_and_report
 
     output = Path(args.output)
     shutil.rmtree(run_tmp / "_trainer", ignore_errors=True)
-    shutil.rmtree(run_tmp / "_warmup", ignore_errors=True)
+    shutil.rmtree(run_tmp / WARMUP_DIR, ignore_errors=True)
     train_seconds = round(time.perf_counter() - started, 1)
     long_text: dict[str, Any] = {"truncation": truncation_note}
     if args.lexical == "auto":

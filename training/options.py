@@ -1,0 +1,95 @@
+"""The options of ``python -m training.train``: declared once, each with its default and help."""
+
+from __future__ import annotations
+
+import argparse
+
+from training.tracking import DEFAULT_EXPERIMENT
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return number
+
+
+def parse_args(argv: list[str] | None = None, description: str | None = None) -> argparse.Namespace:
+    """Every option of ``python -m training.train``, with its default and help: the one place for them."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _data_options(p)
+    _model_options(p)
+    _training_options(p)
+    _extras_options(p)
+    return p.parse_args(argv)
+
+
+def _data_options(p: argparse.ArgumentParser) -> None:
+    io = p.add_argument_group("data and output")
+    io.add_argument("--data", required=True, help="events table: .csv, .tsv, .jsonl or .parquet")
+    io.add_argument("--output", required=True, help="run directory to create")
+    io.add_argument("--overwrite", action="store_true", help="replace RUN_DIR if it exists (only once the new run succeeded)")
+    for field in ("title", "description", "taxonomy", "subtaxonomy", "split"):
+        io.add_argument(f"--{field}-column", default=field, help=f"column holding {field} (default: {field})")
+    io.add_argument("--separator", default=". ", help="joins title and description into one text (default: '. ')")
+    io.add_argument("--seed", type=int, default=42, help="seed for the split, initialisation and shuffling")
+
+
+def _model_options(p: argparse.ArgumentParser) -> None:
+    m = p.add_argument_group("model")
+    m.add_argument("--base-model", default=None,
+                   help="hub id or local folder; default: the embedded all-MiniLM-L6-v2 converted to DistilBERT")
+    m.add_argument("--max-length", type=int, default=128, help="tokens per text a transformer reads")
+    m.add_argument("--truncation", choices=["auto", "head", "head_tail"], default="auto",
+                   help="which tokens of a longer text the transformers read: its head, or head_tail (the "
+                        "first and the last half of --max-length); auto: head_tail when over 10%% of the "
+                        "training texts are longer than --max-length")
+    m.add_argument("--lexical", choices=["auto", "off"], default="auto",
+                   help="auto: also fit a TF-IDF model per level on the whole text and mix its probabilities "
+                        "in with the weight that scores best on val (0 leaves it out); off: transformers only")
+    m.add_argument("--path-warmup-epochs", type=float, default=3,
+                   help="first fine-tune the base on full paths (every taxonomy/subtaxonomy pair as one "
+                        "class) for this many epochs; every classifier then starts from that encoder, so "
+                        "each small subtaxonomy model inherits what all the data taught (default 3; 0: off)")
+    m.add_argument("--train-last-layers", type=int, default=0,
+                   help="train only the last K transformer layers plus the head (faster); 0 trains all")
+
+
+def _training_options(p: argparse.ArgumentParser) -> None:
+    t = p.add_argument_group("training (the --subtaxonomy-* flags override for the second level)")
+    t.add_argument("--epochs", type=float, default=4, help="maximum epochs per model (early stopping may end sooner)")
+    t.add_argument("--subtaxonomy-epochs", type=float, default=None, help="maximum epochs per subtaxonomy model")
+    t.add_argument("--learning-rate", type=float, default=1e-4, help="peak AdamW learning rate")
+    t.add_argument("--subtaxonomy-learning-rate", type=float, default=None, help="learning rate of subtaxonomy models")
+    t.add_argument("--batch-size", type=int, default=32, help="training batch size")
+    t.add_argument("--eval-batch-size", type=int, default=128, help="evaluation batch size")
+    t.add_argument("--warmup-ratio", type=float, default=0.06, help="share of steps with linear warm-up")
+    t.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay")
+    t.add_argument("--patience", type=int, default=2, help="epochs without val improvement before stopping")
+    t.add_argument("--class-weights", choices=["none", "balanced"], default="none",
+                   help="'balanced' weights the loss by inverse class frequency, for imbalanced data")
+    t.add_argument("--decoding", choices=["auto", "greedy", "joint"], default="auto",
+                   help="how the served cascade picks a path: 'auto' keeps whichever of greedy "
+                        "(best taxonomy, then its best subtaxonomy) and joint (best product over the "
+                        "likeliest taxonomies) scores better on val")
+    t.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads of this process (default: torch's choice, which follows "
+                        "OMP_NUM_THREADS, e.g. as torchrun sets it)")
+    t.add_argument("--parallel-models", type=_positive_int, default=1, metavar="N",
+                   help="train the subtaxonomy models in N worker processes at once, each with its share "
+                        "of the threads (default 1: one after the other). Under torchrun they are also "
+                        "spread over the ranks")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _extras_options(p: argparse.ArgumentParser) -> None:
+    x = p.add_argument_group("tracking and energy (optional extras: scripts/setup.sh --extras)")
+    x.add_argument("--tracking-uri", nargs="?", const="mlruns", default=None, metavar="URI",
+                   help="log params, per-epoch metrics of every model, plots and report to MLflow; "
+                        "without a value: a local store in ./mlruns (view it with "
+                        "mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db)")
+    x.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="MLflow experiment name")
+    x.add_argument("--energy", action="store_true",
+                   help="estimate training energy and CO2 with codecarbon (offline) into metrics.json and report.md")
+    x.add_argument("--energy-country", default="USA",
+                   help="ISO 3166 alpha-3 code of the grid whose carbon intensity applies (default: USA)")
