@@ -55,7 +55,9 @@ def assert_contract(run: Path) -> None:
     for folder in h.checkpoints():
         assert (run / folder / "model.safetensors").is_file() and (run / folder / "config.json").is_file()
     assert (run / "tokenizer" / "tokenizer.json").is_file() and (run / "report.md").is_file()
-    assert sorted(p.name for p in run.iterdir() if p.is_dir()) == ["subtaxonomy", "taxonomy", "tokenizer"]
+    folders = {"subtaxonomy", "taxonomy", "tokenizer"} | ({"lexical"} if h.lexical_folders() else set())
+    assert sorted(p.name for p in run.iterdir() if p.is_dir()) == sorted(folders)
+    assert (run / "split.csv").is_file() and (run / "training.json").is_file()
     assert not list(run.parent.glob(f".{run.name}.*"))
 
 
@@ -106,7 +108,7 @@ def test_two_processes_score_like_one(ddp_run: tuple[Path, Path, str], tiny_run:
 
 
 def test_build_archives_packs_a_distributed_run(ddp_run: tuple[Path, Path, str], tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_archives.py"), "--run", str(ddp_run[0]),
+    result = subprocess.run([sys.executable, "-m", "archives.build", "--run", str(ddp_run[0]),
                              "--name", "ddp", "--model-store", str(tmp_path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "ddp.mar").is_file()
