@@ -1,9 +1,8 @@
 """int8 serving through ONNX Runtime: exported at archive build time, run by the cascade.
 
-Why ONNX Runtime rather than torch's dynamic quantization of the Linear layers: on a
-2-core CPU, with the CLINC150 cascade (short texts), the in-process events/s at batch
-1 / 8 / 32 rose 2.8x / 1.7x / 1.7x over fp32 torch, where torch's dynamic int8 reached
-1.5x / 1.5x / 1.6x; and the archive carries int8 weights (4x smaller) instead of fp32.
+Why ONNX Runtime rather than torch's dynamic quantization of the Linear layers: it fuses
+attention and quantizes more of the graph, so it measured faster at every batch size, and
+the archive carries int8 weights instead of fp32 (figures: docs/results.md, Serving speed).
 The export runs once per checkpoint in archives/build.py; the archive then holds
 ``model.int8.onnx`` in place of the fp32 safetensors.
 """

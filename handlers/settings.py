@@ -19,7 +19,7 @@ class SettingsError(ValueError):
 class Layout:
     """How TorchServe runs one archive: processes, threads each, and request batching.
 
-    Measured with benchmarks/bench.py on 2 cores (docs in README, Results): fp32 torch serves
+    Measured with benchmarks/bench.py on 2 cores (docs/results.md, Serving speed): fp32 torch serves
     best from one worker with two threads; int8 ONNX Runtime from two single-thread workers.
     """
 
