@@ -153,12 +153,7 @@ def _run(args: argparse.Namespace, world: distributed.World) -> int:
         return 2
     meter, tracker = extras
 
-    run_tmp = None
-    if world.main:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        run_tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent))
-    run_id = distributed.broadcast(run_tmp.name.split(".")[-2] if run_tmp is not None else None)
-    work = distributed.scratch_dir(world, run_id) if world.distributed else run_tmp
+    run_tmp, work = _run_folders(output, world)
     started = time.perf_counter()
     summaries: list[dict[str, Any]] = []
     metrics = None
@@ -196,6 +191,17 @@ def _run(args: argparse.Namespace, world: distributed.World) -> int:
     if world.main:
         print(f"run directory: {output} ({info['total_seconds']:.0f}s); report: {output / 'report.md'}", flush=True)
     return 0
+
+
+def _run_folders(output: Path, world: distributed.World) -> tuple[Path | None, Path]:
+    """Rank 0's temporary run folder beside the output (None on other ranks), and the folder
+    checkpoints are trained into: that run folder, or a node-local scratch folder under torchrun."""
+    run_tmp = None
+    if world.main:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        run_tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent))
+    run_id = distributed.broadcast(run_tmp.name.split(".")[-2] if run_tmp is not None else None)
+    return run_tmp, distributed.scratch_dir(world, run_id) if world.distributed else run_tmp
 
 
 def _text_format(args: argparse.Namespace, tokenizer: Any, frame: Any,
