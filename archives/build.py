@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 HANDLER = ROOT / "handlers" / "event_handler.py"
 # The modules the handler imports; they travel as the package ``handlers`` in the archive.
 PACKAGE_MODULES = ("__init__.py", "cascade.py", "hierarchy.py", "lexical.py", "onnx_int8.py", "parsing.py",
-                   "settings.py", "text.py")
+                   "settings.py", "text.py", "trunk.py")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -115,7 +115,8 @@ def stage(run_dir: Path, hierarchy: Hierarchy, dest: Path) -> None:
     dest.mkdir(parents=True)
     hierarchy.save(dest)
     shutil.copytree(run_dir / TOKENIZER_DIR, dest / TOKENIZER_DIR)
-    for folder in hierarchy.checkpoints():
+    # Every level's checkpoint, and the shared trunk once, whatever the number of levels on it.
+    for folder in hierarchy.checkpoints() + ([hierarchy.trunk.folder] if hierarchy.trunk else []):
         (dest / folder).mkdir(parents=True)
         weights = sorted(p.name for p in (run_dir / folder).iterdir() if p.suffix in (".safetensors", ".onnx"))
         for item in ["config.json", *weights]:
@@ -138,7 +139,7 @@ def per_level_hierarchies(name: str, hierarchy: Hierarchy) -> list[tuple[str, Hi
             levels.append((f"{name}-{level.checkpoint.split('/')[-1]}", f"subtaxonomy of {tax}", level))
     return [
         (arch, Hierarchy(text=hierarchy.text, taxonomy=level, subtaxonomies={},
-                         base_model=hierarchy.base_model, name=label))
+                         base_model=hierarchy.base_model, name=label, trunk=hierarchy.trunk))
         for arch, label, level in levels
     ]
 

@@ -5,7 +5,9 @@ served answers come from the same code. No TorchServe import here.
 
 Batching: every event of a call goes through one taxonomy pass; events are then grouped
 by taxonomy and each group goes through its subtaxonomy model once. Within a pass, events
-are sorted by length and padded only to the longest of their chunk.
+are sorted by length and padded only to the longest of their chunk. On a run with a shared
+trunk (handlers/trunk.py) the trunk runs once per event, in ``encode``, and each level pass
+runs only that level's top layers on the trunk's hidden states.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from handlers.hierarchy import ONNX_FILE, TOKENIZER_DIR, Hierarchy, Level, check_run_dir
 from handlers.lexical import LexicalModel
 from handlers.onnx_int8 import OnnxClassifier
+from handlers.trunk import TopClassifier, TrunkEncoder
 
 Event = Mapping[str, Any]
 
@@ -64,48 +67,51 @@ class Cascade:
         self.pad_id = self.tokenizer.pad_token_id or 0
         if quantize not in (None, "", "int8"):
             raise ValueError(f"quantize must be 'int8' or empty, not {quantize!r}")
-        self.models: dict[str, Any] = {}
-        for folder in self.hierarchy.checkpoints():
-            if quantize == "int8":
-                # The int8 ONNX export that scripts/build.sh --quantize int8 made (CPU only).
-                path = self.run_dir / folder / ONNX_FILE
-                if not path.is_file():
-                    raise ValueError(f"{path} not found: int8 archives are built with "
-                                     "scripts/build.sh --quantize int8")
-                self.models[folder] = OnnxClassifier(path)
-                continue
-            model = AutoModelForSequenceClassification.from_pretrained(
-                str(self.run_dir / folder), use_safetensors=True
-            )
-            self.models[folder] = model.to(self.device).eval()
+        self.trunk = self._load(self.hierarchy.trunk.folder, quantize, trunk=True) if self.hierarchy.trunk else None
+        self.models: dict[str, Any] = {folder: self._load(folder, quantize) for folder in self.hierarchy.checkpoints()}
         # Lexical models whose weight is 0 are not loaded: they would cost time and change nothing.
         self.lexical = {level.lexical: LexicalModel.load(self.run_dir / level.lexical)
                         for level in self.hierarchy.levels() if level.lexical and level.lexical_weight > 0}
 
+    def _load(self, folder: str, quantize: str | None, trunk: bool = False) -> Any:
+        """One checkpoint (or the trunk): torch from safetensors, or the int8 ONNX export."""
+        if quantize == "int8":
+            # The int8 ONNX export that scripts/build.sh --quantize int8 made (CPU only).
+            path = self.run_dir / folder / ONNX_FILE
+            if not path.is_file():
+                raise ValueError(f"{path} not found: int8 archives are built with "
+                                 "scripts/build.sh --quantize int8")
+            return OnnxClassifier(path)
+        if trunk:
+            model = TrunkEncoder.load(self.run_dir / folder, self.hierarchy.trunk.layers)
+        elif self.hierarchy.trunk is not None:
+            model = TopClassifier.load(self.run_dir / folder, self.hierarchy.trunk.layers)
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(str(self.run_dir / folder), use_safetensors=True)
+        return model.to(self.device).eval()
+
     # -- text -> model inputs ------------------------------------------------------------
     def encode(self, events: Sequence[Event]) -> Encoded:
+        """Texts, token ids and, on a shared trunk, the trunk's hidden states of every event."""
         fmt = self.hierarchy.text
         texts = [fmt.format(event) for event in events]
-        return Encoded(fmt.token_ids(self.tokenizer, texts), texts)
-
-    # -- one level -----------------------------------------------------------------------
-    def level_probs(self, level: Level, inputs: Encoded) -> torch.Tensor:
-        """Class probabilities of one level; with a lexical model, the mix chosen on val."""
-        probs = self._model_probs(level, inputs.ids)
-        if level.lexical in self.lexical:
-            lexical = torch.from_numpy(self.lexical[level.lexical].predict_proba(inputs.texts))
-            probs = (1 - level.lexical_weight) * probs + level.lexical_weight * lexical
-        return probs
+        ids = fmt.token_ids(self.tokenizer, texts)
+        return Encoded(ids, texts, self._trunk_states(ids) if self.trunk is not None else None)
 
     @torch.inference_mode()
-    def _model_probs(self, level: Level, ids: Sequence[Sequence[int]]) -> torch.Tensor:
-        n = len(ids)
-        if level.checkpoint is None:
-            return torch.ones((n, 1))
-        model = self.models[level.checkpoint]
-        out = torch.empty((n, len(level.labels)))
-        order = sorted(range(n), key=lambda i: len(ids[i]))
-        for start in range(0, n, self.max_batch):
+    def _trunk_states(self, ids: Sequence[Sequence[int]]) -> list[torch.Tensor]:
+        """Per event, the trunk's hidden states over its own tokens (no padding)."""
+        states: list[torch.Tensor] = [torch.empty(0)] * len(ids)
+        for chunk, input_ids, mask in self._chunks(ids):
+            hidden = self.trunk(input_ids.to(self.device), mask.to(self.device))
+            for row, i in enumerate(chunk):
+                states[i] = hidden[row, : len(ids[i])]
+        return states
+
+    def _chunks(self, ids: Sequence[Sequence[int]]):
+        """Events sorted by length in chunks of ``max_batch``: (event indices, padded ids, mask)."""
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        for start in range(0, len(ids), self.max_batch):
             chunk = order[start : start + self.max_batch]
             width = max(len(ids[i]) for i in chunk)
             input_ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
@@ -113,7 +119,31 @@ class Cascade:
             for row, i in enumerate(chunk):
                 input_ids[row, : len(ids[i])] = torch.tensor(ids[i], dtype=torch.long)
                 mask[row, : len(ids[i])] = 1
-            logits = model(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device)).logits
+            yield chunk, input_ids, mask
+
+    # -- one level -----------------------------------------------------------------------
+    def level_probs(self, level: Level, inputs: Encoded) -> torch.Tensor:
+        """Class probabilities of one level; with a lexical model, the mix chosen on val."""
+        probs = self._model_probs(level, inputs)
+        if level.lexical in self.lexical:
+            lexical = torch.from_numpy(self.lexical[level.lexical].predict_proba(inputs.texts))
+            probs = (1 - level.lexical_weight) * probs + level.lexical_weight * lexical
+        return probs
+
+    @torch.inference_mode()
+    def _model_probs(self, level: Level, inputs: Encoded) -> torch.Tensor:
+        n = len(inputs.ids)
+        if level.checkpoint is None:
+            return torch.ones((n, 1))
+        model = self.models[level.checkpoint]
+        out = torch.empty((n, len(level.labels)))
+        for chunk, input_ids, mask in self._chunks(inputs.ids):
+            if inputs.states is None:
+                first = input_ids.to(self.device)
+            else:  # the trunk's hidden states, padded like the ids (masked positions are never attended to)
+                first = torch.nn.utils.rnn.pad_sequence([inputs.states[i] for i in chunk], batch_first=True)
+            logits = model(first, mask.to(self.device))
+            logits = getattr(logits, "logits", logits)
             out[torch.tensor(chunk)] = torch.softmax(logits.float(), dim=-1).cpu()
         return out
 
@@ -231,13 +261,16 @@ class Cascade:
 
 
 class Encoded(NamedTuple):
-    """Events as the models read them: token ids for the transformers, texts for TF-IDF."""
+    """Events as the models read them: token ids for the transformers, texts for TF-IDF, and
+    on a shared trunk its hidden states per event (computed once, read by every level)."""
 
     ids: list[list[int]]
     texts: list[str]
+    states: list[torch.Tensor] | None = None
 
     def take(self, rows: Sequence[int]) -> "Encoded":
-        return Encoded([self.ids[i] for i in rows], [self.texts[i] for i in rows])
+        states = None if self.states is None else [self.states[i] for i in rows]
+        return Encoded([self.ids[i] for i in rows], [self.texts[i] for i in rows], states)
 
 
 # -- answer shapes (what the handler serialises; the README documents them) ---------------

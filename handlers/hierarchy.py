@@ -15,13 +15,18 @@ from typing import Any, Mapping
 
 from handlers.text import TextFormat
 
-SCHEMA_VERSION = 1
+# 2 added the shared trunk; a version-1 run (one whole checkpoint per level) still loads.
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 HIERARCHY_FILE = "hierarchy.json"
 TOKENIZER_DIR = "tokenizer"
-# What an int8 archive carries per checkpoint instead of model.safetensors.
+WEIGHTS_FILE = "model.safetensors"  # a stock checkpoint's weights (and the trunk's)
+TOP_FILE = "top.safetensors"  # a level's own layers and head, on top of the shared trunk
+# What an int8 archive carries per checkpoint (and trunk) instead of the safetensors.
 ONNX_FILE = "model.int8.onnx"
 TAXONOMY_DIR = "taxonomy"
 SUBTAXONOMY_DIR = "subtaxonomy"
+TRUNK_DIR = "trunk"
 
 
 class HierarchyError(ValueError):
@@ -83,6 +88,24 @@ def check_checkpoint_path(checkpoint: object) -> None:
 
 
 @dataclass(frozen=True)
+class Trunk:
+    """The embeddings and lower ``layers`` transformer layers that every level shares.
+
+    Stored once in ``folder``; each level's folder then holds only its top layers and head
+    (``TOP_FILE``), trained on the trunk's frozen hidden states, so serving runs the trunk
+    once per event (handlers/trunk.py).
+    """
+
+    folder: str
+    layers: int
+
+    def __post_init__(self) -> None:
+        check_checkpoint_path(self.folder)
+        if self.layers < 0:
+            raise HierarchyError(f"trunk layers must be 0 or more, not {self.layers}")
+
+
+@dataclass(frozen=True)
 class Hierarchy:
     """Taxonomy level plus one subtaxonomy level per taxonomy.
 
@@ -96,6 +119,7 @@ class Hierarchy:
     base_model: dict[str, Any] = field(default_factory=dict)
     name: str = "cascade"
     decoding: str = "greedy"
+    trunk: Trunk | None = None
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -125,16 +149,17 @@ class Hierarchy:
             "base_model": self.base_model,
             "taxonomy": self.taxonomy.to_json(),
             "subtaxonomies": {tax: lvl.to_json() for tax, lvl in self.subtaxonomies.items()},
+            "trunk": asdict(self.trunk) if self.trunk else None,
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "Hierarchy":
         try:
             version = int(data["schema_version"])
-            if version != SCHEMA_VERSION:
-                raise HierarchyError(
-                    f"schema_version {version} is not supported (this code reads {SCHEMA_VERSION})"
-                )
+            if version not in READABLE_VERSIONS:
+                raise HierarchyError(f"schema_version {version} is not supported "
+                                     f"(this code reads {', '.join(map(str, READABLE_VERSIONS))})")
+            trunk = data.get("trunk")
             text = data["text"]
             hierarchy = cls(
                 text=TextFormat(
@@ -149,7 +174,8 @@ class Hierarchy:
                 base_model=dict(data.get("base_model") or {}),
                 name=str(data.get("name", "cascade")),
                 decoding=str(data.get("decoding", "greedy")),
-                schema_version=version,
+                trunk=Trunk(str(trunk["folder"]), int(trunk["layers"])) if trunk else None,
+                schema_version=SCHEMA_VERSION,
             )
         except HierarchyError:
             raise
@@ -230,11 +256,13 @@ def check_run_dir(run_dir: str | Path) -> Hierarchy:
     tokenizer = run_dir / TOKENIZER_DIR
     if not (tokenizer / "tokenizer.json").is_file() and not (tokenizer / "vocab.txt").is_file():
         raise HierarchyError(f"{tokenizer} holds no tokenizer (tokenizer.json or vocab.txt)")
+    if hierarchy.trunk is not None:
+        _check_trunk(run_dir, hierarchy.trunk)
     levels = [(hierarchy.name if hierarchy.single_level else "taxonomy", hierarchy.taxonomy)]
     levels += list(hierarchy.subtaxonomies.items())
     for name, level in levels:
         if level.checkpoint is not None:
-            _check_checkpoint(run_dir, name, level)
+            _check_checkpoint(run_dir, name, level, hierarchy.trunk)
         if level.lexical is not None:
             from handlers.lexical import check_lexical
 
@@ -252,19 +280,33 @@ def _inside(run_dir: Path, relative: str, name: str) -> Path:
     return folder
 
 
-def _check_checkpoint(run_dir: Path, name: str, level: Level) -> None:
+def _check_trunk(run_dir: Path, trunk: Trunk) -> None:
+    folder = _inside(run_dir, trunk.folder, "trunk")
+    if not (folder / "config.json").is_file():
+        raise HierarchyError(f"the shared trunk is missing: {folder / 'config.json'} not found")
+    if not (folder / WEIGHTS_FILE).is_file() and not (folder / ONNX_FILE).is_file():
+        raise HierarchyError(f"the shared trunk has no {WEIGHTS_FILE} in {folder}")
+
+
+def _check_checkpoint(run_dir: Path, name: str, level: Level, trunk: Trunk | None = None) -> None:
     folder = _inside(run_dir, level.checkpoint, name)
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise HierarchyError(f"checkpoint for {name!r} is missing: {config_path} not found")
-    # fp32 safetensors, or the int8 ONNX export that int8 archives carry instead.
-    if not (folder / "model.safetensors").is_file() and not (folder / ONNX_FILE).is_file():
-        raise HierarchyError(f"checkpoint for {name!r} has no model.safetensors in {folder}")
+    # fp32 safetensors (the whole model, or its top on a shared trunk), or the int8 ONNX
+    # export that int8 archives carry instead.
+    weights = TOP_FILE if trunk is not None else WEIGHTS_FILE
+    if not (folder / weights).is_file() and not (folder / ONNX_FILE).is_file():
+        raise HierarchyError(f"checkpoint for {name!r} has no {weights} in {folder}")
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
         id2label = {int(k): v for k, v in config["id2label"].items()}
     except (OSError, ValueError, KeyError, AttributeError) as exc:
         raise HierarchyError(f"{config_path} has no readable id2label: {exc}") from exc
+    layers = config.get("n_layers", config.get("num_hidden_layers"))
+    if trunk is not None and not (isinstance(layers, int) and layers > trunk.layers):
+        raise HierarchyError(f"{config_path} has {layers} layers: a level on a trunk of "
+                             f"{trunk.layers} layers needs more")
     labels = tuple(id2label[i] for i in sorted(id2label))
     if labels != level.labels:
         raise HierarchyError(f"{config_path} labels {list(labels)} differ from hierarchy.json's {list(level.labels)}")

@@ -36,11 +36,13 @@ def test_archive_holds_everything_once(model_store: Path) -> None:
         config = yaml.safe_load(mar.read("model-config.yaml"))
         hierarchy = json.loads(mar.read("hierarchy.json"))
     assert manifest["model"]["handler"] == "event_handler.py"
-    for needed in ["hierarchy.json", "tokenizer/tokenizer.json", "taxonomy/model.safetensors",
-                   "subtaxonomy/music/model.safetensors", "subtaxonomy/sports/model.safetensors",
-                   "handlers/cascade.py", "handlers/parsing.py", "handlers/hierarchy.py", "event_handler.py"]:
+    for needed in ["hierarchy.json", "tokenizer/tokenizer.json", "trunk/model.safetensors", "taxonomy/top.safetensors",
+                   "subtaxonomy/music/top.safetensors", "subtaxonomy/sports/top.safetensors",
+                   "handlers/cascade.py", "handlers/parsing.py", "handlers/hierarchy.py", "handlers/trunk.py",
+                   "event_handler.py"]:
         assert needed in files
     assert sum(f.endswith("tokenizer.json") for f in files) == 1
+    assert sum(f.endswith("model.safetensors") for f in files) == 1  # the trunk, once
     assert not any(f.endswith((".bin", ".pt", ".pth")) for f in files)
     assert config["batchSize"] == 8 and config["handler"]["threads"] == 1
     assert {"minWorkers", "maxWorkers", "maxBatchDelay", "responseTimeout", "startupTimeout"} <= set(config)
@@ -49,6 +51,7 @@ def test_archive_holds_everything_once(model_store: Path) -> None:
         single = json.loads(mar.read("hierarchy.json"))
         assert single["subtaxonomies"] == {} and single["taxonomy"]["checkpoint"] == "subtaxonomy/sports"
         assert not any(f.startswith("taxonomy/") for f in mar.namelist())
+        assert "trunk/model.safetensors" in mar.namelist() and single["trunk"] == hierarchy["trunk"]
 
 
 def test_broken_run_is_refused_before_building(tiny_run: Path, tmp_path: Path) -> None:
@@ -67,7 +70,7 @@ def run_with_weights(tiny_run: Path, dest: Path, mib: int) -> Path:
     """A copy of the tiny run whose taxonomy weights are ``mib`` MiB of random bytes: large
     enough that archiving takes a while, and unlike any other run's."""
     shutil.copytree(tiny_run, dest)
-    with open(dest / "taxonomy" / "model.safetensors", "wb") as handle:
+    with open(dest / "taxonomy" / "top.safetensors", "wb") as handle:
         for _ in range(mib // 8):
             handle.write(os.urandom(8 << 20))
     return dest
@@ -147,8 +150,8 @@ def test_concurrent_builds_of_one_name_each_archive_their_own_run(tiny_run: Path
     assert list(shared_tmp.iterdir()) == []  # nothing staged in the shared temporary folder
     for i, run in enumerate(runs, start=1):
         with zipfile.ZipFile(tmp_path / f"store{i}" / "c.mar") as mar:
-            assert sha256(mar.read("taxonomy/model.safetensors")) == \
-                sha256((run / "taxonomy" / "model.safetensors").read_bytes())
+            assert sha256(mar.read("taxonomy/top.safetensors")) == \
+                sha256((run / "taxonomy" / "top.safetensors").read_bytes())
             assert yaml.safe_load(mar.read("model-config.yaml"))["handler"]["top_k"] == 2 + i
         assert [p.name for p in (tmp_path / f"store{i}").iterdir()] == ["c.mar"]
 

@@ -80,6 +80,9 @@ def test_single_level_run(tiny_run: Path, tmp_path: Path) -> None:
     single = dataclasses.replace(h, taxonomy=level, subtaxonomies={}, name="sports only")
     shutil.copytree(tiny_run / "tokenizer", tmp_path / "tokenizer")
     shutil.copytree(tiny_run / level.checkpoint, tmp_path / level.checkpoint)
+    for folder in [h.trunk.folder, level.lexical]:
+        if folder:
+            shutil.copytree(tiny_run / folder, tmp_path / folder)
     single.save(tmp_path)
     answers = Cascade(tmp_path).predict(EVENTS[:2], top_k=2)
     assert answers[0]["label"] in level.labels and len(answers[0]["top_k"]) == 2

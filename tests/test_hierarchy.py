@@ -40,7 +40,7 @@ def test_check_run_dir_names_what_is_wrong(tiny_run: Path, tmp_path: Path) -> No
     assert check_run_dir(tiny_run).taxonomy.labels == ("music", "nightlife", "sports")
     broken = tmp_path / "run"
     shutil.copytree(tiny_run, broken)
-    (broken / "subtaxonomy" / "music" / "model.safetensors").unlink()
+    (broken / "subtaxonomy" / "music" / "top.safetensors").unlink()
     with pytest.raises(HierarchyError, match="subtaxonomy/music"):
         check_run_dir(broken)
     shutil.rmtree(broken)
@@ -60,7 +60,7 @@ def test_check_run_dir_names_what_is_wrong(tiny_run: Path, tmp_path: Path) -> No
 def test_pickle_checkpoints_are_refused(tiny_run: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
-    weights = run / "taxonomy" / "model.safetensors"
+    weights = run / "taxonomy" / "top.safetensors"
     weights.rename(run / "taxonomy" / "pytorch_model.bin")
-    with pytest.raises(HierarchyError, match="no model.safetensors"):
+    with pytest.raises(HierarchyError, match="no top.safetensors"):
         check_run_dir(run)

@@ -17,15 +17,17 @@ from training.train import main as train_main
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_run_directory_follows_the_contract(tiny_run: Path) -> None:
+def test_run_directory_follows_the_contract(tiny_run: Path, tmp_path: Path) -> None:
+    from handlers.trunk import export_level
+
     h = Hierarchy.load(tiny_run)
     assert h.base_model["source"] == "local"
     assert h.taxonomy.checkpoint == "taxonomy"
     assert sorted(lvl.checkpoint for lvl in h.subtaxonomies.values() if lvl.checkpoint) == [
         "subtaxonomy/music", "subtaxonomy/sports"]
     assert (tiny_run / "tokenizer" / "tokenizer.json").is_file()
-    for folder in h.checkpoints():
-        model = AutoModelForSequenceClassification.from_pretrained(tiny_run / folder)
+    for folder in h.checkpoints():  # each level exports as a stock checkpoint (tests/test_trunk.py: same answers)
+        model = AutoModelForSequenceClassification.from_pretrained(export_level(tiny_run, folder, tmp_path / folder))
         assert type(model).__name__ == "DistilBertForSequenceClassification"
         labels = h.taxonomy.labels if folder == "taxonomy" else h.subtaxonomies[folder.split("/")[1]].labels
         assert [model.config.id2label[i] for i in range(len(labels))] == list(labels)
@@ -86,14 +88,14 @@ def test_overwrite_replaces_only_after_success(tiny_base: Path, events_csv: Path
     out.mkdir()
     (out / "old.txt").write_text("old run")
     args = ["--data", str(events_csv), "--output", str(out), "--base-model", str(tiny_base), "--epochs", "1",
-            "--path-warmup-epochs", "0", "--quiet", "--train-last-layers", "1", "--class-weights", "balanced", "--max-length", "16"]
+            "--path-warmup-epochs", "0", "--quiet", "--top-layers", "1", "--class-weights", "balanced", "--max-length", "16"]
     assert train_main(args + ["--overwrite"]) == 0
     assert not (out / "old.txt").exists() and (out / "hierarchy.json").is_file()
     summary = json.loads((out / "metrics.json").read_text())["models"]
     assert all(s["epochs_run"] == 1 for s in summary)
 
 
-def test_train_last_layers_freezes_the_rest(tiny_base: Path) -> None:
+def test_top_layers_freezes_the_rest(tiny_base: Path) -> None:
     from training.level import _freeze_lower_layers
 
     model = AutoModelForSequenceClassification.from_pretrained(tiny_base, num_labels=3)

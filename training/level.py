@@ -184,8 +184,8 @@ def train_level(job: LevelJob, base: str, warmup: str, tokenizer: Any, text: Tex
     if job.from_warmup:
         paths = [path_label(job.taxonomy, sub) for sub in labels] if job.taxonomy else None
         _init_head(model, Path(warmup), paths)
-    if args.train_last_layers > 0:
-        _freeze_lower_layers(model, args.train_last_layers)
+    if args.top_layers and job.role != WARMUP_ROLE:  # the warm-up trains the whole encoder: it becomes the trunk
+        _freeze_lower_layers(model, args.top_layers)
 
     training_args = _training_args(job, args, run_tmp, len(train_ds), val_ds is not None)
     digests: dict[float, str] = {}

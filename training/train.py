@@ -29,6 +29,7 @@ from typing import Any
 
 from handlers.hierarchy import TOKENIZER_DIR, Hierarchy, build_hierarchy
 from handlers.text import TextFormat
+from handlers.trunk import split_run
 from training import distributed, parallel
 from training.data import Columns, DataError, load_events, split_events
 from training.level import SUBTAXONOMY_ROLE, WARMUP_DIR, LevelJob, plan_jobs, train_level
@@ -169,6 +170,8 @@ def _run(args: argparse.Namespace, world: distributed.World) -> int:
         meter = None
         if world.distributed:
             parallel.assemble_on_main(jobs, world, work, run_tmp)
+        if run_tmp is not None and args.top_layers:
+            split_run(run_tmp, hierarchy, args.top_layers).save(run_tmp)  # one trunk, a top per level
         if run_tmp is not None:
             metrics, info = _finish_on_main(args, frame, split_report, base_record, summaries, energy, tracker,
                                             run_tmp, started, world, truncation_note)

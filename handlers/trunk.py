@@ -1,0 +1,169 @@
+"""The shared trunk: the lower layers every classifier of a run shares, run once per event.
+
+After the path warm-up fine-tunes the whole encoder, its embeddings and lower layers are
+frozen; the taxonomy model and each subtaxonomy model train only their top layers and
+head (``--top-layers``). Every level's lower layers are then the same tensors, so the run
+stores them once (``trunk/model.safetensors``) and each level's folder only its top
+(``top.safetensors``), both under stock DistilBERT parameter names. Serving computes the
+trunk's hidden states once per event and runs each level's top on them: greedy decoding
+costs L + k layers instead of 2L, and every extra taxonomy visited k layers instead of L.
+
+``split_run`` (training) and ``export_level`` (any level back to a stock checkpoint folder
+that ``AutoModelForSequenceClassification`` loads with no code of ours) convert between
+the two layouts. No TorchServe import here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import DistilBertConfig, DistilBertForSequenceClassification, DistilBertModel
+
+from handlers.hierarchy import (TOKENIZER_DIR, TOP_FILE, TRUNK_DIR, WEIGHTS_FILE, Hierarchy, HierarchyError,
+                                Trunk)
+
+_LAYER = re.compile(r"^distilbert\.transformer\.layer\.(\d+)\.(.+)$")
+_EMBEDDINGS = "distilbert.embeddings."
+
+
+def in_trunk(key: str, trunk_layers: int) -> bool:
+    """Whether a stock DistilBERT parameter belongs to a trunk of ``trunk_layers`` layers."""
+    match = _LAYER.match(key)
+    return key.startswith(_EMBEDDINGS) or (match is not None and int(match[1]) < trunk_layers)
+
+
+def _config(folder: Path) -> DistilBertConfig:
+    data = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    if data.get("model_type") != "distilbert":
+        raise HierarchyError(f"{folder}: a shared trunk needs a DistilBERT checkpoint, not "
+                             f"{data.get('model_type')!r}")
+    return DistilBertConfig.from_dict(data)
+
+
+class TrunkEncoder(torch.nn.Module):
+    """Embeddings and the lower ``layers`` layers: token ids to hidden states."""
+
+    def __init__(self, config: DistilBertConfig, layers: int) -> None:
+        super().__init__()
+        config = DistilBertConfig.from_dict({**config.to_dict(), "n_layers": layers})
+        self.encoder = DistilBertModel(config)
+
+    @classmethod
+    def load(cls, folder: str | Path, layers: int) -> "TrunkEncoder":
+        folder = Path(folder)
+        trunk = cls(_config(folder), layers)
+        state = {key.removeprefix("distilbert."): value for key, value in load_file(str(folder / WEIGHTS_FILE)).items()}
+        trunk.encoder.load_state_dict(state, strict=True)
+        return trunk.eval()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+
+class _HiddenStatesIn(torch.nn.Module):
+    """Stands in for the embeddings of a top: its input already is the trunk's hidden states."""
+
+    def forward(self, input_ids: Any = None, inputs_embeds: torch.Tensor | None = None, position_ids: Any = None):
+        return inputs_embeds
+
+
+class TopClassifier(torch.nn.Module):
+    """One level's top layers and head, on the trunk's hidden states.
+
+    A stock DistilBertForSequenceClassification with only the top layers, whose embedding
+    module passes the hidden states through: attention masking and the head are
+    transformers' own code, so the cascade and an exported checkpoint compute the same.
+    """
+
+    def __init__(self, config: DistilBertConfig, trunk_layers: int) -> None:
+        super().__init__()
+        self.trunk_layers = trunk_layers
+        # vocab_size 1: the embeddings are replaced below, so do not allocate a vocabulary's worth.
+        top = DistilBertConfig.from_dict({**config.to_dict(), "n_layers": config.n_layers - trunk_layers,
+                                          "vocab_size": 1})
+        self.model = DistilBertForSequenceClassification(top)
+        self.model.distilbert.embeddings = _HiddenStatesIn()
+
+    @classmethod
+    def load(cls, folder: str | Path, trunk_layers: int) -> "TopClassifier":
+        folder = Path(folder)
+        top = cls(_config(folder), trunk_layers)
+        top.model.load_state_dict(top.renumber(load_file(str(folder / TOP_FILE)), -trunk_layers), strict=True)
+        return top.eval()
+
+    @staticmethod
+    def renumber(state: dict[str, torch.Tensor], shift: int) -> dict[str, torch.Tensor]:
+        """Layer i of the stored top (stock numbering) is layer i + shift of this module, and back."""
+        out = {}
+        for key, value in state.items():
+            match = _LAYER.match(key)
+            out[f"distilbert.transformer.layer.{int(match[1]) + shift}.{match[2]}" if match else key] = value
+        return out
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(inputs_embeds=hidden_states, attention_mask=attention_mask).logits
+
+
+def split_run(run_dir: str | Path, hierarchy: Hierarchy, top_layers: int) -> Hierarchy:
+    """Turn a run of whole checkpoints, trained with the lower layers frozen, into trunk + tops.
+
+    Every level must hold exactly the trunk's tensors below its top: that is checked, so a
+    level whose lower layers moved in training is an error here, not a silent accuracy loss
+    at serving. Returns the hierarchy that records the trunk (the caller saves it).
+    """
+    run_dir = Path(run_dir)
+    folders = hierarchy.checkpoints()
+    if not folders:
+        return hierarchy
+    trunk_layers = max(0, _config(run_dir / folders[0]).n_layers - top_layers)
+    first = load_file(str(run_dir / folders[0] / WEIGHTS_FILE))
+    trunk = {key: value for key, value in first.items() if in_trunk(key, trunk_layers)}
+    tops = {}
+    for folder in folders:
+        state = first if folder == folders[0] else load_file(str(run_dir / folder / WEIGHTS_FILE))
+        moved = [key for key in trunk if key not in state or not torch.equal(state[key], trunk[key])]
+        if moved:
+            raise HierarchyError(f"{folder}: {len(moved)} tensors below the top {trunk_layers} layers differ from "
+                                 f"{folders[0]}'s (e.g. {moved[0]}): the levels do not share a trunk")
+        tops[folder] = {key: value for key, value in state.items() if not in_trunk(key, trunk_layers)}
+    (run_dir / TRUNK_DIR).mkdir()
+    config = json.loads((run_dir / folders[0] / "config.json").read_text(encoding="utf-8"))
+    for key in ("id2label", "label2id", "architectures", "problem_type"):
+        config.pop(key, None)
+    (run_dir / TRUNK_DIR / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    save_file(trunk, str(run_dir / TRUNK_DIR / WEIGHTS_FILE), metadata={"format": "pt"})
+    for folder, top in tops.items():
+        save_file(top, str(run_dir / folder / TOP_FILE), metadata={"format": "pt"})
+        (run_dir / folder / WEIGHTS_FILE).unlink()
+    return dataclasses.replace(hierarchy, trunk=Trunk(TRUNK_DIR, trunk_layers))
+
+
+def export_level(run_dir: str | Path, folder: str, out: str | Path) -> Path:
+    """Write one level as a stock checkpoint folder (config.json, model.safetensors, tokenizer).
+
+    The result loads with ``AutoModelForSequenceClassification.from_pretrained`` and gives
+    the probabilities the cascade gives for that level (before any lexical mix).
+    """
+    run_dir, out = Path(run_dir), Path(out)
+    hierarchy = Hierarchy.load(run_dir)
+    if folder not in hierarchy.checkpoints():
+        raise HierarchyError(f"{folder!r} is not a checkpoint of {run_dir}: one of {hierarchy.checkpoints()}")
+    config = _config(run_dir / folder)
+    model = DistilBertForSequenceClassification(config)
+    if hierarchy.trunk is None:
+        state = load_file(str(run_dir / folder / WEIGHTS_FILE))
+    else:
+        state = {**load_file(str(run_dir / hierarchy.trunk.folder / WEIGHTS_FILE)),
+                 **load_file(str(run_dir / folder / TOP_FILE))}
+    model.load_state_dict(state, strict=True)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    shutil.copytree(run_dir / TOKENIZER_DIR, out, dirs_exist_ok=True)
+    return out

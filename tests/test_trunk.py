@@ -1,0 +1,109 @@
+"""The shared trunk: the run layout, the one-pass trunk at inference, and the stock export."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import AutoModelForSequenceClassification
+
+from handlers.cascade import Cascade
+from handlers.hierarchy import TOP_FILE, WEIGHTS_FILE, Hierarchy, HierarchyError, check_run_dir
+from handlers.trunk import export_level, in_trunk
+from tests.tiny import tiny_events
+
+EVENTS = tiny_events(rows_per_class=2, seed=5)
+
+
+def test_run_stores_the_trunk_once_and_a_top_per_level(tiny_run: Path) -> None:
+    hierarchy = check_run_dir(tiny_run)
+    assert hierarchy.trunk is not None and hierarchy.trunk.layers == 1  # tiny base: 2 layers, --top-layers 1
+    trunk = load_file(str(tiny_run / hierarchy.trunk.folder / WEIGHTS_FILE))
+    assert trunk and all(in_trunk(key, 1) for key in trunk)
+    for folder in hierarchy.checkpoints():
+        assert not (tiny_run / folder / WEIGHTS_FILE).exists()
+        top = load_file(str(tiny_run / folder / TOP_FILE))
+        assert not any(in_trunk(key, 1) for key in top)
+        assert "classifier.weight" in top and "distilbert.transformer.layer.1.ffn.lin1.weight" in top
+
+
+def _level_probs(cascade: Cascade, folder: str, events: list[dict]) -> torch.Tensor:
+    level = next(lvl for lvl in cascade.hierarchy.levels() if lvl.checkpoint == folder)
+    return cascade._model_probs(level, cascade.encode(events))
+
+
+def test_exported_level_is_a_stock_checkpoint_with_the_cascade_probabilities(tiny_run: Path, tmp_path: Path) -> None:
+    cascade = Cascade(tiny_run, max_batch=3)  # small chunks: padding differs between calls
+    for folder in cascade.hierarchy.checkpoints():
+        out = export_level(tiny_run, folder, tmp_path / folder)
+        model = AutoModelForSequenceClassification.from_pretrained(out).eval()  # no code of ours
+        texts = [cascade.hierarchy.text.format(e) for e in EVENTS]
+        ids = cascade.hierarchy.text.token_ids(cascade.tokenizer, texts)
+        expected = []
+        with torch.inference_mode():
+            for row in ids:  # one at a time: no padding at all
+                logits = model(input_ids=torch.tensor([row])).logits
+                expected.append(torch.softmax(logits, dim=-1)[0])
+        got = _level_probs(cascade, folder, EVENTS)
+        assert torch.allclose(got, torch.stack(expected), atol=1e-5), folder
+        assert json.loads((out / "config.json").read_text())["id2label"]
+
+
+def test_trunk_runs_once_per_event(tiny_run: Path) -> None:
+    cascade = Cascade(tiny_run, decoding="joint", beam_width=3, beam_min_prob=0.0)
+    calls = []
+    cascade.trunk.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    answers = cascade.predict(EVENTS, top_k=3)
+    assert len(answers) == len(EVENTS)
+    assert sum(calls) == len(EVENTS)  # every subtaxonomy model visited read the same hidden states
+
+
+def test_whole_checkpoint_runs_still_load(tiny_run: Path, tmp_path: Path) -> None:
+    """A version-1 run (one whole checkpoint per level) answers as its trunk form does."""
+    legacy = tmp_path / "legacy"
+    shutil.copytree(tiny_run, legacy)
+    hierarchy = Hierarchy.load(tiny_run)
+    for folder in hierarchy.checkpoints():
+        export_level(tiny_run, folder, tmp_path / "export" / folder)
+        (legacy / folder / TOP_FILE).unlink()
+        shutil.copy2(tmp_path / "export" / folder / WEIGHTS_FILE, legacy / folder / WEIGHTS_FILE)
+    shutil.rmtree(legacy / hierarchy.trunk.folder)
+    data = json.loads((legacy / "hierarchy.json").read_text())
+    data.update(schema_version=1)
+    data.pop("trunk")
+    (legacy / "hierarchy.json").write_text(json.dumps(data))
+    old, new = Cascade(legacy).predict(EVENTS, top_k=2), Cascade(tiny_run).predict(EVENTS, top_k=2)
+    assert [a["path"] for a in old] == [a["path"] for a in new]
+    assert all(abs(a["path_score"] - b["path_score"]) < 1e-5 for a, b in zip(old, new))
+
+
+def test_a_level_whose_lower_layers_moved_is_refused(tiny_run: Path, tmp_path: Path) -> None:
+    from handlers.trunk import split_run
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    hierarchy = Hierarchy.load(run)
+    for folder in hierarchy.checkpoints():  # back to whole checkpoints, as training leaves them
+        export_level(tiny_run, folder, tmp_path / "export" / folder)
+        shutil.copy2(tmp_path / "export" / folder / WEIGHTS_FILE, run / folder / WEIGHTS_FILE)
+        (run / folder / TOP_FILE).unlink()
+    shutil.rmtree(run / hierarchy.trunk.folder)
+    moved = hierarchy.checkpoints()[-1]
+    state = load_file(str(run / moved / WEIGHTS_FILE))
+    state["distilbert.transformer.layer.0.ffn.lin1.bias"] += 1e-3
+    save_file(state, str(run / moved / WEIGHTS_FILE))
+    with pytest.raises(HierarchyError, match=f"{moved}: 1 tensors below the top 1 layers differ"):
+        split_run(run, hierarchy, 1)
+    assert not (run / "trunk").exists() and (run / moved / WEIGHTS_FILE).is_file()  # nothing half-split
+
+
+def test_missing_trunk_is_named(tiny_run: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (run / "trunk" / WEIGHTS_FILE).unlink()
+    with pytest.raises(HierarchyError, match="the shared trunk has no model.safetensors"):
+        check_run_dir(run)
