@@ -13,7 +13,7 @@ from transformers import AutoModelForSequenceClassification
 
 from handlers.cascade import Cascade
 from handlers.hierarchy import TOP_FILE, WEIGHTS_FILE, Hierarchy, HierarchyError, check_run_dir
-from handlers.trunk import export_level, in_trunk
+from handlers.trunk import export_level, export_whole_run, in_trunk, split_run
 from tests.tiny import tiny_events
 
 EVENTS = tiny_events(rows_per_class=2, seed=5)
@@ -64,34 +64,22 @@ def test_trunk_runs_once_per_event(tiny_run: Path) -> None:
 
 def test_whole_checkpoint_runs_still_load(tiny_run: Path, tmp_path: Path) -> None:
     """A version-1 run (one whole checkpoint per level) answers as its trunk form does."""
-    legacy = tmp_path / "legacy"
-    shutil.copytree(tiny_run, legacy)
-    hierarchy = Hierarchy.load(tiny_run)
-    for folder in hierarchy.checkpoints():
-        export_level(tiny_run, folder, tmp_path / "export" / folder)
-        (legacy / folder / TOP_FILE).unlink()
-        shutil.copy2(tmp_path / "export" / folder / WEIGHTS_FILE, legacy / folder / WEIGHTS_FILE)
-    shutil.rmtree(legacy / hierarchy.trunk.folder)
+    legacy = export_whole_run(tiny_run, tmp_path / "legacy")
     data = json.loads((legacy / "hierarchy.json").read_text())
+    assert data["trunk"] is None and not (legacy / "trunk").exists()
     data.update(schema_version=1)
     data.pop("trunk")
     (legacy / "hierarchy.json").write_text(json.dumps(data))
+    for folder in Hierarchy.load(legacy).checkpoints():
+        assert sorted(p.name for p in (legacy / folder).iterdir()) == ["config.json", WEIGHTS_FILE]
     old, new = Cascade(legacy).predict(EVENTS, top_k=2), Cascade(tiny_run).predict(EVENTS, top_k=2)
     assert [a["path"] for a in old] == [a["path"] for a in new]
     assert all(abs(a["path_score"] - b["path_score"]) < 1e-5 for a, b in zip(old, new))
 
 
 def test_a_level_whose_lower_layers_moved_is_refused(tiny_run: Path, tmp_path: Path) -> None:
-    from handlers.trunk import split_run
-
-    run = tmp_path / "run"
-    shutil.copytree(tiny_run, run)
-    hierarchy = Hierarchy.load(run)
-    for folder in hierarchy.checkpoints():  # back to whole checkpoints, as training leaves them
-        export_level(tiny_run, folder, tmp_path / "export" / folder)
-        shutil.copy2(tmp_path / "export" / folder / WEIGHTS_FILE, run / folder / WEIGHTS_FILE)
-        (run / folder / TOP_FILE).unlink()
-    shutil.rmtree(run / hierarchy.trunk.folder)
+    run = export_whole_run(tiny_run, tmp_path / "run")  # whole checkpoints, as training leaves them
+    hierarchy = Hierarchy.load(tiny_run)
     moved = hierarchy.checkpoints()[-1]
     state = load_file(str(run / moved / WEIGHTS_FILE))
     state["distilbert.transformer.layer.0.ffn.lin1.bias"] += 1e-3
@@ -107,3 +95,15 @@ def test_missing_trunk_is_named(tiny_run: Path, tmp_path: Path) -> None:
     (run / "trunk" / WEIGHTS_FILE).unlink()
     with pytest.raises(HierarchyError, match="the shared trunk has no model.safetensors"):
         check_run_dir(run)
+
+
+def test_export_command(tiny_run: Path, tmp_path: Path) -> None:
+    from archives.export import main
+
+    assert main(["--run", str(tiny_run), "--level", "music", "--output", str(tmp_path / "music")]) == 0
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "music")
+    assert list(model.config.id2label.values()) == ["jazz", "rock"]
+    assert (tmp_path / "music" / "tokenizer.json").is_file()
+    assert main(["--run", str(tiny_run), "--level", "nightlife", "--output", str(tmp_path / "x")]) == 2
+    assert main(["--run", str(tiny_run), "--all", "--output", str(tmp_path / "whole")]) == 0
+    assert check_run_dir(tmp_path / "whole").trunk is None

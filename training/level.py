@@ -134,11 +134,19 @@ def _training_args(job: LevelJob, args: argparse.Namespace, work: Path, train_ro
         data_seed=args.seed,
         use_cpu=not cuda,
         fp16=cuda,
+        bf16=not cuda and cpu_bf16(args.precision),
         report_to=[],
         disable_tqdm=args.quiet,
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False,
     )
+
+
+def cpu_bf16(precision: str) -> bool:
+    """Whether CPU training runs under bf16 autocast: asked for, or ``auto`` on a CPU with native bf16."""
+    from handlers.cascade import bf16_is_native
+
+    return precision == "bf16" or (precision == "auto" and bf16_is_native())
 
 
 def _weighted_loss(train_ds: Any, n_labels: int) -> Any:
@@ -246,8 +254,8 @@ def plan_jobs(hierarchy: Hierarchy, frame: pd.DataFrame, args: argparse.Namespac
     """Every model of the run, in training order, with its epochs, rate and starting weights."""
     train, val = frame[frame.split == "train"], frame[frame.split == "val"]
     warm = args.path_warmup_epochs > 0
-    sub_epochs = args.subtaxonomy_epochs or args.epochs
-    sub_rate = args.subtaxonomy_learning_rate or args.learning_rate
+    sub_epochs = args.subtaxonomy_epochs or (3 if warm else args.epochs)
+    sub_rate = args.subtaxonomy_learning_rate or (args.learning_rate / 2 if warm else args.learning_rate)
     jobs = []
     if warm:
         paths = [path_label(t, s) for t, s in zip(frame.taxonomy, frame.subtaxonomy)]

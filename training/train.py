@@ -32,7 +32,7 @@ from handlers.text import TextFormat
 from handlers.trunk import split_run
 from training import distributed, parallel
 from training.data import Columns, DataError, load_events, split_events
-from training.level import SUBTAXONOMY_ROLE, WARMUP_DIR, LevelJob, plan_jobs, train_level
+from training.level import SUBTAXONOMY_ROLE, WARMUP_DIR, LevelJob, cpu_bf16, plan_jobs, train_level
 from training.long_text import add_lexical_models, choose_truncation
 from training.record import TrainingRecord, save_split, sha256_of
 from training.options import parse_args
@@ -142,6 +142,7 @@ def _run(args: argparse.Namespace, world: distributed.World) -> int:
     from training.base_model import prepare_base_model
 
     threads = distributed.configure_threads(args.threads)
+    args.precision = "bf16" if cpu_bf16(args.precision) else "fp32"  # recorded as resolved
     if world.distributed:
         print(f"rank {world.rank}/{world.size} (node {world.node}): {threads} torch threads", flush=True)
     set_seed(args.seed)

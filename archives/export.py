@@ -1,0 +1,56 @@
+"""Export levels of a run as stock Hugging Face checkpoints, with no code of ours needed to load them.
+
+    python -m archives.export --run artifacts/demo --level taxonomy --output exported/taxonomy
+    python -m archives.export --run artifacts/demo --level Music --output exported/music   # a taxonomy's subtaxonomy model
+    python -m archives.export --run artifacts/demo --all --output exported/demo-whole
+
+A run trained with a shared trunk stores the trunk once and each level's top layers; an
+exported level is the whole DistilBertForSequenceClassification (trunk + top) that
+``AutoModelForSequenceClassification.from_pretrained`` loads, with the tokenizer beside it.
+``--all`` writes a copy of the run with one whole checkpoint per level and no trunk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from handlers.hierarchy import HierarchyError, check_run_dir
+from handlers.trunk import export_level, export_whole_run
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", required=True, help="run directory (training/train.py's --output)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--level", help="'taxonomy', or a taxonomy label for the model of its subtaxonomies")
+    which.add_argument("--all", action="store_true", help="the whole run, one stock checkpoint per level")
+    p.add_argument("--output", required=True, help="folder to write (must not exist)")
+    args = p.parse_args(argv)
+    out = Path(args.output)
+    if out.exists():
+        print(f"error: {out} exists; choose another --output", file=sys.stderr)
+        return 2
+    try:
+        hierarchy = check_run_dir(args.run)
+        if args.all:
+            export_whole_run(args.run, out)
+            print(f"exported {len(hierarchy.checkpoints())} levels as stock checkpoints into {out}")
+            return 0
+        level = hierarchy.taxonomy if args.level == "taxonomy" else hierarchy.subtaxonomies.get(args.level)
+        if level is None or level.checkpoint is None:
+            choices = ["taxonomy"] + [t for t, lvl in hierarchy.subtaxonomies.items() if lvl.checkpoint]
+            print(f"error: no model for level {args.level!r}; one of: {', '.join(choices)}", file=sys.stderr)
+            return 2
+        export_level(args.run, level.checkpoint, out)
+    except HierarchyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"exported {args.level} ({len(level.labels)} labels) into {out}: "
+          "AutoModelForSequenceClassification.from_pretrained loads it")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""What the shared trunk saves, in-process: trunk cascade vs whole-checkpoint cascade vs one flat model.
+
+    python -m benchmarks.structures --run artifacts/demo --data training/sample_events.csv
+
+The same trained weights three ways, on the same test events, with default requests
+(the handler's default top_k and the run's decoding) unless flags say otherwise:
+  trunk  the run as trained: the shared trunk once per event, each level's top layers;
+  whole  the same run exported with one whole checkpoint per level (what --top-layers all
+         stores): a full pass per level and per extra taxonomy visited;
+  flat   one single-level classifier (the taxonomy model exported whole): one full pass per
+         event, the floor of any two-level method.
+Also each at bf16 autocast when the CPU has native bf16. Prints a markdown table with each
+structure's events/s as a fraction of flat's; ``benchmarks/bench.py`` runs it too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from handlers.settings import HandlerSettings
+
+
+def _rate(cascade: Any, events: list[dict], batch: int, top_k: int, max_seconds: float) -> float:
+    cascade.predict(events[:batch], top_k=top_k)  # warm-up
+    done, started = 0, time.perf_counter()
+    while done < len(events) and time.perf_counter() - started < max_seconds:
+        chunk = events[done : done + batch]
+        cascade.predict(chunk, top_k=top_k)
+        done += len(chunk)
+    return done / (time.perf_counter() - started)
+
+
+def compare_structures(run: Path, events: list[dict], batch_sizes: list[int], threads: int,
+                       max_seconds: float = 20.0, top_k: int | None = None) -> list[dict[str, Any]]:
+    """events/s per structure, decoding, precision and batch size (see the module docstring)."""
+    import dataclasses
+
+    import torch
+
+    from handlers.cascade import Cascade, bf16_is_native
+    from handlers.hierarchy import Hierarchy
+    from handlers.trunk import export_whole_run
+
+    torch.set_num_threads(threads)
+    top_k = top_k or HandlerSettings().top_k
+    hierarchy = Hierarchy.load(run)
+    precisions = ["fp32", "bf16"] if bf16_is_native() else ["fp32"]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-structures-") as tmp:
+        whole = export_whole_run(run, Path(tmp) / "whole")
+        flat = Path(tmp) / "flat"  # the taxonomy model alone, whole: one full pass per event
+        export_whole_run(run, flat)
+        dataclasses.replace(Hierarchy.load(flat), subtaxonomies={}, name="flat").save(flat)
+        setups = [("flat", flat, None), ("whole", whole, "greedy"), ("trunk", run, "greedy")]
+        if hierarchy.decoding != "greedy":
+            setups += [("whole", whole, hierarchy.decoding), ("trunk", run, hierarchy.decoding)]
+        for precision in precisions:
+            for name, source, decoding in setups:
+                cascade = Cascade(source, max_batch=max(batch_sizes), decoding=decoding, precision=precision)
+                for batch in batch_sizes:
+                    rate = _rate(cascade, events, batch, top_k, max_seconds)
+                    rows.append({"structure": name, "decoding": decoding or "-", "precision": precision,
+                                 "batch": batch, "top_k": top_k, "events_per_s": round(rate, 1)})
+                    print(f"{name:>5} {decoding or '-':>6} {precision} batch {batch:>3}: {rate:8.1f} events/s",
+                          flush=True)
+    return rows
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: events/s (and the fraction of flat's at the same precision and batch)."""
+    batches = sorted({r["batch"] for r in rows})
+    flat = {(r["precision"], r["batch"]): r["events_per_s"] for r in rows if r["structure"] == "flat"}
+    lines = ["| structure | decoding | precision | " + " | ".join(f"batch {b}" for b in batches) + " |",
+             "|---|---|---|" + "---|" * len(batches)]
+    keys = dict.fromkeys((r["structure"], r["decoding"], r["precision"]) for r in rows)
+    for structure, decoding, precision in keys:
+        cells = []
+        for b in batches:
+            rate = next(r["events_per_s"] for r in rows if (r["structure"], r["decoding"], r["precision"], r["batch"])
+                        == (structure, decoding, precision, b))
+            cells.append(f"{rate:.1f}" if structure == "flat" else f"{rate:.1f} ({rate / flat[precision, b]:.2f}x)")
+        lines.append(f"| {structure} | {decoding} | {precision} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from benchmarks.bench import load_events
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", required=True, help="a run trained with a shared trunk (--top-layers K)")
+    p.add_argument("--data", default=None, help="the events table (default: the one the run recorded)")
+    p.add_argument("--events", type=int, default=512, help="test events per measurement")
+    p.add_argument("--batch-sizes", default="1,8,32", help="comma-separated batch sizes")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (the fp32 archive's default)")
+    p.add_argument("--max-seconds", type=float, default=20.0, help="time limit per measurement")
+    p.add_argument("--top-k", type=int, default=None, help="top_k per request (default: the handler's default)")
+    args = p.parse_args(argv)
+    events = load_events(args.data, Path(args.run), args.events)
+    rows = compare_structures(Path(args.run), events, [int(b) for b in args.batch_sizes.split(",")], args.threads,
+                              args.max_seconds, args.top_k)
+    print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
