@@ -72,6 +72,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     c.add_argument("--max-batch-cost", type=int, default=handler.max_batch_cost,
                    help="most model passes (one event through one model) one batch may cost; requests past it "
                         "get 429 (413 alone), which keeps the slowest batch inside --response-timeout")
+    c.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=handler.precision,
+                   help="torch arithmetic of the fp32 archive's workers: auto (default) runs bf16 autocast where "
+                        "the serving CPU computes bf16 natively (avx512_bf16, AMX) and fp32 elsewhere")
     q = p.add_argument_group("int8")
     q.add_argument("--quantize", choices=["int8"], help="serve int8 ONNX exports with ONNX Runtime (CPU) instead of "
                    "fp32 torch, after checking the accuracy cost on the run's validation split")
@@ -98,7 +101,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def model_config(args: argparse.Namespace) -> dict[str, Any]:
     """model-config.yaml: TorchServe's batching and workers, and the handler's settings."""
     settings = dataclasses.replace(HandlerSettings(), threads=args.threads, top_k=args.top_k, max_items=args.max_items,
-                       max_batch_cost=args.max_batch_cost, quantize=args.quantize or "")
+                       max_batch_cost=args.max_batch_cost, quantize=args.quantize or "", precision=args.precision)
     return {
         "minWorkers": args.workers,
         "maxWorkers": args.workers,

@@ -3,12 +3,15 @@
 
     python -m benchmarks.bench --run artifacts/clinc150 --data ../shared/data/clinc150.csv
 
-Three measurements on the same events, in one run:
-  ceiling  the cascade in-process at batch 1, 8 and 32 (events/s, latency per call);
+Four measurements on the same events, in one run:
+  ceiling  the cascade in-process at batch 1, 8 and 32 (events/s, latency per call), with
+           default requests (the handler's top_k) and the default archive's precision;
   served   our archive through a real TorchServe on loopback at concurrency 1, 8 and 32,
            one event per HTTP request (events/s, p50/p95/p99 latency, errors);
   naive    benchmarks/naive_handler.py served the same way: one request per forward pass,
            padded to max_length, the two levels as separate calls.
+  structures  (runs with a shared trunk) the same weights as trunk + tops, as whole
+           checkpoints, and as one flat model: benchmarks/structures.py.
 It prints a markdown table with the ratios and writes it with the raw figures (JSON) to
 --output. Every loop is bounded by --requests and --max-seconds; traffic stays on 127.0.0.1.
 ``--configs`` compares server layouts (workers x threads, batchSize, maxBatchDelay).
@@ -33,6 +36,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
+from benchmarks.structures import compare_structures
+from benchmarks.structures import table as structures_table
+from handlers.hierarchy import Hierarchy
+from handlers.settings import HandlerSettings
 from serving import tsctl
 
 
@@ -77,7 +84,9 @@ def ceiling(run: Path, events: list[dict], batch_sizes: list[int], threads: int,
 
             source = Path(tmp) / "run"
             export_run_int8(run, check_run_dir(run), source)
-        cascade = Cascade(source, max_batch=max(batch_sizes), quantize=quantize)
+        cascade = Cascade(source, max_batch=max(batch_sizes), quantize=quantize, precision=HandlerSettings().precision)
+    top_k = HandlerSettings().top_k  # what a request that does not say gets
+    print(f"ceiling: {quantize or cascade.precision}, decoding {cascade.decoding}, top_k {top_k}", flush=True)
     cascade.predict(events[:8])  # warm-up
     results = []
     for b in batch_sizes:
@@ -85,7 +94,7 @@ def ceiling(run: Path, events: list[dict], batch_sizes: list[int], threads: int,
         while done < len(events) and time.perf_counter() - started < max_seconds:
             chunk = events[done : done + b]
             t0 = time.perf_counter()
-            cascade.predict(chunk, top_k=1)
+            cascade.predict(chunk, top_k=top_k)
             latencies.append((time.perf_counter() - t0) * 1000)
             done += len(chunk)
         seconds = time.perf_counter() - started
@@ -315,6 +324,9 @@ def markdown(report: dict[str, Any]) -> str:
         for r in rows:
             lines.append(f"- layout {layout}, concurrency {r['concurrency']}: {r['events_per_s']:.1f} events/s, "
                          f"p50 {r['p50_ms']:.1f} ms")
+    if report.get("structures"):
+        lines += ["", "In-process, the same weights three ways (events/s; x: of the flat model's):", "",
+                  structures_table(report["structures"])]
     return "\n".join(lines) + "\n"
 
 
@@ -333,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"load generator: Python keep-alive threads, counted; or wrk ({WRK_SECONDS:.0f} s per "
                         "concurrency; Debian package wrk), which leaves more CPU to the server")
     p.add_argument("--skip-naive", action="store_true", help="leave out the naive handler")
+    p.add_argument("--skip-structures", action="store_true",
+                   help="leave out the trunk / whole checkpoints / flat comparison (benchmarks/structures.py)")
     p.add_argument("--naive-requests", type=int, default=128, help="events for the naive handler (it is slow)")
     p.add_argument("--max-seconds", type=float, default=120, help="time cap per measurement")
     p.add_argument("--output", default=str(ROOT / "bench_results"), help="folder for JSON and markdown")
@@ -363,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
         report["naive"] = served(run, events[: args.naive_requests], concurrencies, naive_layout, None,
                                  args.max_seconds, "naive", ROOT / "benchmarks" / "naive_handler.py", args.client)
     report["ratios"] = ratios(report["ceiling"], report["served"], report.get("naive", []))
+    if not args.skip_structures and not args.quantize and Hierarchy.load(run).trunk is not None:
+        report["structures"] = compare_structures(run, events, batch_sizes, args.threads, min(args.max_seconds, 20))
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"{run.name}{'-int8' if args.quantize else ''}{'-wrk' if args.client == 'wrk' else ''}"

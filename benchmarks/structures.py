@@ -2,8 +2,9 @@
 
     python -m benchmarks.structures --run artifacts/demo --data training/sample_events.csv
 
-The same trained weights three ways, on the same test events, with default requests
-(the handler's default top_k and the run's decoding) unless flags say otherwise:
+The same trained weights three ways, on the same test events: greedy decoding with top_k 1
+(one subtaxonomy model per event), and default requests (the handler's default top_k, the
+run's decoding), which may visit more taxonomies:
   trunk  the run as trained: the shared trunk once per event, each level's top layers;
   whole  the same run exported with one whole checkpoint per level (what --top-layers all
          stores): a full pass per level and per extra taxonomy visited;
@@ -25,6 +26,7 @@ from handlers.settings import HandlerSettings
 
 
 def _rate(cascade: Any, events: list[dict], batch: int, top_k: int, max_seconds: float) -> float:
+    """events/s of ``cascade.predict`` over ``events`` in calls of ``batch``, bounded by ``max_seconds``."""
     cascade.predict(events[:batch], top_k=top_k)  # warm-up
     done, started = 0, time.perf_counter()
     while done < len(events) and time.perf_counter() - started < max_seconds:
@@ -46,7 +48,6 @@ def compare_structures(run: Path, events: list[dict], batch_sizes: list[int], th
     from handlers.trunk import export_whole_run
 
     torch.set_num_threads(threads)
-    top_k = top_k or HandlerSettings().top_k
     hierarchy = Hierarchy.load(run)
     precisions = ["fp32", "bf16"] if bf16_is_native() else ["fp32"]
     rows = []
@@ -55,18 +56,19 @@ def compare_structures(run: Path, events: list[dict], batch_sizes: list[int], th
         flat = Path(tmp) / "flat"  # the taxonomy model alone, whole: one full pass per event
         export_whole_run(run, flat)
         dataclasses.replace(Hierarchy.load(flat), subtaxonomies={}, name="flat").save(flat)
-        setups = [("flat", flat, None), ("whole", whole, "greedy"), ("trunk", run, "greedy")]
-        if hierarchy.decoding != "greedy":
-            setups += [("whole", whole, hierarchy.decoding), ("trunk", run, hierarchy.decoding)]
+        default = (hierarchy.decoding, top_k or HandlerSettings().top_k)
+        setups = [("flat", flat, ("greedy", 1))]
+        setups += [(name, source, mode) for mode in dict.fromkeys([("greedy", 1), default])
+                   for name, source in (("whole", whole), ("trunk", run))]
         for precision in precisions:
-            for name, source, decoding in setups:
+            for name, source, (decoding, k) in setups:
                 cascade = Cascade(source, max_batch=max(batch_sizes), decoding=decoding, precision=precision)
                 for batch in batch_sizes:
-                    rate = _rate(cascade, events, batch, top_k, max_seconds)
-                    rows.append({"structure": name, "decoding": decoding or "-", "precision": precision,
-                                 "batch": batch, "top_k": top_k, "events_per_s": round(rate, 1)})
-                    print(f"{name:>5} {decoding or '-':>6} {precision} batch {batch:>3}: {rate:8.1f} events/s",
-                          flush=True)
+                    rate = _rate(cascade, events, batch, k, max_seconds)
+                    mode = "-" if name == "flat" else f"{decoding}, top_k {k}"
+                    rows.append({"structure": name, "decoding": mode, "precision": precision, "batch": batch,
+                                 "events_per_s": round(rate, 1)})
+                    print(f"{name:>5} {mode:>16} {precision} batch {batch:>3}: {rate:8.1f} events/s", flush=True)
     return rows
 
 

@@ -44,9 +44,9 @@ class Cascade:
     ``quantize="int8"`` runs each checkpoint's ``model.int8.onnx`` (see handlers/onnx_int8.py)
     with ONNX Runtime instead of the fp32 safetensors with torch.
 
-    ``precision="bf16"`` runs the torch models under bfloat16 autocast: several times
-    faster on CPUs with native bf16 (avx512_bf16, AMX), slower on others
-    (``bf16_is_native`` tells which).
+    ``precision="bf16"`` runs the torch models under bfloat16 autocast: two to three times
+    faster on CPUs with native bf16 (avx512_bf16, AMX), slower on others; ``"auto"`` picks
+    bf16 on such a CPU and fp32 elsewhere (and on GPUs). ``self.precision`` says which ran.
     """
 
     def __init__(
@@ -73,9 +73,11 @@ class Cascade:
         self.pad_id = self.tokenizer.pad_token_id or 0
         if quantize not in (None, "", "int8"):
             raise ValueError(f"quantize must be 'int8' or empty, not {quantize!r}")
-        if precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16', not {precision!r}")
-        self.precision = precision
+        if precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', not {precision!r}")
+        if precision == "auto":
+            precision = "bf16" if self.device.type == "cpu" and not quantize and bf16_is_native() else "fp32"
+        self.precision = "fp32" if quantize else precision  # ONNX Runtime runs its own int8 graph
         self.trunk = self._load(self.hierarchy.trunk.folder, quantize, trunk=True) if self.hierarchy.trunk else None
         self.models: dict[str, Any] = {folder: self._load(folder, quantize) for folder in self.hierarchy.checkpoints()}
         # Lexical models whose weight is 0 are not loaded: they would cost time and change nothing.

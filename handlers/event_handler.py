@@ -53,8 +53,10 @@ class EventTaxonomyHandler:
         if self.settings.quantize:
             device = "cpu"  # int8 archives run on ONNX Runtime's CPU provider
         self.cascade = Cascade(model_dir, device=device, max_batch=self.settings.max_batch,
-                               beam_min_prob=self.settings.beam_min_prob, quantize=self.settings.quantize or None)
-        logger.info("loaded %s from %s on %s with %d threads", self.cascade.hierarchy.name, model_dir, device, threads)
+                               beam_min_prob=self.settings.beam_min_prob, quantize=self.settings.quantize or None,
+                               precision=self.settings.precision)
+        logger.info("loaded %s from %s on %s with %d threads, %s", self.cascade.hierarchy.name, model_dir, device,
+                    threads, self.settings.quantize or self.cascade.precision)
         self.initialized = True
 
     def handle(self, data: list[dict[str, Any]], context: Any) -> list[Any]:

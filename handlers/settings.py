@@ -34,6 +34,9 @@ class Layout:
 LAYOUTS = {"fp32": Layout(workers=1, threads=2, batch_size=32), "int8": Layout(workers=2, threads=1, batch_size=16)}
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
 @dataclass(frozen=True)
 class HandlerSettings:
     """Caps on requests and batches, and how the cascade runs.
@@ -55,6 +58,7 @@ class HandlerSettings:
     max_batch_cost: int = 768
     max_response_bytes: int = 1_000_000
     quantize: str = ""
+    precision: str = "auto"  # torch arithmetic: auto is bf16 autocast on CPUs with native bf16, else fp32
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -68,6 +72,9 @@ class HandlerSettings:
             raise SettingsError(f"handler setting 'beam_min_prob' must be from 0 to 1, not {self.beam_min_prob}")
         if self.quantize not in ("", "int8"):
             raise SettingsError(f"handler setting 'quantize' must be 'int8' or empty, not {self.quantize!r}")
+        if self.precision not in PRECISIONS:
+            raise SettingsError(f"handler setting 'precision' must be one of {', '.join(PRECISIONS)}, "
+                                f"not {self.precision!r}")
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | None) -> "HandlerSettings":

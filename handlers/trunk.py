@@ -58,9 +58,14 @@ class TrunkEncoder(torch.nn.Module):
     @classmethod
     def load(cls, folder: str | Path, layers: int) -> "TrunkEncoder":
         folder = Path(folder)
-        trunk = cls(_config(folder), layers)
-        state = {key.removeprefix("distilbert."): value for key, value in load_file(str(folder / WEIGHTS_FILE)).items()}
-        trunk.encoder.load_state_dict(state, strict=True)
+        return cls.from_state(_config(folder), layers, load_file(str(folder / WEIGHTS_FILE)))
+
+    @classmethod
+    def from_state(cls, config: DistilBertConfig, layers: int, state: dict[str, torch.Tensor]) -> "TrunkEncoder":
+        """The trunk from a state dict under stock names (a whole model's: its top is left out)."""
+        trunk = cls(config, layers)
+        trunk.encoder.load_state_dict({key.removeprefix("distilbert."): value for key, value in state.items()
+                                       if in_trunk(key, layers)}, strict=True)
         return trunk.eval()
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -94,9 +99,20 @@ class TopClassifier(torch.nn.Module):
     @classmethod
     def load(cls, folder: str | Path, trunk_layers: int) -> "TopClassifier":
         folder = Path(folder)
-        top = cls(_config(folder), trunk_layers)
-        top.model.load_state_dict(top.renumber(load_file(str(folder / TOP_FILE)), -trunk_layers), strict=True)
+        return cls.from_state(_config(folder), trunk_layers, load_file(str(folder / TOP_FILE)))
+
+    @classmethod
+    def from_state(cls, config: DistilBertConfig, trunk_layers: int,
+                   state: dict[str, torch.Tensor]) -> "TopClassifier":
+        """The top from a state dict under stock names (a whole model's: its trunk is left out)."""
+        top = cls(config, trunk_layers)
+        mine = {key: value for key, value in state.items() if not in_trunk(key, trunk_layers)}
+        top.model.load_state_dict(top.renumber(mine, -trunk_layers), strict=True)
         return top.eval()
+
+    def stock_state(self) -> dict[str, torch.Tensor]:
+        """This top's tensors under the whole model's names (layers numbered above the trunk)."""
+        return self.renumber(self.model.state_dict(), self.trunk_layers)
 
     @staticmethod
     def renumber(state: dict[str, torch.Tensor], shift: int) -> dict[str, torch.Tensor]:

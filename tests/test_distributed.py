@@ -18,16 +18,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from transformers import AutoModelForSequenceClassification
 
 from handlers.hierarchy import Hierarchy
+from handlers.trunk import TopClassifier
 from training.distributed import weights_digest
 
 ROOT = Path(__file__).resolve().parent.parent
 # tiny_run's flags (tests/conftest.py) with half its batch per rank: two ranks then take
 # the same 8 examples per optimizer step as the single process did.
 TINY_FLAGS = ["--epochs", "10", "--patience", "4", "--learning-rate", "1e-2", "--batch-size", "4",
-              "--max-length", "32", "--quiet"]
+              "--max-length", "32", "--quiet", "--top-layers", "1"]
 
 
 def torchrun(*launcher: str) -> list[str]:
@@ -46,16 +46,18 @@ def models(run: Path) -> dict[str, dict]:
 
 
 def saved_digest(run: Path, folder: str) -> str:
-    return weights_digest(AutoModelForSequenceClassification.from_pretrained(run / folder))
+    """The digest of the model the Trainer trained: the level's top on the shared trunk."""
+    return weights_digest(TopClassifier.load(run / folder, Hierarchy.load(run).trunk.layers).model)
 
 
 def assert_contract(run: Path) -> None:
     """The run folder as a single-process run writes it, and nothing left beside it."""
     h = Hierarchy.load(run)
     for folder in h.checkpoints():
-        assert (run / folder / "model.safetensors").is_file() and (run / folder / "config.json").is_file()
+        assert (run / folder / "top.safetensors").is_file() and (run / folder / "config.json").is_file()
+    assert (run / "trunk" / "model.safetensors").is_file()
     assert (run / "tokenizer" / "tokenizer.json").is_file() and (run / "report.md").is_file()
-    folders = {"subtaxonomy", "taxonomy", "tokenizer"} | ({"lexical"} if h.lexical_folders() else set())
+    folders = {"subtaxonomy", "taxonomy", "tokenizer", "trunk"} | ({"lexical"} if h.lexical_folders() else set())
     assert sorted(p.name for p in run.iterdir() if p.is_dir()) == sorted(folders)
     assert (run / "split.csv").is_file() and (run / "training.json").is_file()
     assert not list(run.parent.glob(f".{run.name}.*"))

@@ -95,15 +95,29 @@ def test_overwrite_replaces_only_after_success(tiny_base: Path, events_csv: Path
     assert all(s["epochs_run"] == 1 for s in summary)
 
 
-def test_top_layers_freezes_the_rest(tiny_base: Path) -> None:
-    from training.level import _freeze_lower_layers
+def test_top_trains_on_the_trunk_states_and_goes_back_on_the_trunk(tiny_base: Path) -> None:
+    import torch
 
-    model = AutoModelForSequenceClassification.from_pretrained(tiny_base, num_labels=3)
-    _freeze_lower_layers(model, 1)
-    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert any(n.startswith("distilbert.transformer.layer.1.") for n in trainable)
-    assert not any(n.startswith(("distilbert.transformer.layer.0.", "distilbert.embeddings")) for n in trainable)
-    assert {"classifier.weight", "pre_classifier.weight"} <= trainable
+    from training.top import TopOnTrunk, pad_states
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_base, num_labels=3).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    split = TopOnTrunk(model, 1)
+    rows = {"input_ids": [[2, 7, 9, 3], [2, 8, 3]], "labels": [0, 2]}
+    data = split.dataset(rows, pad_id=0, bf16=False)
+    assert [len(x) for x in data.states] == [4, 3] and data.labels == [0, 2]
+    batch = pad_states([data[0], data[1]])
+    with torch.no_grad():  # the top on cached states computes what the whole model computes
+        whole = model(input_ids=torch.tensor([[2, 7, 9, 3], [2, 8, 3, 0]]),
+                      attention_mask=torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])).logits
+        top = split.top.model(inputs_embeds=batch["inputs_embeds"], attention_mask=batch["attention_mask"]).logits
+    assert torch.allclose(whole, top, atol=1e-5)
+    with torch.no_grad():
+        split.top.model.classifier.bias += 1.0  # as training would move it
+    after = split.put_back(model).state_dict()
+    assert torch.equal(after["classifier.bias"], before["classifier.bias"] + 1.0)
+    assert all(torch.equal(after[k], before[k]) for k in before if not k.startswith(("classifier.", "pre_classifier.",
+                                                                                     "distilbert.transformer.layer.1.")))
 
 
 def test_subtaxonomy_head_starts_from_the_warmup_rows_of_its_paths(tiny_base: Path, tmp_path: Path) -> None:

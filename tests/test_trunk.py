@@ -107,3 +107,15 @@ def test_export_command(tiny_run: Path, tmp_path: Path) -> None:
     assert main(["--run", str(tiny_run), "--level", "nightlife", "--output", str(tmp_path / "x")]) == 2
     assert main(["--run", str(tiny_run), "--all", "--output", str(tmp_path / "whole")]) == 0
     assert check_run_dir(tmp_path / "whole").trunk is None
+
+
+def test_structures_benchmark_compares_the_same_weights(tiny_run: Path) -> None:
+    from benchmarks.structures import compare_structures, table
+
+    rows = compare_structures(tiny_run, EVENTS * 2, [1, 4], threads=1, max_seconds=0.5)
+    structures = {(r["structure"], r["decoding"]) for r in rows}
+    assert {("flat", "-"), ("whole", "greedy, top_k 1"), ("trunk", "greedy, top_k 1")} <= structures
+    assert all(r["events_per_s"] > 0 for r in rows)
+    text = table(rows)
+    assert text.count("| trunk |") == len({(r["decoding"], r["precision"]) for r in rows if r["structure"] == "trunk"})
+    assert "x) |" in text

@@ -56,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--decoding", choices=["greedy", "joint"], default=None,
                         help="override the run's decoding (default: hierarchy.json's)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                        help="torch arithmetic, as the archive's setting of that name (default auto: bf16 where "
+                             "this CPU computes it natively, as a default archive serves here)")
     for field in ("title", "description", "taxonomy", "subtaxonomy", "split"):
         parser.add_argument(f"--{field}-column", help=f"column holding {field} (default: the run's)")
     args = parser.parse_args(argv)
@@ -71,17 +74,17 @@ def main(argv: list[str] | None = None) -> int:
             frame = frame[frame.split == args.split]
         if frame.empty:
             raise DataError(f"no rows in split {args.split!r}")
-        cascade = Cascade(args.run, max_batch=args.batch_size, decoding=args.decoding)
+        cascade = Cascade(args.run, max_batch=args.batch_size, decoding=args.decoding, precision=args.precision)
         started = time.perf_counter()
         scores = evaluate_frame(cascade, frame).scores
         seconds = time.perf_counter() - started
     except (DataError, HierarchyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    scores["seconds"] = round(seconds, 2)
+    scores.update(seconds=round(seconds, 2), precision=cascade.precision)
     output = Path(args.output) if args.output else Path(args.run) / f"eval-{args.split}.json"
     output.write_text(json.dumps(scores, indent=2) + "\n")
-    print(summary_line(args.split, scores))
+    print(summary_line(args.split, scores) + f" ({cascade.precision})")
     print(f"wrote {output}")
     return 0
 

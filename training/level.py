@@ -22,6 +22,7 @@ import pandas as pd
 from handlers.hierarchy import Hierarchy, Level
 from handlers.text import TextFormat
 from training import distributed
+from training.top import TopOnTrunk, pad_states
 
 
 # A job's role in the cascade.
@@ -59,19 +60,6 @@ def _tokenized(frame: pd.DataFrame, labels: tuple[str, ...], column: str, tokeni
         return {"input_ids": ids, "attention_mask": [[1] * len(row) for row in ids]}
 
     return data.map(encode, batched=True, remove_columns=["text"], desc="tokenizing")
-
-
-def _freeze_lower_layers(model: Any, keep: int) -> None:
-    """Train the last ``keep`` transformer layers and the head; freeze the rest."""
-    base = model.base_model
-    layers = getattr(getattr(base, "transformer", None), "layer", None)
-    if layers is None:
-        layers = base.encoder.layer
-    for param in base.parameters():
-        param.requires_grad = False
-    for layer in list(layers)[-keep:]:
-        for param in layer.parameters():
-            param.requires_grad = True
 
 
 def _init_head(model: Any, warmup: Path, paths: list[str] | None) -> None:
@@ -149,12 +137,12 @@ def cpu_bf16(precision: str) -> bool:
     return precision == "bf16" or (precision == "auto" and bf16_is_native())
 
 
-def _weighted_loss(train_ds: Any, n_labels: int) -> Any:
+def _weighted_loss(train_labels: Any, n_labels: int) -> Any:
     """Cross-entropy weighted by inverse class frequency (``--class-weights balanced``)."""
     import torch
 
-    counts = np.bincount(np.asarray(train_ds["labels"]), minlength=n_labels).astype(float)
-    weights = torch.tensor(len(train_ds) / (n_labels * np.maximum(counts, 1)), dtype=torch.float)
+    counts = np.bincount(np.asarray(train_labels), minlength=n_labels).astype(float)
+    weights = torch.tensor(len(train_labels) / (n_labels * np.maximum(counts, 1)), dtype=torch.float)
 
     def loss_func(outputs: Any, target: Any, num_items_in_batch: Any = None) -> Any:
         logits = outputs["logits"] if isinstance(outputs, dict) else outputs.logits
@@ -192,8 +180,14 @@ def train_level(job: LevelJob, base: str, warmup: str, tokenizer: Any, text: Tex
     if job.from_warmup:
         paths = [path_label(job.taxonomy, sub) for sub in labels] if job.taxonomy else None
         _init_head(model, Path(warmup), paths)
+    collator, trained = DataCollatorWithPadding(tokenizer), model
+    top = None
     if args.top_layers and job.role != WARMUP_ROLE:  # the warm-up trains the whole encoder: it becomes the trunk
-        _freeze_lower_layers(model, args.top_layers)
+        top = TopOnTrunk(model, args.top_layers)
+        bf16 = args.precision == "bf16"
+        train_ds = top.dataset(train_ds, tokenizer.pad_token_id or 0, bf16)
+        val_ds = top.dataset(val_ds, tokenizer.pad_token_id or 0, bf16) if val_ds is not None else None
+        collator, trained = pad_states, top.top.model
 
     training_args = _training_args(job, args, run_tmp, len(train_ds), val_ds is not None)
     digests: dict[float, str] = {}
@@ -201,16 +195,17 @@ def train_level(job: LevelJob, base: str, warmup: str, tokenizer: Any, text: Tex
     if distributed.current_size() > 1:
         extra.append(distributed.epoch_digests_callback(digests))
     trainer = Trainer(
-        model=model, args=training_args, train_dataset=train_ds, eval_dataset=val_ds,
-        data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=_accuracy,
-        compute_loss_func=_weighted_loss(train_ds, len(labels)) if args.class_weights == "balanced" else None,
+        model=trained, args=training_args, train_dataset=train_ds, eval_dataset=val_ds,
+        data_collator=collator, compute_metrics=_accuracy,
+        compute_loss_func=_weighted_loss(train_ds["labels"] if top is None else train_ds.labels, len(labels))
+        if args.class_weights == "balanced" else None,
         callbacks=extra + list(callbacks or []),
     )
     trainer.train()
     distributed.adopt_main_weights(trainer.model)  # rank 0 holds the best epoch; now every rank does
     digest = distributed.check_ranks_agree(trainer.model, job.name)  # also: every rank is done loading
     if trainer.is_local_process_zero():
-        distributed.save_node_copy(trainer.model, run_tmp / job.folder)
+        distributed.save_node_copy(model if top is None else top.put_back(model), run_tmp / job.folder)
         shutil.rmtree(training_args.output_dir, ignore_errors=True)
     distributed.barrier()  # the saved checkpoint exists on every node before anyone reads it
     summary = _summary(job, trainer.state, len(train_ds), time.perf_counter() - started)
