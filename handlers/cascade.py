@@ -46,7 +46,8 @@ class Cascade:
 
     ``precision="bf16"`` runs the torch models under bfloat16 autocast: two to three times
     faster on CPUs with native bf16 (avx512_bf16, AMX), slower on others; ``"auto"`` picks
-    bf16 on such a CPU and fp32 elsewhere (and on GPUs). ``self.precision`` says which ran.
+    bf16 on such a CPU and fp32 elsewhere (and on GPUs), as a default archive serves, so
+    offline scores match served answers on the same machine. ``self.precision`` says which ran.
     """
 
     def __init__(
@@ -58,7 +59,7 @@ class Cascade:
         decoding: str | None = None,
         beam_width: int = 3,
         quantize: str | None = None,
-        precision: str = "fp32",
+        precision: str = "auto",
     ) -> None:
         self.run_dir = Path(run_dir)
         self.hierarchy: Hierarchy = check_run_dir(self.run_dir)

@@ -41,7 +41,8 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path, events_c
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
     code = main(["--data", str(events_csv), "--output", str(out), "--base-model", str(tiny_base),
-                 "--epochs", "10", "--patience", "4", "--path-warmup-epochs", "0", "--learning-rate", "1e-2",
+                 "--epochs", "10", "--patience", "4", "--path-warmup-epochs", "5", "--subtaxonomy-epochs", "10",
+                 "--subtaxonomy-learning-rate", "1e-2", "--learning-rate", "1e-2",
                  "--batch-size", "8", "--max-length", "32", "--quiet", "--threads", "2", "--top-layers", "1"])
     assert code == 0
     return out

@@ -69,7 +69,7 @@ def ddp_run(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path, events_cs
     out = base / "run"
     cmd = torchrun("--standalone", "--nproc_per_node", "2") + [
         "--data", str(events_csv), "--output", str(out), "--base-model", str(tiny_base),
-        "--path-warmup-epochs", "0", *TINY_FLAGS]
+        "--path-warmup-epochs", "5", "--subtaxonomy-epochs", "10", "--subtaxonomy-learning-rate", "1e-2", *TINY_FLAGS]
     result = subprocess.run(cmd, cwd=ROOT, env=run_env(base / "tmp", base / "cache"), capture_output=True,
                             text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -37,7 +37,7 @@ def test_run_directory_follows_the_contract(tiny_run: Path, tmp_path: Path) -> N
         assert set(m) >= {"taxonomy", "subtaxonomy", "subtaxonomy_given_taxonomy", "path_accuracy", "rows"}
         assert 0 <= m["taxonomy"]["accuracy"] <= 1 and "macro_f1" in m["taxonomy"]
         assert "per_class" in m["subtaxonomy"]
-    assert [s["name"] for s in metrics["models"]][0] == "taxonomy"
+    assert [s["name"] for s in metrics["models"]][:2] == ["paths (warm-up)", "taxonomy"]
     assert metrics["decoding"] == h.decoding and set(metrics["decoding_val_path_accuracy"]) == {"greedy", "joint"}
     report = (tiny_run / "report.md").read_text()
     assert report.startswith("# Training report: tiny\n")

@@ -37,7 +37,7 @@ def _level_probs(cascade: Cascade, folder: str, events: list[dict]) -> torch.Ten
 
 
 def test_exported_level_is_a_stock_checkpoint_with_the_cascade_probabilities(tiny_run: Path, tmp_path: Path) -> None:
-    cascade = Cascade(tiny_run, max_batch=3)  # small chunks: padding differs between calls
+    cascade = Cascade(tiny_run, max_batch=3, precision="fp32")  # small chunks: padding differs between calls
     for folder in cascade.hierarchy.checkpoints():
         out = export_level(tiny_run, folder, tmp_path / folder)
         model = AutoModelForSequenceClassification.from_pretrained(out).eval()  # no code of ours
@@ -72,7 +72,8 @@ def test_whole_checkpoint_runs_still_load(tiny_run: Path, tmp_path: Path) -> Non
     (legacy / "hierarchy.json").write_text(json.dumps(data))
     for folder in Hierarchy.load(legacy).checkpoints():
         assert sorted(p.name for p in (legacy / folder).iterdir()) == ["config.json", WEIGHTS_FILE]
-    old, new = Cascade(legacy).predict(EVENTS, top_k=2), Cascade(tiny_run).predict(EVENTS, top_k=2)
+    old = Cascade(legacy, precision="fp32").predict(EVENTS, top_k=2)
+    new = Cascade(tiny_run, precision="fp32").predict(EVENTS, top_k=2)
     assert [a["path"] for a in old] == [a["path"] for a in new]
     assert all(abs(a["path_score"] - b["path_score"]) < 1e-5 for a, b in zip(old, new))
 

@@ -145,7 +145,7 @@ def evaluate_and_report(run_tmp: Path, frame: pd.DataFrame, summaries: list[dict
                         info: dict[str, Any], batch_size: int, energy: dict[str, Any] | None = None,
                         long_text: dict[str, Any] | None = None) -> dict[str, Any]:
     """Score val and test through the serving cascade, then write metrics, plots, report."""
-    cascade = Cascade(run_tmp, max_batch=batch_size, precision="auto")  # scored as a default archive serves here
+    cascade = Cascade(run_tmp, max_batch=batch_size)  # precision auto: scored as a default archive serves here
     hierarchy = cascade.hierarchy
     metrics: dict[str, Any] = {"splits": {}, "precision": cascade.precision}
     tried = choose_decoding(cascade, frame[frame.split == "val"], info["args"]["decoding"], run_tmp, metrics)
