@@ -14,7 +14,7 @@ from handlers.hierarchy import ONNX_FILE, TOKENIZER_DIR, Hierarchy
 
 
 def export_run_int8(run_dir: Path, hierarchy: Hierarchy, dest: Path) -> None:
-    """A copy of the run whose checkpoints are int8 ONNX exports (config.json kept for its labels)."""
+    """A copy of the run whose checkpoints (and trunk) are int8 ONNX exports (config.json kept for its labels)."""
     from handlers.onnx_int8 import export_int8
 
     dest.mkdir(parents=True)
@@ -22,12 +22,14 @@ def export_run_int8(run_dir: Path, hierarchy: Hierarchy, dest: Path) -> None:
     shutil.copytree(run_dir / TOKENIZER_DIR, dest / TOKENIZER_DIR)
     for folder in hierarchy.lexical_folders():  # TF-IDF stays as it is: no export needed
         shutil.copytree(run_dir / folder, dest / folder)
-    folders = hierarchy.checkpoints()
+    trunk = hierarchy.trunk
+    folders = ([trunk.folder] if trunk else []) + hierarchy.checkpoints()  # the trunk once, then each level's top
     for number, folder in enumerate(folders, start=1):
         started = time.perf_counter()
         (dest / folder).mkdir(parents=True)
         shutil.copy2(run_dir / folder / "config.json", dest / folder / "config.json")
-        export_int8(run_dir / folder, dest / folder / ONNX_FILE)
+        export_int8(run_dir / folder, dest / folder / ONNX_FILE, trunk.layers if trunk else None,
+                    trunk=trunk is not None and folder == trunk.folder)
         size = (dest / folder / ONNX_FILE).stat().st_size / 1e6
         print(f"[{number}/{len(folders)}] {folder}: int8 ONNX {size:.1f} MB "
               f"({time.perf_counter() - started:.1f}s)", flush=True)
@@ -51,7 +53,7 @@ def check_int8(run_dir: Path, int8_dir: Path, data: str | None, max_drop: float)
     val = val[val.split == "val"]
     if val.empty:
         return f"{data} has no validation rows to check int8 on"
-    fp32 = evaluate_frame(Cascade(run_dir), val).scores["path_accuracy"]
+    fp32 = evaluate_frame(Cascade(run_dir, precision="fp32"), val).scores["path_accuracy"]
     int8 = evaluate_frame(Cascade(int8_dir, quantize="int8"), val).scores["path_accuracy"]
     drop = 100 * (fp32 - int8)
     print(f"int8 check on {len(val)} val events: path accuracy fp32 {100 * fp32:.2f}, int8 {100 * int8:.2f} "

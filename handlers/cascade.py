@@ -22,7 +22,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from handlers.hierarchy import ONNX_FILE, TOKENIZER_DIR, Hierarchy, Level, check_run_dir
 from handlers.lexical import LexicalModel
-from handlers.onnx_int8 import OnnxClassifier
+from handlers.onnx_int8 import OnnxGraph
 from handlers.trunk import TopClassifier, TrunkEncoder
 
 Event = Mapping[str, Any]
@@ -93,7 +93,7 @@ class Cascade:
             if not path.is_file():
                 raise ValueError(f"{path} not found: int8 archives are built with "
                                  "scripts/build.sh --quantize int8")
-            return OnnxClassifier(path)
+            return OnnxGraph(path)
         if trunk:
             model = TrunkEncoder.load(self.run_dir / folder, self.hierarchy.trunk.layers)
         elif self.hierarchy.trunk is not None:

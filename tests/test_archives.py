@@ -198,8 +198,9 @@ def test_int8_build_is_gated_on_validation_accuracy(tiny_run: Path, events_csv: 
     # int8's own measured default layout: two single-thread workers, batches of 16.
     assert (config["minWorkers"], config["handler"]["threads"], config["batchSize"]) == (2, 1, 16)
     # The int8 archive carries the ONNX exports instead of the fp32 weights.
-    assert {"taxonomy/model.int8.onnx", "subtaxonomy/music/model.int8.onnx", "handlers/onnx_int8.py"} <= names
-    assert not [n for n in names if n.endswith(".safetensors")]
+    assert {"trunk/model.int8.onnx", "taxonomy/model.int8.onnx", "subtaxonomy/music/model.int8.onnx",
+            "handlers/onnx_int8.py"} <= names
+    assert not [n for n in names if n.endswith(".safetensors") and not n.startswith("lexical/")]
 
 
 def test_int8_cascade_agrees_with_fp32(tiny_run: Path, events_csv: Path, tmp_path: Path) -> None:
@@ -207,7 +208,7 @@ def test_int8_cascade_agrees_with_fp32(tiny_run: Path, events_csv: Path, tmp_pat
 
     from handlers.cascade import Cascade
     from handlers.hierarchy import check_run_dir
-    from handlers.onnx_int8 import OnnxClassifier
+    from handlers.onnx_int8 import OnnxGraph
     from training.data import load_events
 
     with pytest.raises(ValueError, match="model.int8.onnx not found"):
@@ -216,12 +217,11 @@ def test_int8_cascade_agrees_with_fp32(tiny_run: Path, events_csv: Path, tmp_pat
     # Attention fused into ONNX Runtime's int8 kernel: without it int8 runs slower than fp32.
     ops = {node.op_type for node in onnx.load(str(tmp_path / "int8" / "taxonomy" / "model.int8.onnx")).graph.node}
     assert {"QAttention", "MatMulInteger"} <= ops
-    int8, fp32 = Cascade(tmp_path / "int8", quantize="int8"), Cascade(tiny_run)
-    assert isinstance(int8.models["taxonomy"], OnnxClassifier)
+    int8, fp32 = Cascade(tmp_path / "int8", quantize="int8"), Cascade(tiny_run, precision="fp32")
+    assert isinstance(int8.models["taxonomy"], OnnxGraph) and isinstance(int8.trunk, OnnxGraph)
     events = load_events(events_csv).head(60).to_dict("records")
-    ids = fp32.encode(events)
-    for level in (fp32.hierarchy.taxonomy, fp32.hierarchy.subtaxonomies["music"]):
-        a, b = fp32.level_probs(level, ids), int8.level_probs(level, ids)
+    for level in (fp32.hierarchy.taxonomy, fp32.hierarchy.subtaxonomies["music"]):  # int8 trunk and tops
+        a, b = fp32.level_probs(level, fp32.encode(events)), int8.level_probs(level, int8.encode(events))
         assert (a - b).abs().max() < 0.05, level.checkpoint
     assert [x["path"] for x in int8.predict(events)] == [x["path"] for x in fp32.predict(events)]
 
