@@ -40,6 +40,7 @@ from benchmarks.structures import compare_structures
 from benchmarks.structures import table as structures_table
 from handlers.hierarchy import Hierarchy
 from handlers.settings import HandlerSettings
+from handlers.trunk import export_whole_run
 from serving import tsctl
 
 
@@ -70,7 +71,7 @@ def load_events(data: str | None, run: Path, n: int) -> list[dict[str, str]]:
 
 # -- in-process ceiling -------------------------------------------------------------------
 def ceiling(run: Path, events: list[dict], batch_sizes: list[int], threads: int, quantize: str | None,
-            max_seconds: float) -> list[dict[str, Any]]:
+            max_seconds: float, precision: str = HandlerSettings().precision) -> list[dict[str, Any]]:
     import torch
 
     from handlers.cascade import Cascade
@@ -84,7 +85,7 @@ def ceiling(run: Path, events: list[dict], batch_sizes: list[int], threads: int,
 
             source = Path(tmp) / "run"
             export_run_int8(run, check_run_dir(run), source)
-        cascade = Cascade(source, max_batch=max(batch_sizes), quantize=quantize, precision=HandlerSettings().precision)
+        cascade = Cascade(source, max_batch=max(batch_sizes), quantize=quantize, precision=precision)
     top_k = HandlerSettings().top_k  # what a request that does not say gets
     print(f"ceiling: {quantize or cascade.precision}, decoding {cascade.decoding}, top_k {top_k}", flush=True)
     cascade.predict(events[:8])  # warm-up
@@ -238,11 +239,11 @@ end
 
 
 def build(run: Path, store: Path, name: str, layout: dict[str, int], quantize: str | None,
-          handler: Path | None = None) -> str:
+          handler: Path | None = None, precision: str = HandlerSettings().precision) -> str:
     command = [sys.executable, "-m", "archives.build", "--run", str(run), "--name", name,
                "--model-store", str(store), "--force", "--workers", str(layout["workers"]),
                "--threads", str(layout["threads"]), "--batch-size", str(layout["batch"]),
-               "--max-batch-delay", str(layout["delay"])]
+               "--max-batch-delay", str(layout["delay"]), "--precision", precision]
     if quantize:
         command += ["--quantize", quantize, "--max-drop", "100"]  # the gate is the builder's job
     if handler:
@@ -254,11 +255,12 @@ def build(run: Path, store: Path, name: str, layout: dict[str, int], quantize: s
 
 
 def served(run: Path, events: list[dict], concurrencies: list[int], layout: dict[str, int], quantize: str | None,
-           max_seconds: float, label: str, handler: Path | None = None, client: str = "python") -> list[dict[str, Any]]:
+           max_seconds: float, label: str, handler: Path | None = None, client: str = "python",
+           precision: str = HandlerSettings().precision) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         tmp = Path(tmp)
         (tmp / "store").mkdir()
-        archive = build(run, tmp / "store", "bench", layout, quantize, handler)
+        archive = build(run, tmp / "store", "bench", layout, quantize, handler, precision)
         with Served(tmp / "store", archive, tmp) as srv:
             srv.load(events[:16], 4, max_seconds)  # warm-up
             results = []
@@ -341,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="server layouts WORKERSxTHREADS:bBATCH:dDELAY, comma-separated; the first is the main one")
     p.add_argument("--threads", type=int, default=2, help="torch threads for the in-process ceiling")
     p.add_argument("--quantize", choices=["int8"], help="measure the int8 cascade (ceiling and served)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=HandlerSettings().precision,
+                   help="torch arithmetic of the ceiling and the served archive (default: the archive's default)")
     p.add_argument("--client", choices=["python", "wrk"], default="python",
                    help=f"load generator: Python keep-alive threads, counted; or wrk ({WRK_SECONDS:.0f} s per "
                         "concurrency; Debian package wrk), which leaves more CPU to the server")
@@ -365,17 +369,20 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {"run": run.name, "events": len(events), "quantize": args.quantize, "client": args.client,
                               "device": f"{os.cpu_count()} CPU cores, torch {torch.__version__}",
                               "layout": layout_name(layouts[0])}
-    report["ceiling"] = ceiling(run, events, batch_sizes, args.threads, args.quantize, args.max_seconds)
+    report["ceiling"] = ceiling(run, events, batch_sizes, args.threads, args.quantize, args.max_seconds, args.precision)
     report["layouts"] = {}
     for layout in layouts:
         report["layouts"][layout_name(layout)] = served(run, events, concurrencies, layout, args.quantize,
                                                         args.max_seconds, f"served {layout_name(layout)}",
-                                                        client=args.client)
+                                                        client=args.client, precision=args.precision)
     report["served"] = report["layouts"][report["layout"]]
     if not args.skip_naive:
         naive_layout = {"workers": 1, "threads": args.threads, "batch": 1, "delay": 0}
-        report["naive"] = served(run, events[: args.naive_requests], concurrencies, naive_layout, None,
-                                 args.max_seconds, "naive", ROOT / "benchmarks" / "naive_handler.py", args.client)
+        with tempfile.TemporaryDirectory(prefix="bench-whole-") as tmp:
+            # The hand-rolled way serves one whole checkpoint per level: a trunk run exported so.
+            whole = export_whole_run(run, Path(tmp) / run.name)
+            report["naive"] = served(whole, events[: args.naive_requests], concurrencies, naive_layout, None,
+                                     args.max_seconds, "naive", ROOT / "benchmarks" / "naive_handler.py", args.client)
     report["ratios"] = ratios(report["ceiling"], report["served"], report.get("naive", []))
     if not args.skip_structures and not args.quantize and Hierarchy.load(run).trunk is not None:
         report["structures"] = compare_structures(run, events, batch_sizes, args.threads, min(args.max_seconds, 20))
