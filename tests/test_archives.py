@@ -78,7 +78,7 @@ def run_with_weights(tiny_run: Path, dest: Path, mib: int) -> Path:
 
 @pytest.fixture(scope="module")
 def big_run(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return run_with_weights(tiny_run, tmp_path_factory.mktemp("big") / "big", 96)
+    return run_with_weights(tiny_run, tmp_path_factory.mktemp("big") / "big", 160)
 
 
 def sha256(data: bytes) -> str:

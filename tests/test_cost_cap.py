@@ -35,10 +35,13 @@ def full_size_run(tiny_run: Path, dest: Path) -> Path:
     from transformers import AutoTokenizer, DistilBertConfig, DistilBertForSequenceClassification
 
     hierarchy = Hierarchy.load(tiny_run)
-    hierarchy = replace(hierarchy, text=replace(hierarchy.text, max_length=128))
+    # Whole checkpoints, no trunk: every pass costs a full 6-layer model, the most a run can cost.
+    hierarchy = replace(hierarchy, text=replace(hierarchy.text, max_length=128), trunk=None)
     dest.mkdir(parents=True)
     hierarchy.save(dest)
     shutil.copytree(tiny_run / TOKENIZER_DIR, dest / TOKENIZER_DIR)
+    for folder in hierarchy.lexical_folders():
+        shutil.copytree(tiny_run / folder, dest / folder)
     vocab = len(AutoTokenizer.from_pretrained(str(tiny_run / TOKENIZER_DIR)))
     levels = [hierarchy.taxonomy, *hierarchy.subtaxonomies.values()]
     for level in levels:

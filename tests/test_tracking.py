@@ -19,8 +19,8 @@ need("codecarbon")
 def test_tracked_run_logs_every_model_and_the_energy(tiny_base: Path, events_csv: Path, tmp_path: Path) -> None:
     out, store = tmp_path / "run", tmp_path / "mlruns"
     code = train_main(["--data", str(events_csv), "--output", str(out), "--base-model", str(tiny_base),
-                       "--path-warmup-epochs", "1", "--epochs", "2", "--quiet", "--max-length", "16",
-                       "--tracking-uri", str(store), "--experiment", "tests", "--energy", "--energy-country", "FRA"])
+                       "--path-warmup-epochs", "1", "--epochs", "2", "--subtaxonomy-epochs", "2", "--quiet",
+                       "--max-length", "16", "--tracking-uri", str(store), "--experiment", "tests", "--energy", "--energy-country", "FRA"])
     assert code == 0
 
     info = json.loads((out / "training.json").read_text())["tracking"]

@@ -22,6 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def top_k_len(server, path: str) -> int:
+    """Paths in the answer: 1 from the version built with --top-k 1; from the default top_k 3, at
+    least the two subtaxonomies of music (more when another taxonomy is likely enough)."""
     code, body = server.call("inference", "POST", path, json.dumps({"title": "saxophone trio"}).encode(),
                              {"Content-Type": "application/json"})
     assert code == 200, body
@@ -55,8 +57,8 @@ def test_versions_set_default_rollback_and_restore(server, tiny_run: Path, model
         versions = {m["modelVersion"]: m for m in describe("ev")}
         assert sorted(versions) == ["1.0", "2.0"] and len(versions["2.0"]["workers"]) == 2
 
-        assert top_k_len(server, "/predictions/ev") == 3  # the first version registered stays the default
-        assert top_k_len(server, "/predictions/ev/1.0") == 3
+        assert top_k_len(server, "/predictions/ev") > 1  # the first version registered stays the default
+        assert top_k_len(server, "/predictions/ev/1.0") > 1
         assert top_k_len(server, "/predictions/ev/2.0") == 1
         answer = script("predict.sh", "ev", "-", "--version", "2.0", stdin='{"title": "marathon"}')
         assert answer.returncode == 0 and len(json.loads(answer.stdout)["top_k"]) == 1
@@ -64,7 +66,7 @@ def test_versions_set_default_rollback_and_restore(server, tiny_run: Path, model
         assert script("manage.sh", "set-default", "ev", "2.0").returncode == 0  # roll out
         assert top_k_len(server, "/predictions/ev") == 1
         assert script("manage.sh", "set-default", "ev", "1.0").returncode == 0  # roll back
-        assert top_k_len(server, "/predictions/ev") == 3
+        assert top_k_len(server, "/predictions/ev") > 1
         assert script("manage.sh", "set-default", "ev", "2.0").returncode == 0
 
         # A restart registers every version again, with its workers and the same default.
