@@ -127,17 +127,7 @@ class Cascade:
         return contextlib.nullcontext()
 
     def _chunks(self, ids: Sequence[Sequence[int]]):
-        """Events sorted by length in chunks of ``max_batch``: (event indices, padded ids, mask)."""
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        for start in range(0, len(ids), self.max_batch):
-            chunk = order[start : start + self.max_batch]
-            width = max(len(ids[i]) for i in chunk)
-            input_ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
-            mask = torch.zeros((len(chunk), width), dtype=torch.long)
-            for row, i in enumerate(chunk):
-                input_ids[row, : len(ids[i])] = torch.tensor(ids[i], dtype=torch.long)
-                mask[row, : len(ids[i])] = 1
-            yield chunk, input_ids, mask
+        return padded_chunks(ids, self.max_batch, self.pad_id)
 
     # -- one level -----------------------------------------------------------------------
     def level_probs(self, level: Level, inputs: Encoded) -> torch.Tensor:
@@ -277,6 +267,21 @@ class Cascade:
             "top_k": [{"taxonomy": h.taxonomy.labels[tt], "subtaxonomy": h.subtaxonomies[h.taxonomy.labels[tt]].labels[j],
                        "score": _round(score)} for score, tt, j in ranked[:k]],
         }
+
+
+def padded_chunks(ids: Sequence[Sequence[int]], size: int, pad_id: int):
+    """Rows sorted by length in chunks of ``size``: (row indices, ids padded to the chunk's
+    longest, attention mask). Training's cached trunk states use the same batching."""
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    for start in range(0, len(ids), size):
+        chunk = order[start : start + size]
+        width = max(len(ids[i]) for i in chunk)
+        input_ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for row, i in enumerate(chunk):
+            input_ids[row, : len(ids[i])] = torch.tensor(ids[i], dtype=torch.long)
+            mask[row, : len(ids[i])] = 1
+        yield chunk, input_ids, mask
 
 
 def bf16_is_native() -> bool:

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 import torch
 
+from handlers.cascade import padded_chunks
 from handlers.trunk import TopClassifier, TrunkEncoder
 
 
@@ -55,15 +56,7 @@ class TopOnTrunk:
         trunk = self.trunk.to(device).eval()
         ids: list[list[int]] = tokenized["input_ids"]
         states: list[torch.Tensor] = [torch.empty(0)] * len(ids)
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        for start in range(0, len(ids), batch):
-            chunk = order[start : start + batch]
-            width = max(len(ids[i]) for i in chunk)
-            input_ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(chunk), width), dtype=torch.long)
-            for row, i in enumerate(chunk):
-                input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
-                mask[row, : len(ids[i])] = 1
+        for chunk, input_ids, mask in padded_chunks(ids, batch, pad_id):
             with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
                 hidden = trunk(input_ids.to(device), mask.to(device))
             for row, i in enumerate(chunk):
