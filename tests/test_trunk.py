@@ -120,3 +120,20 @@ def test_structures_benchmark_compares_the_same_weights(tiny_run: Path) -> None:
     text = table(rows)
     assert text.count("| trunk |") == len({(r["decoding"], r["precision"]) for r in rows if r["structure"] == "trunk"})
     assert "x) |" in text
+
+
+def test_a_base_that_is_not_distilbert_needs_top_layers_all(tiny_base: Path, events_csv: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture) -> None:
+    from transformers import BertConfig, BertModel
+
+    from training.train import main
+
+    bert = tmp_path / "bert"
+    BertModel(BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64)).save_pretrained(bert)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+        if (tiny_base / name).is_file():
+            shutil.copy2(tiny_base / name, bert / name)
+    code = main(["--data", str(events_csv), "--output", str(tmp_path / "run"), "--base-model", str(bert), "--quiet"])
+    assert code == 2 and "pass --top-layers all" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -137,7 +137,7 @@ def _run(args: argparse.Namespace, world: distributed.World) -> int:
         return 2
     frame, split_report = loaded
 
-    from transformers import AutoTokenizer, set_seed
+    from transformers import AutoConfig, AutoTokenizer, set_seed
 
     from training.base_model import prepare_base_model
 
@@ -147,6 +147,11 @@ def _run(args: argparse.Namespace, world: distributed.World) -> int:
         print(f"rank {world.rank}/{world.size} (node {world.node}): {threads} torch threads", flush=True)
     set_seed(args.seed)
     base, base_record = prepare_base_model(args.base_model)
+    if args.top_layers and AutoConfig.from_pretrained(base).model_type != "distilbert":
+        if world.main:
+            print(f"error: the shared trunk (--top-layers) needs a DistilBERT base, and {base} is "
+                  f"{AutoConfig.from_pretrained(base).model_type}; pass --top-layers all", file=sys.stderr)
+        return 2
     tokenizer = AutoTokenizer.from_pretrained(base)
     text, truncation_note = _text_format(args, tokenizer, frame, world)
     hierarchy = build_hierarchy(list(zip(frame.taxonomy, frame.subtaxonomy)), text, base_record)
