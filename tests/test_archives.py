@@ -78,7 +78,7 @@ def run_with_weights(tiny_run: Path, dest: Path, mib: int) -> Path:
 
 @pytest.fixture(scope="module")
 def big_run(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return run_with_weights(tiny_run, tmp_path_factory.mktemp("big") / "big", 160)
+    return run_with_weights(tiny_run, tmp_path_factory.mktemp("big") / "big", 96)
 
 
 def sha256(data: bytes) -> str:
@@ -87,8 +87,11 @@ def sha256(data: bytes) -> str:
 
 def start_and_wait_for_staging(run: Path, store: Path, name: str) -> subprocess.Popen:
     """Start a build and return once torch-model-archiver is staging files in its private TMPDIR."""
+    # SIGINT as a terminal delivers it: a shell's background job (a suite started with &) would
+    # otherwise pass SIGINT down ignored, and the builder would never see the Ctrl-C.
     proc = subprocess.Popen(BUILD + ["--run", str(run), "--name", name, "--model-store", str(store), "--force"],
-                            start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not list(store.glob(f".{name}.*.building/{name}.*/tmp/{name}")):
         assert proc.poll() is None, f"the build ended before it could be interrupted: {proc.communicate()}"
