@@ -206,27 +206,58 @@ def test_int8_build_is_gated_on_validation_accuracy(tiny_run: Path, events_csv: 
     assert not [n for n in names if n.endswith(".safetensors") and not n.startswith("lexical/")]
 
 
-def test_int8_cascade_agrees_with_fp32(tiny_run: Path, events_csv: Path, tmp_path: Path) -> None:
+def _ops(graph: Path) -> set[str]:
     import onnx
 
+    return {node.op_type for node in onnx.load(str(graph)).graph.node}
+
+
+def _assert_int8_agrees(run: Path, int8_dir: Path, events_csv: Path) -> None:
+    """Each level's probabilities within 0.05 of fp32, each from its own encode (so through
+    the int8 trunk on a trunk run), and the same predicted paths."""
     from handlers.cascade import Cascade
-    from handlers.hierarchy import check_run_dir
-    from handlers.onnx_int8 import OnnxGraph
     from training.data import load_events
+
+    int8, fp32 = Cascade(int8_dir, quantize="int8"), Cascade(run, precision="fp32")
+    events = load_events(events_csv).head(60).to_dict("records")
+    for level in (fp32.hierarchy.taxonomy, fp32.hierarchy.subtaxonomies["music"]):
+        a, b = fp32.level_probs(level, fp32.encode(events)), int8.level_probs(level, int8.encode(events))
+        assert (a - b).abs().max() < 0.05, level.checkpoint
+    assert [x["path"] for x in int8.predict(events)] == [x["path"] for x in fp32.predict(events)]
+
+
+def test_int8_cascade_agrees_with_fp32(tiny_run: Path, events_csv: Path, tmp_path: Path) -> None:
+    from handlers.cascade import Cascade
+    from handlers.hierarchy import ONNX_FILE, check_run_dir
+    from handlers.onnx_int8 import OnnxGraph
 
     with pytest.raises(ValueError, match="model.int8.onnx not found"):
         Cascade(tiny_run, quantize="int8")
     export_run_int8(tiny_run, check_run_dir(tiny_run), tmp_path / "int8")
-    # Attention fused into ONNX Runtime's int8 kernel: without it int8 runs slower than fp32.
-    ops = {node.op_type for node in onnx.load(str(tmp_path / "int8" / "taxonomy" / "model.int8.onnx")).graph.node}
-    assert {"QAttention", "MatMulInteger"} <= ops
-    int8, fp32 = Cascade(tmp_path / "int8", quantize="int8"), Cascade(tiny_run, precision="fp32")
-    assert isinstance(int8.models["taxonomy"], OnnxGraph) and isinstance(int8.trunk, OnnxGraph)
-    events = load_events(events_csv).head(60).to_dict("records")
-    for level in (fp32.hierarchy.taxonomy, fp32.hierarchy.subtaxonomies["music"]):  # int8 trunk and tops
-        a, b = fp32.level_probs(level, fp32.encode(events)), int8.level_probs(level, int8.encode(events))
-        assert (a - b).abs().max() < 0.05, level.checkpoint
-    assert [x["path"] for x in int8.predict(events)] == [x["path"] for x in fp32.predict(events)]
+    assert sorted(p.name for p in (tmp_path / "int8" / "trunk").iterdir()) == ["config.json", ONNX_FILE]
+    # Attention fused into ONNX Runtime's int8 kernel, in the trunk and in each top: without
+    # it int8 runs slower than fp32.
+    for folder in ("trunk", "taxonomy", "subtaxonomy/music"):
+        assert {"QAttention", "MatMulInteger"} <= _ops(tmp_path / "int8" / folder / ONNX_FILE), folder
+    cascade = Cascade(tmp_path / "int8", quantize="int8")
+    assert isinstance(cascade.models["taxonomy"], OnnxGraph) and isinstance(cascade.trunk, OnnxGraph)
+    _assert_int8_agrees(tiny_run, tmp_path / "int8", events_csv)
+
+
+def test_int8_of_a_run_without_trunk(tiny_run: Path, events_csv: Path, tmp_path: Path) -> None:
+    """A version-1 run (a whole checkpoint per level) still exports and serves int8: ids -> logits."""
+    from handlers.hierarchy import ONNX_FILE, check_run_dir
+    from handlers.trunk import export_whole_run
+
+    legacy = export_whole_run(tiny_run, tmp_path / "legacy")
+    data = json.loads((legacy / "hierarchy.json").read_text())
+    data.update(schema_version=1)
+    data.pop("trunk")
+    (legacy / "hierarchy.json").write_text(json.dumps(data))
+    export_run_int8(legacy, check_run_dir(legacy), tmp_path / "int8")
+    assert not (tmp_path / "int8" / "trunk").exists()
+    assert {"QAttention", "MatMulInteger"} <= _ops(tmp_path / "int8" / "taxonomy" / ONNX_FILE)
+    _assert_int8_agrees(legacy, tmp_path / "int8", events_csv)
 
 
 @pytest.mark.parametrize("fp32, int8, max_drop, refused", [
