@@ -39,8 +39,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 HANDLER = ROOT / "handlers" / "event_handler.py"
 # The modules the handler imports; they travel as the package ``handlers`` in the archive.
-PACKAGE_MODULES = ("__init__.py", "cascade.py", "hierarchy.py", "lexical.py", "onnx_int8.py", "parsing.py",
-                   "settings.py", "text.py", "trunk.py")
+PACKAGE_MODULES = ("__init__.py", "answers.py", "batching.py", "cascade.py", "hierarchy.py", "lexical.py",
+                   "onnx_int8.py", "parsing.py", "settings.py", "text.py", "trunk.py")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from transformers import AutoTokenizer
 
-    from handlers.hierarchy import build_hierarchy
+    from training.layout import build_hierarchy
     from handlers.text import TextFormat
     from training import parallel
     from training.base_model import prepare_base_model

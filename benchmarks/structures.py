@@ -46,7 +46,8 @@ def compare_structures(run: Path, events: list[dict], batch_sizes: list[int], th
 
     import torch
 
-    from handlers.cascade import Cascade, bf16_is_native
+    from handlers.batching import bf16_is_native
+    from handlers.cascade import Cascade
     from handlers.hierarchy import Hierarchy
     from handlers.trunk import export_whole_run
 

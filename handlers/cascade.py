@@ -12,14 +12,15 @@ runs only that level's top layers on the trunk's hidden states.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple, Sequence, TypedDict
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from handlers.answers import LevelAnswer, PathAnswer, level_answer, round_score
+from handlers.batching import autocast, bf16_is_native, padded_chunks
 from handlers.hierarchy import ONNX_FILE, TOKENIZER_DIR, Hierarchy, Level, check_run_dir
 from handlers.lexical import LexicalModel
 from handlers.onnx_int8 import OnnxGraph
@@ -115,16 +116,11 @@ class Cascade:
         """Per event, the trunk's hidden states over its own tokens (no padding)."""
         states: list[torch.Tensor] = [torch.empty(0)] * len(ids)
         for chunk, input_ids, mask in self._chunks(ids):
-            with self._autocast():
+            with autocast(self.precision, self.device):
                 hidden = self.trunk(input_ids.to(self.device), mask.to(self.device))
             for row, i in enumerate(chunk):
                 states[i] = hidden[row, : len(ids[i])]
         return states
-
-    def _autocast(self) -> Any:
-        if self.precision == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
 
     def _chunks(self, ids: Sequence[Sequence[int]]):
         return padded_chunks(ids, self.max_batch, self.pad_id)
@@ -150,7 +146,7 @@ class Cascade:
                 first = input_ids.to(self.device)
             else:  # the trunk's hidden states, padded like the ids (masked positions are never attended to)
                 first = torch.nn.utils.rnn.pad_sequence([inputs.states[i] for i in chunk], batch_first=True)
-            with self._autocast():
+            with autocast(self.precision, self.device):
                 logits = model(first, mask.to(self.device))
             logits = getattr(logits, "logits", logits)
             out[torch.tensor(chunk)] = torch.softmax(logits.float(), dim=-1).cpu()
@@ -208,7 +204,7 @@ class Cascade:
         tax_probs = self.level_probs(self.hierarchy.taxonomy, inputs)
         _add(timings, TAXONOMY_MS, clock)
         if self.hierarchy.single_level:
-            return [_level_answer(self.hierarchy.taxonomy.labels, tax_probs[i], ks[i]) for i in range(n)]
+            return [level_answer(self.hierarchy.taxonomy.labels, tax_probs[i], ks[i]) for i in range(n)]
         clock = time.perf_counter()
         sub_probs = self.subtaxonomy_passes(inputs, self.candidate_taxonomies(tax_probs, ks))
         _add(timings, SUBTAXONOMY_MS, clock)
@@ -260,37 +256,13 @@ class Cascade:
         p_tax, p_sub = float(tax_probs[t]), float(sub_probs[t][s])
         subtaxonomy = h.subtaxonomies[taxonomy].labels[s]
         return {
-            "taxonomy": {"label": taxonomy, "score": _round(p_tax)},
-            "subtaxonomy": {"label": subtaxonomy, "score": _round(p_sub)},
+            "taxonomy": {"label": taxonomy, "score": round_score(p_tax)},
+            "subtaxonomy": {"label": subtaxonomy, "score": round_score(p_sub)},
             "path": [taxonomy, subtaxonomy],
-            "path_score": _round(p_tax * p_sub),
+            "path_score": round_score(p_tax * p_sub),
             "top_k": [{"taxonomy": h.taxonomy.labels[tt], "subtaxonomy": h.subtaxonomies[h.taxonomy.labels[tt]].labels[j],
-                       "score": _round(score)} for score, tt, j in ranked[:k]],
+                       "score": round_score(score)} for score, tt, j in ranked[:k]],
         }
-
-
-def padded_chunks(ids: Sequence[Sequence[int]], size: int, pad_id: int):
-    """Rows sorted by length in chunks of ``size``: (row indices, ids padded to the chunk's
-    longest, attention mask). Training's cached trunk states use the same batching."""
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    for start in range(0, len(ids), size):
-        chunk = order[start : start + size]
-        width = max(len(ids[i]) for i in chunk)
-        input_ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for row, i in enumerate(chunk):
-            input_ids[row, : len(ids[i])] = torch.tensor(ids[i], dtype=torch.long)
-            mask[row, : len(ids[i])] = 1
-        yield chunk, input_ids, mask
-
-
-def bf16_is_native() -> bool:
-    """Whether this CPU computes bfloat16 natively (avx512_bf16 or AMX); elsewhere bf16 is emulated and slow."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
 
 
 class Encoded(NamedTuple):
@@ -306,55 +278,9 @@ class Encoded(NamedTuple):
         return Encoded([self.ids[i] for i in rows], [self.texts[i] for i in rows], states)
 
 
-# -- answer shapes (what the handler serialises; the README documents them) ---------------
-class Scored(TypedDict):
-    label: str
-    score: float
-
-
-class PathOption(TypedDict):
-    taxonomy: str
-    subtaxonomy: str
-    score: float
-
-
-class PathAnswer(TypedDict, total=False):
-    """A cascade's answer: the predicted path, each level's score, the top-k paths (and the caller's id)."""
-
-    taxonomy: Scored
-    subtaxonomy: Scored
-    path: list[str]
-    path_score: float
-    top_k: list[PathOption]
-    id: str | int
-
-
-class LevelAnswer(TypedDict, total=False):
-    """A single-level archive's answer: the label, its score, the top-k labels (and the caller's id)."""
-
-    label: str
-    score: float
-    top_k: list[Scored]
-    id: str | int
-
-
 TAXONOMY_MS, SUBTAXONOMY_MS = "taxonomy_ms", "subtaxonomy_ms"
 
 
 def _add(timings: dict[str, float] | None, key: str, since: float) -> None:
     if timings is not None:
         timings[key] = timings.get(key, 0.0) + (time.perf_counter() - since) * 1000
-
-
-def _round(x: float) -> float:
-    return round(float(x), 6)
-
-
-def _level_answer(labels: Sequence[str], probs: torch.Tensor, k: int) -> LevelAnswer:
-    top = torch.topk(probs, min(k, len(labels)))
-    best = int(probs.argmax())
-    return {
-        "label": labels[best],
-        "score": _round(probs[best]),
-        "top_k": [{"label": labels[j], "score": _round(p)} for p, j in zip(top.values.tolist(), top.indices.tolist())],
-    }

@@ -8,7 +8,6 @@ torch or TorchServe: it is cheap to import anywhere.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Mapping
@@ -207,40 +206,6 @@ class Hierarchy:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise HierarchyError(f"{path} is not readable JSON: {exc}") from exc
         return cls.from_json(data)
-
-
-def slugify(label: str, taken: set[str] | None = None) -> str:
-    """A folder name for a label: lowercase ASCII, unique among ``taken``."""
-    slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-") or "label"
-    if taken is not None:
-        base, n = slug, 2
-        while slug in taken:
-            slug, n = f"{base}-{n}", n + 1
-        taken.add(slug)
-    return slug
-
-
-def build_hierarchy(
-    pairs: list[tuple[str, str]],
-    text: TextFormat,
-    base_model: dict[str, Any] | None = None,
-) -> Hierarchy:
-    """The hierarchy implied by (taxonomy, subtaxonomy) pairs, labels sorted."""
-    children: dict[str, set[str]] = {}
-    for tax, sub in pairs:
-        children.setdefault(tax, set()).add(sub)
-    taken: set[str] = set()
-    subtaxonomies = {}
-    for tax in sorted(children):
-        labels = tuple(sorted(children[tax]))
-        folder = f"{SUBTAXONOMY_DIR}/{slugify(tax, taken)}" if len(labels) > 1 else None
-        subtaxonomies[tax] = Level(labels, folder)
-    return Hierarchy(
-        text=text,
-        taxonomy=Level(tuple(sorted(children)), TAXONOMY_DIR if len(children) > 1 else None),
-        subtaxonomies=subtaxonomies,
-        base_model=dict(base_model or {}),
-    )
 
 
 def check_run_dir(run_dir: str | Path) -> Hierarchy:

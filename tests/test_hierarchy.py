@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from handlers.hierarchy import Hierarchy, HierarchyError, build_hierarchy, check_run_dir, slugify
+from handlers.hierarchy import Hierarchy, HierarchyError, check_run_dir
+from training.layout import build_hierarchy, slugify
 from handlers.text import TextFormat
 
 

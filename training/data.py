@@ -106,6 +106,27 @@ READERS = {".csv": _read_csv, ".tsv": _read_csv, ".jsonl": _read_jsonl, ".ndjson
            ".json": _read_jsonl, ".parquet": _read_parquet, ".pq": _read_parquet}
 
 
+def _row_problems(frame: pd.DataFrame, has_split: bool) -> list[str]:
+    """Every kind of bad row, each with the rows it concerns, so one run of the loader names them all."""
+    problems = []
+    empty = frame[(frame.title == "") & (frame.description == "")]
+    if len(empty):
+        problems.append(f"{len(empty)} rows with empty text (no title and no description): {_where(list(empty.ref))}")
+    for field in ("taxonomy", "subtaxonomy"):
+        unlabeled = frame[frame[field] == ""]
+        if len(unlabeled):
+            problems.append(f"{len(unlabeled)} rows without a {field} label: {_where(list(unlabeled.ref))}")
+    if has_split:
+        unknown = frame[~frame.split.isin(SPLIT_ALIASES)]
+        if len(unknown):
+            values = sorted(set(unknown.split))
+            problems.append(
+                f"{len(unknown)} rows with a split other than train/val/test ({', '.join(map(repr, values[:5]))}): "
+                f"{_where(list(unknown.ref))}"
+            )
+    return problems
+
+
 def load_events(path: str | Path, columns: Columns = Columns()) -> pd.DataFrame:
     """The table as a frame with title, description, taxonomy, subtaxonomy, split, ref.
 
@@ -148,22 +169,7 @@ def load_events(path: str | Path, columns: Columns = Columns()) -> pd.DataFrame:
             "ref": refs,
         }
     )
-    problems = []
-    empty = frame[(frame.title == "") & (frame.description == "")]
-    if len(empty):
-        problems.append(f"{len(empty)} rows with empty text (no title and no description): {_where(list(empty.ref))}")
-    for field in ("taxonomy", "subtaxonomy"):
-        unlabeled = frame[frame[field] == ""]
-        if len(unlabeled):
-            problems.append(f"{len(unlabeled)} rows without a {field} label: {_where(list(unlabeled.ref))}")
-    if has_split:
-        unknown = frame[~frame.split.isin(SPLIT_ALIASES)]
-        if len(unknown):
-            values = sorted(set(unknown.split))
-            problems.append(
-                f"{len(unknown)} rows with a split other than train/val/test ({', '.join(map(repr, values[:5]))}): "
-                f"{_where(list(unknown.ref))}"
-            )
+    problems = _row_problems(frame, has_split)
     if problems:
         raise DataError(f"{path}: " + "; ".join(problems))
     frame["split"] = frame.split.map(lambda s: SPLIT_ALIASES.get(s, ""))

@@ -134,7 +134,7 @@ def _training_args(job: LevelJob, args: argparse.Namespace, work: Path, train_ro
 
 def cpu_bf16(precision: str) -> bool:
     """Whether CPU training runs under bf16 autocast: asked for, or ``auto`` on a CPU with native bf16."""
-    from handlers.cascade import bf16_is_native
+    from handlers.batching import bf16_is_native
 
     return precision == "bf16" or (precision == "auto" and bf16_is_native())
 

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import torch
 
-from handlers.cascade import padded_chunks
+from handlers.batching import padded_chunks
 from handlers.trunk import TopClassifier, TrunkEncoder
 
 

@@ -27,7 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from handlers.hierarchy import TOKENIZER_DIR, Hierarchy, build_hierarchy
+from handlers.hierarchy import TOKENIZER_DIR, Hierarchy
+from training.layout import build_hierarchy
 from handlers.text import TextFormat
 from handlers.trunk import split_run
 from training import distributed, parallel
@@ -137,20 +138,10 @@ def _run(args: argparse.Namespace, world: distributed.World) -> int:
         return 2
     frame, split_report = loaded
 
-    from transformers import AutoConfig, AutoTokenizer, set_seed
+    from transformers import AutoTokenizer
 
-    from training.base_model import prepare_base_model
-
-    threads = distributed.configure_threads(args.threads)
-    args.precision = "bf16" if cpu_bf16(args.precision) else "fp32"  # recorded as resolved
-    if world.distributed:
-        print(f"rank {world.rank}/{world.size} (node {world.node}): {threads} torch threads", flush=True)
-    set_seed(args.seed)
-    base, base_record = prepare_base_model(args.base_model)
-    if args.top_layers and AutoConfig.from_pretrained(base).model_type != "distilbert":
-        if world.main:
-            print(f"error: the shared trunk (--top-layers) needs a DistilBERT base, and {base} is "
-                  f"{AutoConfig.from_pretrained(base).model_type}; pass --top-layers all", file=sys.stderr)
+    base, base_record = _prepare(args, world)
+    if base is None:
         return 2
     tokenizer = AutoTokenizer.from_pretrained(base)
     text, truncation_note = _text_format(args, tokenizer, frame, world)
@@ -200,6 +191,28 @@ def _run(args: argparse.Namespace, world: distributed.World) -> int:
     if world.main:
         print(f"run directory: {output} ({info['total_seconds']:.0f}s); report: {output / 'report.md'}", flush=True)
     return 0
+
+
+def _prepare(args: argparse.Namespace, world: distributed.World) -> tuple[str | None, dict[str, Any]]:
+    """Threads, precision (recorded as resolved), seed and the base model; no base when it
+    cannot carry a shared trunk (the message printed)."""
+    from transformers import AutoConfig, set_seed
+
+    from training.base_model import prepare_base_model
+
+    threads = distributed.configure_threads(args.threads)
+    args.precision = "bf16" if cpu_bf16(args.precision) else "fp32"
+    if world.distributed:
+        print(f"rank {world.rank}/{world.size} (node {world.node}): {threads} torch threads", flush=True)
+    set_seed(args.seed)
+    base, base_record = prepare_base_model(args.base_model)
+    model_type = AutoConfig.from_pretrained(base).model_type
+    if args.top_layers and model_type != "distilbert":
+        if world.main:
+            print(f"error: the shared trunk (--top-layers) needs a DistilBERT base, and {base} is "
+                  f"{model_type}; pass --top-layers all", file=sys.stderr)
+        return None, base_record
+    return base, base_record
 
 
 def _run_folders(output: Path, world: distributed.World) -> tuple[Path | None, Path]:
