@@ -95,15 +95,21 @@ def test_served_int8_answers_equal_the_int8_cascade(registered, int8_model: Path
     from handlers.cascade import Cascade
 
     events = held_out(events_csv)[["title", "description"]].to_dict("records")
-    expected = Cascade(int8_model, quantize="int8").predict(events, top_k=1)
+    cascade = Cascade(int8_model, quantize="int8")
+    expected = cascade.predict(events, top_k=1)
     code, body = registered.call("inference", "POST", "/predictions/events-int8",
                                  json.dumps([{**e, "top_k": 1} for e in events]).encode(),
                                  {"Content-Type": "application/json"})
     assert code == 200, body
     assert_same_answers(json.loads(body), expected)  # the same batch as the cascade's: the same numbers
-    # Dynamic int8 scales activations per batch, so the batch mates TorchServe picks move
-    # scores by a few 1e-4; the paths stay the same.
-    assert_same_answers(served_one_by_one(registered, "events-int8", events), expected, tolerance=3e-3)
+    # Dynamic int8 quantizes activations with one scale per batch, so a score depends on its
+    # batch mates (by up to about 5e-3 on this barely trained model). One request at a time
+    # is a batch of one on the server: it must equal the cascade on that event alone.
+    for event in events[:8]:
+        code, body = registered.call("inference", "POST", "/predictions/events-int8",
+                                     json.dumps({**event, "top_k": 1}).encode(), {"Content-Type": "application/json"})
+        assert code == 200, body
+        assert_same_answers([json.loads(body)], cascade.predict([event], top_k=1))
 
 
 def test_concurrent_requests_are_batched_and_all_answered(registered) -> None:
