@@ -6,9 +6,10 @@
 Takes a seeded sample of the table's train rows (``--per-class`` per subtaxonomy; every
 val row, or ``--val-per-class``), then on exactly those rows:
   baseline  TF-IDF (word 1-2 grams, sublinear tf) + LinearSVC, flat over the leaves;
-  variants  python -m training.train once per variant (default: the defaults, which choose
-            truncation and the lexical weight from the data; and head-only without lexical
-            models, the behaviour before those choices existed), each with the same flags;
+  variants  python -m training.train once per variant (default: all of them: the defaults,
+            which choose truncation and the lexical weight from the data; head-only and
+            head+tail without lexical models; 256 tokens; windows of 128 tokens), each with
+            the same flags;
 and for each run: val leaf and path accuracy, training minutes, and the in-process cost per
 event at batch 32 for the val texts over and under max_length tokens. Prints a markdown
 table and writes it with the raw figures to --output.
@@ -29,6 +30,8 @@ VARIANTS = {
     "defaults": [],
     "head, no lexical": ["--truncation", "head", "--lexical", "off"],
     "head+tail, no lexical": ["--truncation", "head_tail", "--lexical", "off"],
+    "256 tokens": ["--max-length", "256"],
+    "windows": ["--truncation", "windows"],
 }
 
 

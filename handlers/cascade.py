@@ -105,11 +105,14 @@ class Cascade:
 
     # -- text -> model inputs ------------------------------------------------------------
     def encode(self, events: Sequence[Event]) -> Encoded:
-        """Texts, token ids and, on a shared trunk, the trunk's hidden states of every event."""
+        """Texts, token id windows (one per event unless the text format reads windows) and,
+        on a shared trunk, the trunk's hidden states of every window."""
         fmt = self.hierarchy.text
         texts = [fmt.format(event) for event in events]
-        ids = fmt.token_ids(self.tokenizer, texts)
-        return Encoded(ids, texts, self._trunk_states(ids) if self.trunk is not None else None)
+        windows = fmt.token_windows(self.tokenizer, texts)
+        ids = [w for per_event in windows for w in per_event]
+        owner = [i for i, per_event in enumerate(windows) for _ in per_event]
+        return Encoded(ids, texts, self._trunk_states(ids) if self.trunk is not None else None, owner)
 
     @torch.inference_mode()
     def _trunk_states(self, ids: Sequence[Sequence[int]]) -> list[torch.Tensor]:
@@ -136,11 +139,12 @@ class Cascade:
 
     @torch.inference_mode()
     def _model_probs(self, level: Level, inputs: Encoded) -> torch.Tensor:
-        n = len(inputs.ids)
+        """Per event, the model's probabilities: the mean over the event's windows."""
+        n = len(inputs.texts)
         if level.checkpoint is None:
             return torch.ones((n, 1))
         model = self.models[level.checkpoint]
-        out = torch.empty((n, len(level.labels)))
+        out = torch.empty((len(inputs.ids), len(level.labels)))
         for chunk, input_ids, mask in self._chunks(inputs.ids):
             if inputs.states is None:
                 first = input_ids.to(self.device)
@@ -150,7 +154,11 @@ class Cascade:
                 logits = model(first, mask.to(self.device))
             logits = getattr(logits, "logits", logits)
             out[torch.tensor(chunk)] = torch.softmax(logits.float(), dim=-1).cpu()
-        return out
+        if len(inputs.ids) == n:  # one window per event
+            return out
+        owner = torch.tensor(inputs.owner)
+        pooled = torch.zeros((n, out.shape[1])).index_add_(0, owner, out)
+        return pooled / torch.bincount(owner, minlength=n).unsqueeze(1)
 
     def subtaxonomy_given(self, events: Sequence[Event], taxonomies: Sequence[str]) -> list[str]:
         """The subtaxonomy each event gets when its taxonomy is given, not predicted.
@@ -173,12 +181,15 @@ class Cascade:
         """The most model passes one event with this ``top_k`` can cost (for the handler's cap).
 
         One taxonomy pass, then one subtaxonomy pass per candidate taxonomy: as many as
-        ``top_k`` asks for, or the beam under joint decoding, at most every taxonomy.
+        ``top_k`` asks for, or the beam under joint decoding, at most every taxonomy. Each
+        pass reads every window of the event: up to ``max_windows`` under ``windows``.
         """
+        fmt = self.hierarchy.text
+        windows = fmt.max_windows if fmt.truncation == "windows" else 1
         if self.hierarchy.single_level:
-            return 1
+            return windows
         width = max(top_k, self.beam_width) if self.decoding == "joint" else top_k
-        return 1 + min(max(1, width), len(self.hierarchy.taxonomy.labels))
+        return windows * (1 + min(max(1, width), len(self.hierarchy.taxonomy.labels)))
 
     # -- the cascade ---------------------------------------------------------------------
     def predict(
@@ -266,16 +277,25 @@ class Cascade:
 
 
 class Encoded(NamedTuple):
-    """Events as the models read them: token ids for the transformers, texts for TF-IDF, and
-    on a shared trunk its hidden states per event (computed once, read by every level)."""
+    """Events as the models read them: token id windows for the transformers (one per event
+    unless the text format reads windows; ``owner`` says whose each is), texts for TF-IDF,
+    and on a shared trunk its hidden states per window (computed once, read by every level)."""
 
     ids: list[list[int]]
     texts: list[str]
     states: list[torch.Tensor] | None = None
+    owner: list[int] | None = None
 
     def take(self, rows: Sequence[int]) -> "Encoded":
-        states = None if self.states is None else [self.states[i] for i in rows]
-        return Encoded([self.ids[i] for i in rows], [self.texts[i] for i in rows], states)
+        """The events ``rows`` (in that order) with their windows."""
+        owner = self.owner if self.owner is not None else list(range(len(self.ids)))
+        windows: dict[int, list[int]] = {}
+        for w, event in enumerate(owner):
+            windows.setdefault(event, []).append(w)
+        picked = [(new, w) for new, event in enumerate(rows) for w in windows[event]]
+        states = None if self.states is None else [self.states[w] for _, w in picked]
+        return Encoded([self.ids[w] for _, w in picked], [self.texts[i] for i in rows], states,
+                       [new for new, _ in picked])
 
 
 TAXONOMY_MS, SUBTAXONOMY_MS = "taxonomy_ms", "subtaxonomy_ms"

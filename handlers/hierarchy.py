@@ -167,6 +167,7 @@ class Hierarchy:
                     max_length=int(text["max_length"]),
                     max_chars=int(text["max_chars"]),
                     truncation=str(text.get("truncation", "head")),
+                    max_windows=int(text.get("max_windows", 4)),
                 ),
                 taxonomy=Level.from_json(data["taxonomy"]),
                 subtaxonomies={tax: Level.from_json(lvl) for tax, lvl in data["subtaxonomies"].items()},

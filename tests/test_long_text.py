@@ -105,3 +105,68 @@ def test_old_hierarchy_files_load_with_head_truncation_and_no_lexical(tiny_run: 
     hierarchy = Hierarchy.from_json(data)
     assert hierarchy.text.truncation == "head"
     assert all(level.lexical is None for level in hierarchy.levels())
+
+
+def test_windows_cover_a_long_text_from_its_first_token_to_its_last(tokenizer) -> None:
+    one_token = {t: ids[0] for t in sorted(tokenizer.get_vocab()) if t.isalpha()
+                 for ids in [tokenizer(t, add_special_tokens=False)["input_ids"]]
+                 if len(ids) == 1 and ids[0] != tokenizer.unk_token_id}
+    words = sorted(one_token, key=one_token.get)[:50]  # 50 different tokens: positions are unambiguous
+    fmt = TextFormat(max_length=16, truncation="windows", max_windows=4)
+    (windows,) = fmt.token_windows(tokenizer, [" ".join(words)])
+    body = tokenizer(" ".join(words), add_special_tokens=False)["input_ids"]
+    assert len(body) == 50 and len(windows) == 4 and all(len(w) == 16 for w in windows)
+    assert all(w[0] == tokenizer.cls_token_id and w[-1] == tokenizer.sep_token_id for w in windows)
+    assert windows[0][1:-1] == body[:14] and windows[-1][1:-1] == body[-14:]
+    read = set()  # 4 windows of 14 tokens hold these 50 tokens whole: every position is read
+    for w in windows:
+        start = next(s for s in range(len(body)) if body[s : s + 14] == w[1:-1])
+        read |= set(range(start, start + 14))
+    assert read == set(range(len(body)))
+    # Longer than max_windows windows: sampled, still from the first token to the last.
+    (sampled,) = TextFormat(max_length=16, truncation="windows", max_windows=2).token_windows(tokenizer, [" ".join(words)])
+    assert [w[1:-1] for w in sampled] == [body[:14], body[-14:]]
+
+
+def test_a_short_text_is_one_window_the_same_as_its_head(tokenizer) -> None:
+    texts = ["jazz trio tonight", "marathon runners on the track"]
+    windows = TextFormat(max_length=16, truncation="windows").token_windows(tokenizer, texts)
+    assert windows == [[ids] for ids in TextFormat(max_length=16).token_ids(tokenizer, texts)]
+    with pytest.raises(TextFormatError, match="max_windows must be at least 1"):
+        TextFormat(truncation="windows", max_windows=0)
+
+
+def with_windows(tiny_run: Path, dest: Path, max_length: int = 16) -> Path:
+    """A copy of the tiny run that reads texts as windows of ``max_length`` tokens."""
+    shutil.copytree(tiny_run, dest)
+    hierarchy = Hierarchy.load(dest)
+    text = dataclasses.replace(hierarchy.text, truncation="windows", max_length=max_length, max_windows=3)
+    dataclasses.replace(hierarchy, text=text).save(dest)
+    return dest
+
+
+def test_the_cascade_averages_each_events_window_probabilities(tiny_run: Path, tmp_path: Path) -> None:
+    from handlers.cascade import Cascade, Encoded
+
+    cascade = Cascade(with_windows(tiny_run, tmp_path / "run"))
+    assert json.loads((tmp_path / "run" / "hierarchy.json").read_text())["text"]["max_windows"] == 3
+    long = {"title": "saxophone trio", "description": "swing " * 10 + "the evening crowd " * 8 + "bebop quartet"}
+    events = [long, {"text": "peloton road"}, {**long, "title": "marathon"}]
+    inputs = cascade.encode(events)
+    assert inputs.owner[:3] == [0, 0, 0] and inputs.owner.count(1) == 1 and len(inputs.ids) == 7
+    for level in (cascade.hierarchy.taxonomy, cascade.hierarchy.subtaxonomies["music"]):
+        pooled = cascade.level_probs(level, inputs)
+        for event in range(len(events)):
+            alone = [cascade.level_probs(level, Encoded([inputs.ids[w]], [inputs.texts[event]],
+                                                        [inputs.states[w]], [0]))
+                     for w, owner in enumerate(inputs.owner) if owner == event]
+            assert torch_allclose(pooled[event], sum(alone) / len(alone))
+        # Picking events keeps their windows: the same numbers as in the whole batch.
+        assert torch_allclose(cascade.level_probs(level, inputs.take([2, 1])), pooled[[2, 1]])
+    assert cascade.passes(1) == 3 * 2  # the handler's cost cap counts every window
+
+
+def torch_allclose(a, b) -> bool:
+    import torch
+
+    return bool(torch.allclose(a, b, atol=1e-5))

@@ -36,8 +36,7 @@ def long_events(seed: int = 1) -> list[dict[str, str]]:
     return rows
 
 
-@pytest.fixture(scope="module")
-def long_run(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path) -> tuple[Path, Path]:
+def train_long(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path, *flags: str) -> tuple[Path, Path]:
     from training.train import main
 
     base = tmp_path_factory.mktemp("long")
@@ -45,9 +44,19 @@ def long_run(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path) -> tuple
     out = base / "run"
     code = main(["--data", str(data), "--output", str(out), "--base-model", str(tiny_base), "--epochs", "6",
                  "--patience", "3", "--path-warmup-epochs", "0", "--learning-rate", "1e-2", "--batch-size", "8",
-                 "--max-length", "32", "--quiet", "--threads", "2"])
+                 "--max-length", "32", "--quiet", "--threads", "2", *flags])
     assert code == 0
     return out, data
+
+
+@pytest.fixture(scope="module")
+def long_run(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path) -> tuple[Path, Path]:
+    return train_long(tmp_path_factory, tiny_base)
+
+
+@pytest.fixture(scope="module")
+def windows_run(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path) -> tuple[Path, Path]:
+    return train_long(tmp_path_factory, tiny_base, "--truncation", "windows", "--max-windows", "3")
 
 
 def test_the_defaults_choose_head_tail_and_a_lexical_mix(long_run) -> None:
@@ -64,12 +73,27 @@ def test_the_defaults_choose_head_tail_and_a_lexical_mix(long_run) -> None:
     assert metrics["splits"]["val"]["taxonomy"]["accuracy"] >= 0.9
 
 
-def test_served_long_events_equal_evaluate(long_run, server, tmp_path: Path) -> None:
+def test_windows_are_recorded_and_read_the_middle_of_the_text(windows_run) -> None:
+    from handlers.cascade import Cascade
+
+    run, _ = windows_run
+    hierarchy = Hierarchy.load(run)
+    assert (hierarchy.text.truncation, hierarchy.text.max_windows) == ("windows", 3)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["long_text"]["truncation"].startswith("windows (given)")
+    assert metrics["splits"]["val"]["taxonomy"]["accuracy"] >= 0.9
+    # Every description here is over 32 tokens: each is read as 2 or 3 windows.
+    inputs = Cascade(run).encode([{"description": e["description"]} for e in long_events(seed=2)[:8]])
+    assert all(inputs.owner.count(i) in (2, 3) for i in range(8))
+
+
+@pytest.mark.parametrize("which", ["long_run", "windows_run"])
+def test_served_long_events_equal_evaluate(which: str, request: pytest.FixtureRequest, server, tmp_path: Path) -> None:
     from handlers.cascade import Cascade
     from training.evaluate import evaluate_frame
     from training.record import split_frame
 
-    run, _ = long_run
+    run, _ = request.getfixturevalue(which)
     store = server.model_store
     built = subprocess.run([sys.executable, "-m", "archives.build", "--run", str(run), "--name", "long",
                             "--model-store", str(store), "--threads", "1", "--force"],

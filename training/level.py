@@ -56,10 +56,14 @@ def _tokenized(frame: pd.DataFrame, labels: tuple[str, ...], column: str, tokeni
         "labels": [index[v] for v in frame[column]],
     })
     def encode(batch: dict[str, list]) -> dict[str, list]:
-        ids = text.token_ids(tokenizer, batch["text"])  # cut exactly as the serving cascade cuts
-        return {"input_ids": ids, "attention_mask": [[1] * len(row) for row in ids]}
+        # Cut exactly as the serving cascade cuts; under ``windows`` every window is a row
+        # labelled with its event's label (the cascade averages the windows' probabilities).
+        windows = text.token_windows(tokenizer, batch["text"])
+        ids = [w for per_event in windows for w in per_event]
+        labels = [label for per_event, label in zip(windows, batch["labels"]) for _ in per_event]
+        return {"input_ids": ids, "attention_mask": [[1] * len(row) for row in ids], "labels": labels}
 
-    return data.map(encode, batched=True, remove_columns=["text"], desc="tokenizing")
+    return data.map(encode, batched=True, remove_columns=["text", "labels"], desc="tokenizing")
 
 
 def _init_head(model: Any, warmup: Path, paths: list[str] | None) -> None:

@@ -40,10 +40,14 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     m.add_argument("--base-model", default=None,
                    help="hub id or local folder; default: the embedded all-MiniLM-L6-v2 converted to DistilBERT")
     m.add_argument("--max-length", type=int, default=128, help="tokens per text a transformer reads")
-    m.add_argument("--truncation", choices=["auto", "head", "head_tail"], default="auto",
-                   help="which tokens of a longer text the transformers read: its head, or head_tail (the "
-                        "first and the last half of --max-length); auto: head_tail when over 10%% of the "
-                        "training texts are longer than --max-length")
+    m.add_argument("--truncation", choices=["auto", "head", "head_tail", "windows"], default="auto",
+                   help="which tokens of a longer text the transformers read: its head, head_tail (the "
+                        "first and the last half of --max-length), or windows (up to --max-windows windows "
+                        "of --max-length tokens spread over the text, probabilities averaged per event); "
+                        "auto: head_tail when over 10%% of the training texts are longer than --max-length")
+    m.add_argument("--max-windows", type=_positive_int, default=4,
+                   help="with --truncation windows: windows per text at most; each costs a model pass "
+                        "(default 4)")
     m.add_argument("--lexical", choices=["auto", "off"], default="auto",
                    help="auto: also fit a TF-IDF model per level on the whole text and mix its probabilities "
                         "in with the weight that scores best on val (0 leaves it out); off: transformers only")

@@ -229,7 +229,8 @@ def _run_folders(output: Path, world: distributed.World) -> tuple[Path | None, P
 def _text_format(args: argparse.Namespace, tokenizer: Any, frame: Any,
                  world: distributed.World) -> tuple[TextFormat, str]:
     """How events become text and tokens, truncation chosen from the training texts' lengths."""
-    text = TextFormat(separator=args.separator, max_length=args.max_length, max_chars=max(8192, args.max_length * 16))
+    text = TextFormat(separator=args.separator, max_length=args.max_length,
+                      max_chars=max(8192, args.max_length * args.max_windows * 16), max_windows=args.max_windows)
     train_texts = [text.format(r) for r in frame[frame.split == "train"][["title", "description"]].to_dict("records")]
     truncation, note = choose_truncation(text, tokenizer, train_texts, args.truncation)
     if world.main:
