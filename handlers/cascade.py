@@ -21,7 +21,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from handlers.answers import LevelAnswer, PathAnswer, level_answer, round_score
 from handlers.batching import autocast, bf16_is_native, padded_chunks
-from handlers.hierarchy import ONNX_FILE, TOKENIZER_DIR, Hierarchy, Level, check_run_dir
+from handlers.hierarchy import ONNX_FILE, TOKENIZER_DIR, Hierarchy, Level, check_run_dir, path_label
 from handlers.lexical import LexicalModel
 from handlers.onnx_int8 import OnnxGraph
 from handlers.trunk import TopClassifier, TrunkEncoder
@@ -82,6 +82,15 @@ class Cascade:
         self.precision = "fp32" if quantize else precision  # ONNX Runtime runs its own int8 graph
         self.trunk = self._load(self.hierarchy.trunk.folder, quantize, trunk=True) if self.hierarchy.trunk else None
         self.models: dict[str, Any] = {folder: self._load(folder, quantize) for folder in self.hierarchy.checkpoints()}
+        # The paths head's column of every (taxonomy index, subtaxonomy index) pair.
+        self.paths_weight = self.hierarchy.paths_weight if self.hierarchy.paths is not None else 0.0
+        if self.hierarchy.paths is not None:
+            column = {label: i for i, label in enumerate(self.hierarchy.paths.labels)}
+            self._path_column = {(t, s): column.get(path_label(tax, sub), -1)
+                                 for t, tax in enumerate(self.hierarchy.taxonomy.labels)
+                                 for s, sub in enumerate(self.hierarchy.subtaxonomies[tax].labels)}
+            self._path_taxonomy = [self.hierarchy.taxonomy.labels.index(label.split(" / ")[0])
+                                   for label in self.hierarchy.paths.labels]
         # Lexical models whose weight is 0 are not loaded: they would cost time and change nothing.
         self.lexical = {level.lexical: LexicalModel.load(self.run_dir / level.lexical)
                         for level in self.hierarchy.levels() if level.lexical and level.lexical_weight > 0}
@@ -181,7 +190,8 @@ class Cascade:
         """The most model passes one event with this ``top_k`` can cost (for the handler's cap).
 
         One taxonomy pass, then one subtaxonomy pass per candidate taxonomy: as many as
-        ``top_k`` asks for, or the beam under joint decoding, at most every taxonomy. Each
+        ``top_k`` asks for, or the beam under joint decoding, at most every taxonomy; with
+        the paths head, its pass and the taxonomy of its best path. Each
         pass reads every window of the event: up to ``max_windows`` under ``windows``.
         """
         fmt = self.hierarchy.text
@@ -189,7 +199,8 @@ class Cascade:
         if self.hierarchy.single_level:
             return windows
         width = max(top_k, self.beam_width) if self.decoding == "joint" else top_k
-        return windows * (1 + min(max(1, width), len(self.hierarchy.taxonomy.labels)))
+        extra = 1 if self.paths_weight > 0 else 0  # the paths head's pass, and its best path's taxonomy
+        return windows * (1 + extra + min(max(1, width) + extra, len(self.hierarchy.taxonomy.labels)))
 
     # -- the cascade ---------------------------------------------------------------------
     def predict(
@@ -210,27 +221,42 @@ class Cascade:
         ks = [int(top_k)] * n if isinstance(top_k, int) else [int(k) for k in top_k]
         if len(ks) != n:
             raise ValueError(f"{len(ks)} top_k values for {n} events")
+        if self.hierarchy.single_level:
+            inputs = self.encode(events)
+            tax_probs = self.level_probs(self.hierarchy.taxonomy, inputs)
+            return [level_answer(self.hierarchy.taxonomy.labels, tax_probs[i], ks[i]) for i in range(n)]
+        scores = self.path_scores(events, ks, timings)
+        return [self.path_answer(*scores.of(i), ks[i]) for i in range(n)]
+
+    def path_scores(self, events: Sequence[Event], ks: Sequence[int],
+                    timings: dict[str, float] | None = None) -> PathScores:
+        """Every probability the answers are made of: the taxonomy level's, the subtaxonomy
+        levels' of each event's candidate taxonomies, and the paths head's when it is mixed in."""
         clock = time.perf_counter()
         inputs = self.encode(events)
         tax_probs = self.level_probs(self.hierarchy.taxonomy, inputs)
+        paths = self._model_probs(self.hierarchy.paths, inputs) if self.paths_weight > 0 else None
         _add(timings, TAXONOMY_MS, clock)
-        if self.hierarchy.single_level:
-            return [level_answer(self.hierarchy.taxonomy.labels, tax_probs[i], ks[i]) for i in range(n)]
         clock = time.perf_counter()
-        sub_probs = self.subtaxonomy_passes(inputs, self.candidate_taxonomies(tax_probs, ks))
+        sub_probs = self.subtaxonomy_passes(inputs, self.candidate_taxonomies(tax_probs, ks, paths))
         _add(timings, SUBTAXONOMY_MS, clock)
-        return [self._path_answer(tax_probs[i], sub_probs[i], ks[i]) for i in range(n)]
+        return PathScores(tax_probs, sub_probs, paths)
 
-    def candidate_taxonomies(self, tax_probs: torch.Tensor, ks: Sequence[int]) -> list[set[int]]:
+    def candidate_taxonomies(self, tax_probs: torch.Tensor, ks: Sequence[int],
+                             paths: torch.Tensor | None = None) -> list[set[int]]:
         """Per event, the taxonomies whose subtaxonomy model must run.
 
-        Always the best one; with top_k > 1 (or joint decoding, its beam) also the next
-        likeliest that reach ``beam_min_prob``, so answers can span taxonomies.
+        Always the best one (and the taxonomy of the paths head's best path); with top_k > 1
+        (or joint decoding, its beam) also the next likeliest that reach ``beam_min_prob``,
+        so answers can span taxonomies.
         """
         best = tax_probs.argmax(dim=-1).tolist()
+        best_path = paths.argmax(dim=-1).tolist() if paths is not None else None
         candidates = []
         for i, k in enumerate(ks):
             chosen = {best[i]}
+            if best_path is not None:
+                chosen.add(self._path_taxonomy[best_path[i]])
             width = max(k, self.beam_width) if self.decoding == "joint" else k
             if width > 1:
                 top = torch.topk(tax_probs[i], min(width, tax_probs.shape[1]))
@@ -252,28 +278,54 @@ class Cascade:
                 found[i][t] = probs[row]
         return found
 
-    def _path_answer(self, tax_probs: torch.Tensor, sub_probs: dict[int, torch.Tensor], k: int) -> PathAnswer:
+    def path_answer(self, tax_probs: torch.Tensor, sub_probs: dict[int, torch.Tensor], paths: torch.Tensor | None,
+                     k: int) -> PathAnswer:
         """The predicted path and the k likeliest paths among those computed.
 
-        Greedy decoding keeps the likeliest taxonomy; joint decoding the taxonomy of the
-        likeliest full path. Either way the prediction does not depend on ``k``.
+        A path scores the product of its two levels' probabilities, mixed with the paths
+        head's probability of it when that head is on (``paths_weight``). Greedy decoding
+        keeps the likeliest taxonomy; joint decoding, or any mix with the paths head, the
+        best-scoring path. Either way the prediction does not depend on ``k``.
         """
-        h = self.hierarchy
-        ranked = sorted(((float(tax_probs[t]) * float(p), t, s) for t, probs in sub_probs.items()
-                         for s, p in enumerate(probs.tolist())), key=lambda path: -path[0])
-        t = ranked[0][1] if self.decoding == "joint" else int(tax_probs.argmax())
+        h, w = self.hierarchy, self.paths_weight if paths is not None else 0.0
+        ranked = sorted(((self._mix(float(tax_probs[t]) * p, paths, w, t, s), t, s)
+                         for t, probs in sub_probs.items() for s, p in enumerate(probs.tolist())),
+                        key=lambda path: -path[0])
+        if self.decoding == "joint" or w > 0:
+            score, t, s = ranked[0]
+        else:
+            t = int(tax_probs.argmax())
+            s = int(sub_probs[t].argmax())
+            score = float(tax_probs[t]) * float(sub_probs[t][s])
         taxonomy = h.taxonomy.labels[t]
-        s = int(sub_probs[t].argmax())
         p_tax, p_sub = float(tax_probs[t]), float(sub_probs[t][s])
         subtaxonomy = h.subtaxonomies[taxonomy].labels[s]
         return {
             "taxonomy": {"label": taxonomy, "score": round_score(p_tax)},
             "subtaxonomy": {"label": subtaxonomy, "score": round_score(p_sub)},
             "path": [taxonomy, subtaxonomy],
-            "path_score": round_score(p_tax * p_sub),
+            "path_score": round_score(score),
             "top_k": [{"taxonomy": h.taxonomy.labels[tt], "subtaxonomy": h.subtaxonomies[h.taxonomy.labels[tt]].labels[j],
                        "score": round_score(score)} for score, tt, j in ranked[:k]],
         }
+
+
+    def _mix(self, product: float, paths: torch.Tensor | None, w: float, t: int, s: int) -> float:
+        if paths is None or w == 0:
+            return product
+        column = self._path_column[(t, s)]
+        return (1 - w) * product + w * (float(paths[column]) if column >= 0 else 0.0)
+
+
+class PathScores(NamedTuple):
+    """The probabilities of a batch's answers (``Cascade.path_scores``)."""
+
+    taxonomy: torch.Tensor
+    subtaxonomy: list[dict[int, torch.Tensor]]  # per event, by candidate taxonomy index
+    paths: torch.Tensor | None
+
+    def of(self, i: int) -> tuple[torch.Tensor, dict[int, torch.Tensor], torch.Tensor | None]:
+        return self.taxonomy[i], self.subtaxonomy[i], None if self.paths is None else self.paths[i]
 
 
 class Encoded(NamedTuple):

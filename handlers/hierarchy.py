@@ -26,6 +26,12 @@ ONNX_FILE = "model.int8.onnx"
 TAXONOMY_DIR = "taxonomy"
 SUBTAXONOMY_DIR = "subtaxonomy"
 TRUNK_DIR = "trunk"
+PATHS_DIR = "paths"  # the path warm-up's top: one classifier over every taxonomy / subtaxonomy pair
+
+
+def path_label(taxonomy: str, subtaxonomy: str) -> str:
+    """A full path as one class name (the path warm-up's and the paths head's labels)."""
+    return f"{taxonomy} / {subtaxonomy}"
 
 
 class HierarchyError(ValueError):
@@ -119,7 +125,22 @@ class Hierarchy:
     name: str = "cascade"
     decoding: str = "greedy"
     trunk: Trunk | None = None
+    # The paths head: the path warm-up's own top on the shared trunk, a flat classifier over
+    # every full path, whose probabilities are mixed into the cascade's path scores with
+    # ``paths_weight`` (chosen on val; a run at weight 0 keeps no paths head).
+    paths: Level | None = None
+    paths_weight: float = 0.0
     schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if self.paths is None:
+            return
+        if not 0.0 <= self.paths_weight <= 1.0:
+            raise HierarchyError(f"paths weight {self.paths_weight} must be from 0 to 1")
+        known = {path_label(t, s) for t, level in self.subtaxonomies.items() for s in level.labels}
+        unknown = sorted(set(self.paths.labels) - known)
+        if unknown:
+            raise HierarchyError(f"the paths head has labels that are no taxonomy / subtaxonomy pair: {unknown[:3]}")
 
     @property
     def single_level(self) -> bool:
@@ -137,7 +158,8 @@ class Hierarchy:
         """Every checkpoint folder, taxonomy first, each once."""
         folders = [self.taxonomy.checkpoint]
         folders += [lvl.checkpoint for lvl in self.subtaxonomies.values()]
-        return [f for f in folders if f is not None]
+        folders += [self.paths.checkpoint] if self.paths is not None else []
+        return list(dict.fromkeys(f for f in folders if f is not None))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -149,6 +171,7 @@ class Hierarchy:
             "taxonomy": self.taxonomy.to_json(),
             "subtaxonomies": {tax: lvl.to_json() for tax, lvl in self.subtaxonomies.items()},
             "trunk": asdict(self.trunk) if self.trunk else None,
+            **({"paths": {**self.paths.to_json(), "weight": self.paths_weight}} if self.paths else {}),
         }
 
     @classmethod
@@ -175,6 +198,8 @@ class Hierarchy:
                 name=str(data.get("name", "cascade")),
                 decoding=str(data.get("decoding", "greedy")),
                 trunk=Trunk(str(trunk["folder"]), int(trunk["layers"])) if trunk else None,
+                paths=Level.from_json(data["paths"]) if data.get("paths") else None,
+                paths_weight=float((data.get("paths") or {}).get("weight", 0.0)),
                 schema_version=SCHEMA_VERSION,
             )
         except HierarchyError:
@@ -226,6 +251,7 @@ def check_run_dir(run_dir: str | Path) -> Hierarchy:
         _check_trunk(run_dir, hierarchy.trunk)
     levels = [(hierarchy.name if hierarchy.single_level else "taxonomy", hierarchy.taxonomy)]
     levels += list(hierarchy.subtaxonomies.items())
+    levels += [("paths", hierarchy.paths)] if hierarchy.paths is not None else []
     for name, level in levels:
         if level.checkpoint is not None:
             _check_checkpoint(run_dir, name, level, hierarchy.trunk)

@@ -1,12 +1,17 @@
-"""The run's decoding, settled on the validation split: greedy or joint, whichever scores better.
+"""The run's decoding, settled on the validation split: greedy or joint, whichever scores
+better, then the weight of the paths head.
 
 Greedy takes the likeliest taxonomy, then its likeliest subtaxonomy; joint takes the path
 with the highest product over the likeliest taxonomies, so a confident second level can
-overrule an unsure first one. The choice is written into hierarchy.json.
+overrule an unsure first one. The paths head (the path warm-up's own top on the shared
+trunk, a flat classifier over every path) can then be mixed into each path's score. Both
+choices are written into hierarchy.json.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +26,6 @@ def choose_decoding(cascade: Any, val: pd.DataFrame, wanted: str, run_tmp: Path,
 
     Returns the val evaluation of each mode tried, so it is not computed again.
     """
-    import dataclasses
-
     choice = "greedy" if wanted == "auto" and val.empty else wanted
     tried = {}
     if choice == "auto":
@@ -39,3 +42,47 @@ def choose_decoding(cascade: Any, val: pd.DataFrame, wanted: str, run_tmp: Path,
     cascade.hierarchy.save(run_tmp)
     metrics["decoding"] = choice
     return tried
+
+
+PATHS_WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))
+
+
+def choose_paths_weight(cascade: Any, val: pd.DataFrame, run_tmp: Path, metrics: dict[str, Any],
+                        wanted: str | float = "auto", batch_size: int = 256) -> float:
+    """Settle the paths head's weight: as given, or the one with the best val path accuracy,
+    ties to the smaller. At 0 the run keeps no paths head (its folder is removed): it would
+    cost a pass and change nothing. Returns the weight."""
+    hierarchy = cascade.hierarchy
+    if hierarchy.paths is None:
+        return 0.0
+    weights = tuple(sorted(set(PATHS_WEIGHTS) | ({float(wanted)} if wanted != "auto" else set())))
+    by_weight: dict[float, float] = {}
+    if not val.empty:
+        events = val[["title", "description"]].to_dict("records")
+        truth = list(zip(val.taxonomy, val.subtaxonomy))
+        cascade.paths_weight = 1.0  # so that path_scores runs the paths head
+        scores = [cascade.path_scores(events[i : i + batch_size], [1] * len(events[i : i + batch_size]))
+                  for i in range(0, len(events), batch_size)]
+        for w in weights:
+            cascade.paths_weight = w
+            right = sum(tuple(cascade.path_answer(*chunk.of(i), 1)["path"]) == truth[start + i]
+                        for start, chunk in zip(range(0, len(events), batch_size), scores)
+                        for i in range(len(chunk.taxonomy)))
+            by_weight[w] = right / len(events)
+    if wanted != "auto":
+        best = float(wanted)
+    else:
+        best = max(weights, key=lambda w: (by_weight[w], -w)) if by_weight else 0.0
+    if best == 0:
+        cascade.models.pop(hierarchy.paths.checkpoint, None)
+        shutil.rmtree(run_tmp / hierarchy.paths.checkpoint, ignore_errors=True)
+        cascade.hierarchy = dataclasses.replace(hierarchy, paths=None, paths_weight=0.0)
+    else:
+        cascade.hierarchy = dataclasses.replace(hierarchy, paths_weight=best)
+    cascade.paths_weight = best
+    cascade.hierarchy.save(run_tmp)
+    metrics["paths_head"] = {"weight": best, "val_path_accuracy_by_weight": {str(w): a for w, a in by_weight.items()}}
+    if by_weight:
+        print(f"paths head on val: path accuracy {by_weight[0.0]:.4f} without it, "
+              f"{max(by_weight.values()):.4f} at best -> weight {best}", flush=True)
+    return best

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from handlers.hierarchy import Hierarchy, Level
+from handlers.hierarchy import Hierarchy, Level, path_label
 from handlers.text import TextFormat
 from training import distributed
 from training.top import TopOnTrunk, pad_states
@@ -245,10 +245,6 @@ def _summary(job: LevelJob, state: Any, train_rows: int, seconds: float) -> dict
 
 
 WARMUP = "paths (warm-up)"
-
-
-def path_label(taxonomy: str, subtaxonomy: str) -> str:
-    return f"{taxonomy} / {subtaxonomy}"
 
 
 def plan_jobs(hierarchy: Hierarchy, frame: pd.DataFrame, args: argparse.Namespace) -> list[LevelJob]:

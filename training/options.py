@@ -14,6 +14,18 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _paths_weight(value: str) -> str | float:
+    if value in ("auto", "off"):
+        return value
+    try:
+        weight = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be auto, off or a number from 0 to 1, not {value!r}") from None
+    if not 0.0 <= weight <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 1, not {value}")
+    return weight
+
+
 def parse_args(argv: list[str] | None = None, description: str | None = None) -> argparse.Namespace:
     """Every option of ``python -m training.train``, with its default and help: the one place for them."""
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -92,6 +104,11 @@ def _training_options(p: argparse.ArgumentParser) -> None:
                    help="how the served cascade picks a path: 'auto' keeps whichever of greedy "
                         "(best taxonomy, then its best subtaxonomy) and joint (best product over the "
                         "likeliest taxonomies) scores better on val")
+    t.add_argument("--paths-weight", type=_paths_weight, default="auto", metavar="auto|off|W",
+                   help="with a path warm-up and a shared trunk, keep the warm-up's top as a paths head (one "
+                        "classifier over every full path, one more top pass per event) and mix its "
+                        "probabilities into each path's score with weight W; auto: the W from 0, 0.1, ..., 1 "
+                        "that scores best on val (0 keeps no head); off: no head")
     t.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="CPU training arithmetic: bf16 autocast trains about twice as fast on CPUs with native "
                         "bf16 (avx512_bf16, AMX); auto: bf16 on such CPUs, fp32 elsewhere (a GPU uses fp16)")

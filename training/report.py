@@ -15,7 +15,7 @@ import pandas as pd  # noqa: E402
 from sklearn.metrics import confusion_matrix  # noqa: E402
 
 from handlers.cascade import Cascade  # noqa: E402
-from training.decoding import choose_decoding  # noqa: E402
+from training.decoding import choose_decoding, choose_paths_weight  # noqa: E402
 from training.evaluate import evaluate_frame, summary_line  # noqa: E402
 
 
@@ -89,6 +89,11 @@ def write_report(run_dir: Path, metrics: dict[str, Any], summaries: list[dict[st
         detail = (f" (val path accuracy: greedy {_pct(tried['greedy'])}, joint {_pct(tried['joint'])})"
                   if tried else "")
         lines += [f"Decoding: {metrics['decoding']}{detail}", ""]
+    if metrics.get("paths_head", {}).get("val_path_accuracy_by_weight"):
+        head = metrics["paths_head"]
+        by_weight = head["val_path_accuracy_by_weight"]
+        lines += [f"Paths head: weight {head['weight']} (val path accuracy {_pct(by_weight[str(head['weight'])])}; "
+                  f"without it {_pct(by_weight['0.0'])})", ""]
     if info["split"]["rare_in_train"]:
         lines += ["Paths too rare to stratify, kept in train only: "
                   + ", ".join(info["split"]["rare_in_train"]), ""]
@@ -149,6 +154,8 @@ def evaluate_and_report(run_tmp: Path, frame: pd.DataFrame, summaries: list[dict
     hierarchy = cascade.hierarchy
     metrics: dict[str, Any] = {"splits": {}, "precision": cascade.precision}
     tried = choose_decoding(cascade, frame[frame.split == "val"], info["args"]["decoding"], run_tmp, metrics)
+    if choose_paths_weight(cascade, frame[frame.split == "val"], run_tmp, metrics, info["args"]["paths_weight"]) > 0:
+        tried = {}  # the paths head changes the answers: val is scored again
     last = None
     for split in ("val", "test"):
         rows = frame[frame.split == split]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import os
 import shutil
@@ -27,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from handlers.hierarchy import TOKENIZER_DIR, Hierarchy
+from handlers.hierarchy import PATHS_DIR, TOKENIZER_DIR, Hierarchy, Level
 from training.layout import build_hierarchy
 from handlers.text import TextFormat
 from handlers.trunk import split_run
@@ -168,6 +169,8 @@ def _run(args: argparse.Namespace, world: distributed.World) -> int:
         if world.distributed:
             parallel.assemble_on_main(jobs, world, work, run_tmp)
         if run_tmp is not None and args.top_layers:
+            if args.paths_weight != "off":
+                hierarchy = keep_paths_head(hierarchy, work / WARMUP_DIR, run_tmp)
             split_run(run_tmp, hierarchy, args.top_layers).save(run_tmp)  # one trunk, a top per level
         if run_tmp is not None:
             metrics, info = _finish_on_main(args, frame, split_report, base_record, summaries, energy, tracker,
@@ -191,6 +194,19 @@ def _run(args: argparse.Namespace, world: distributed.World) -> int:
     if world.main:
         print(f"run directory: {output} ({info['total_seconds']:.0f}s); report: {output / 'report.md'}", flush=True)
     return 0
+
+
+def keep_paths_head(hierarchy: Hierarchy, warmup: Path, run_tmp: Path) -> Hierarchy:
+    """The path warm-up, kept in the run as the paths head (its weight is chosen on val later).
+
+    Its lower layers are the trunk, so on the trunk it costs one top pass per event.
+    """
+    if hierarchy.single_level or not (warmup / "config.json").is_file():
+        return hierarchy
+    shutil.copytree(warmup, run_tmp / PATHS_DIR)
+    config = json.loads((warmup / "config.json").read_text(encoding="utf-8"))
+    labels = tuple(config["id2label"][str(i)] for i in range(len(config["id2label"])))
+    return dataclasses.replace(hierarchy, paths=Level(labels, PATHS_DIR))
 
 
 def _prepare(args: argparse.Namespace, world: distributed.World) -> tuple[str | None, dict[str, Any]]:

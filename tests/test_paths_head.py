@@ -1,0 +1,107 @@
+"""The paths head: the path warm-up's top kept on the shared trunk and mixed into path scores."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from handlers.cascade import Cascade
+from handlers.hierarchy import PATHS_DIR, TOP_FILE, Hierarchy, check_run_dir, path_label
+from tests.live_server import register
+from tests.tiny import tiny_events
+from training.decoding import PATHS_WEIGHTS, choose_paths_weight
+
+ROOT = Path(__file__).resolve().parent.parent
+EVENTS = tiny_events(rows_per_class=2, seed=5)
+
+
+@pytest.fixture(scope="module")
+def paths_run(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path, events_csv: Path) -> Path:
+    from training.train import main
+
+    out = tmp_path_factory.mktemp("paths") / "run"
+    code = main(["--data", str(events_csv), "--output", str(out), "--base-model", str(tiny_base),
+                 "--epochs", "10", "--patience", "4", "--path-warmup-epochs", "5", "--subtaxonomy-epochs", "10",
+                 "--subtaxonomy-learning-rate", "1e-2", "--learning-rate", "1e-2", "--batch-size", "8",
+                 "--max-length", "32", "--quiet", "--threads", "2", "--top-layers", "1", "--paths-weight", "0.5"])
+    assert code == 0
+    return out
+
+
+def test_the_warmups_top_is_kept_on_the_trunk_as_the_paths_head(paths_run: Path) -> None:
+    hierarchy = check_run_dir(paths_run)
+    assert hierarchy.paths is not None and hierarchy.paths_weight == 0.5
+    assert hierarchy.paths.checkpoint == PATHS_DIR and PATHS_DIR in hierarchy.checkpoints()
+    assert set(hierarchy.paths.labels) == {path_label(t, s) for t, lvl in hierarchy.subtaxonomies.items()
+                                           for s in lvl.labels}
+    assert sorted(p.name for p in (paths_run / PATHS_DIR).iterdir()) == ["config.json", TOP_FILE]
+    metrics = json.loads((paths_run / "metrics.json").read_text())
+    assert metrics["paths_head"]["weight"] == 0.5 and len(metrics["paths_head"]["val_path_accuracy_by_weight"]) == 11
+    assert "Paths head: weight 0.5" in (paths_run / "report.md").read_text()
+
+
+def test_a_path_scores_the_mix_and_the_best_mix_is_predicted(paths_run: Path) -> None:
+    cascade = Cascade(paths_run, precision="fp32")
+    h, w = cascade.hierarchy, cascade.paths_weight
+    scores = cascade.path_scores(EVENTS, [5] * len(EVENTS))
+    answers = cascade.predict(EVENTS, top_k=5)
+    for i, answer in enumerate(answers):
+        tax, subs, paths = scores.of(i)
+        assert paths is not None
+        best_path = h.paths.labels[int(paths.argmax())]
+        assert h.taxonomy.labels.index(best_path.split(" / ")[0]) in subs  # its taxonomy was run
+        mixed = {}
+        for t, probs in subs.items():
+            taxonomy = h.taxonomy.labels[t]
+            for s, p in enumerate(probs.tolist()):
+                label = path_label(taxonomy, h.subtaxonomies[taxonomy].labels[s])
+                mixed[label] = (1 - w) * float(tax[t]) * p + w * float(paths[h.paths.labels.index(label)])
+        assert path_label(*answer["path"]) == max(mixed, key=mixed.get)
+        assert answer["path_score"] == pytest.approx(mixed[path_label(*answer["path"])], abs=1e-5)
+        assert [k["score"] for k in answer["top_k"]] == pytest.approx(sorted(mixed.values(), reverse=True)[:5], abs=1e-5)
+    # One taxonomy pass, the paths head's, then the best taxonomy's and the head's best path's.
+    assert cascade.passes(1) == 4
+
+
+def test_the_weight_is_chosen_on_val_and_weight_zero_drops_the_head(paths_run: Path, events_csv: Path,
+                                                                    tmp_path: Path) -> None:
+    frame = pd.read_csv(paths_run / "split.csv")
+    rows = pd.read_csv(events_csv, keep_default_na=False).iloc[frame[frame.split == "val"].row]
+    run = shutil.copytree(paths_run, tmp_path / "run")
+    metrics: dict = {}
+    best = choose_paths_weight(Cascade(run), rows, run, metrics)
+    by_weight = {float(w): a for w, a in metrics["paths_head"]["val_path_accuracy_by_weight"].items()}
+    assert set(by_weight) == set(PATHS_WEIGHTS)
+    assert by_weight[best] == max(by_weight.values()) and all(by_weight[w] < by_weight[best] for w in by_weight if w < best)
+    cascade = Cascade(run)
+    assert choose_paths_weight(cascade, rows, run, {}, wanted=0.0) == 0.0
+    assert not (run / PATHS_DIR).exists() and Hierarchy.load(run).paths is None and check_run_dir(run).paths is None
+    assert Cascade(run).passes(1) == 2 and cascade.predict(EVENTS) == Cascade(run).predict(EVENTS)
+
+
+@pytest.mark.e2e
+def test_served_answers_with_the_paths_head_equal_the_cascade(paths_run: Path, server) -> None:
+    built = subprocess.run([sys.executable, "-m", "archives.build", "--run", str(paths_run), "--name", "paths",
+                            "--model-store", str(server.model_store), "--threads", "1", "--force"],
+                           capture_output=True, text=True, cwd=ROOT)
+    assert built.returncode == 0, built.stderr
+    code, body = register(server, "paths.mar")
+    assert code == 200, body
+    try:
+        expected = Cascade(paths_run).predict(EVENTS, top_k=3)
+        code, body = server.call("inference", "POST", "/predictions/paths",
+                                 json.dumps([{**e, "top_k": 3} for e in EVENTS]).encode(),
+                                 {"Content-Type": "application/json"})
+        assert code == 200, body
+        served = json.loads(body)
+        assert [a["path"] for a in served] == [a["path"] for a in expected]
+        for s, e in zip(served, expected):
+            assert s["path_score"] == pytest.approx(e["path_score"], abs=1e-4)
+    finally:
+        server.call("management", "DELETE", "/models/paths")
