@@ -89,8 +89,10 @@ class Cascade:
             self._path_column = {(t, s): column.get(path_label(tax, sub), -1)
                                  for t, tax in enumerate(self.hierarchy.taxonomy.labels)
                                  for s, sub in enumerate(self.hierarchy.subtaxonomies[tax].labels)}
-            self._path_taxonomy = [self.hierarchy.taxonomy.labels.index(label.split(" / ")[0])
-                                   for label in self.hierarchy.paths.labels]
+            self._path_taxonomy = [0] * len(self.hierarchy.paths.labels)  # every label is a known pair (Hierarchy)
+            for (t, _), col in self._path_column.items():
+                if col >= 0:
+                    self._path_taxonomy[col] = t
         # Lexical models whose weight is 0 are not loaded: they would cost time and change nothing.
         self.lexical = {level.lexical: LexicalModel.load(self.run_dir / level.lexical)
                         for level in self.hierarchy.levels() if level.lexical and level.lexical_weight > 0}
