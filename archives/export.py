@@ -7,7 +7,7 @@
 A run trained with a shared trunk stores the trunk once and each level's top layers; an
 exported level is the whole DistilBertForSequenceClassification (trunk + top) that
 ``AutoModelForSequenceClassification.from_pretrained`` loads, with the tokenizer beside it.
-``--all`` writes a copy of the run with one whole checkpoint per level and no trunk.
+``--paths`` exports the paths head, ``--all`` writes a copy of the run with one whole checkpoint per level and no trunk.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--level", help="'taxonomy', or a taxonomy label for the model of its subtaxonomies")
     which.add_argument("--all", action="store_true", help="the whole run, one stock checkpoint per level")
+    which.add_argument("--paths", action="store_true",
+                       help="the paths head (a flat classifier over every 'taxonomy / subtaxonomy' pair), if the run has one")
     p.add_argument("--output", required=True, help="folder to write (must not exist)")
     args = p.parse_args(argv)
     out = Path(args.output)
@@ -38,7 +40,14 @@ def main(argv: list[str] | None = None) -> int:
             export_whole_run(args.run, out)
             print(f"exported {len(hierarchy.checkpoints())} levels as stock checkpoints into {out}")
             return 0
-        level = hierarchy.taxonomy if args.level == "taxonomy" else hierarchy.subtaxonomies.get(args.level)
+        if args.paths:
+            args.level, level = "the paths head", hierarchy.paths
+            if level is None:
+                print(f"error: {args.run} has no paths head (its val-chosen weight was 0, or it was trained "
+                      "without one)", file=sys.stderr)
+                return 2
+        else:
+            level = hierarchy.taxonomy if args.level == "taxonomy" else hierarchy.subtaxonomies.get(args.level)
         if level is None or level.checkpoint is None:
             choices = ["taxonomy"] + [t for t, lvl in hierarchy.subtaxonomies.items() if lvl.checkpoint]
             print(f"error: no model for level {args.level!r}; one of: {', '.join(choices)}", file=sys.stderr)

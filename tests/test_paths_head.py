@@ -105,3 +105,20 @@ def test_served_answers_with_the_paths_head_equal_the_cascade(paths_run: Path, s
             assert s["path_score"] == pytest.approx(e["path_score"], abs=1e-4)
     finally:
         server.call("management", "DELETE", "/models/paths")
+
+
+def test_the_paths_head_exports_as_a_stock_checkpoint(paths_run: Path, tmp_path: Path) -> None:
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    out = tmp_path / "paths"
+    exported = subprocess.run([sys.executable, "-m", "archives.export", "--run", str(paths_run), "--paths",
+                               "--output", str(out)], capture_output=True, text=True, cwd=ROOT)
+    assert exported.returncode == 0, exported.stderr
+    model = AutoModelForSequenceClassification.from_pretrained(out).eval()  # no code of ours
+    cascade = Cascade(paths_run, max_batch=1, precision="fp32")
+    inputs = cascade.encode(EVENTS)
+    with torch.inference_mode():
+        expected = torch.stack([torch.softmax(model(input_ids=torch.tensor([ids])).logits, dim=-1)[0] for ids in inputs.ids])
+    assert torch.allclose(cascade._model_probs(cascade.hierarchy.paths, inputs), expected, atol=1e-5)
+    assert tuple(model.config.id2label[i] for i in range(len(model.config.id2label))) == cascade.hierarchy.paths.labels
