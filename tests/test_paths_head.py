@@ -15,7 +15,7 @@ from handlers.cascade import Cascade
 from handlers.hierarchy import PATHS_DIR, TOP_FILE, Hierarchy, check_run_dir, path_label
 from tests.live_server import register
 from tests.tiny import tiny_events
-from training.decoding import PATHS_WEIGHTS, choose_paths_weight
+from training.decoding import PATHS_MIN_GAIN, PATHS_WEIGHTS, choose_paths_weight
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = tiny_events(rows_per_class=2, seed=5)
@@ -78,7 +78,8 @@ def test_the_weight_is_chosen_on_val_and_weight_zero_drops_the_head(paths_run: P
     best = choose_paths_weight(Cascade(run), rows, run, metrics)
     by_weight = {float(w): a for w, a in metrics["paths_head"]["val_path_accuracy_by_weight"].items()}
     assert set(by_weight) == set(PATHS_WEIGHTS)
-    assert by_weight[best] == max(by_weight.values()) and all(by_weight[w] < by_weight[best] for w in by_weight if w < best)
+    top = max(by_weight, key=lambda w: (by_weight[w], -w))  # the best, ties to the smaller weight
+    assert best == (top if by_weight[top] - by_weight[0.0] >= PATHS_MIN_GAIN else 0.0)
     cascade = Cascade(run)
     assert choose_paths_weight(cascade, rows, run, {}, wanted=0.0) == 0.0
     assert not (run / PATHS_DIR).exists() and Hierarchy.load(run).paths is None and check_run_dir(run).paths is None
@@ -122,3 +123,12 @@ def test_the_paths_head_exports_as_a_stock_checkpoint(paths_run: Path, tmp_path:
         expected = torch.stack([torch.softmax(model(input_ids=torch.tensor([ids])).logits, dim=-1)[0] for ids in inputs.ids])
     assert torch.allclose(cascade._model_probs(cascade.hierarchy.paths, inputs), expected, atol=1e-5)
     assert tuple(model.config.id2label[i] for i in range(len(model.config.id2label))) == cascade.hierarchy.paths.labels
+
+
+def test_the_structures_benchmark_runs_on_a_run_with_the_paths_head(paths_run: Path) -> None:
+    """The flat structure is the taxonomy model alone: it must drop the paths head too."""
+    from benchmarks.structures import compare_structures
+
+    events = [{"title": e["title"], "description": e["description"]} for e in tiny_events(rows_per_class=2)]
+    rows = compare_structures(paths_run, events, [4], threads=1, max_seconds=0.2)
+    assert {r["structure"] for r in rows} == {"flat", "whole", "trunk"}

@@ -45,13 +45,18 @@ def choose_decoding(cascade: Any, val: pd.DataFrame, wanted: str, run_tmp: Path,
 
 
 PATHS_WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))
+# The head costs about a quarter of the cascade's throughput (one more top pass per event and
+# a candidate taxonomy; CLINC150, docs/results.md): auto keeps it only for a real val gain,
+# not for one or two val events.
+PATHS_MIN_GAIN = 0.0025
 
 
 def choose_paths_weight(cascade: Any, val: pd.DataFrame, run_tmp: Path, metrics: dict[str, Any],
                         wanted: str | float = "auto", batch_size: int = 256) -> float:
     """Settle the paths head's weight: as given, or the one with the best val path accuracy,
-    ties to the smaller. At 0 the run keeps no paths head (its folder is removed): it would
-    cost a pass and change nothing. Returns the weight."""
+    ties to the smaller, when that beats the cascade alone by at least ``PATHS_MIN_GAIN``.
+    At 0 the run keeps no paths head (its folder is removed): it would cost a pass and
+    change nothing. Returns the weight."""
     hierarchy = cascade.hierarchy
     if hierarchy.paths is None:
         return 0.0
@@ -73,6 +78,8 @@ def choose_paths_weight(cascade: Any, val: pd.DataFrame, run_tmp: Path, metrics:
         best = float(wanted)
     else:
         best = max(weights, key=lambda w: (by_weight[w], -w)) if by_weight else 0.0
+        if best and by_weight[best] - by_weight[0.0] < PATHS_MIN_GAIN:
+            best = 0.0
     if best == 0:
         cascade.models.pop(hierarchy.paths.checkpoint, None)
         shutil.rmtree(run_tmp / hierarchy.paths.checkpoint, ignore_errors=True)
