@@ -8,17 +8,23 @@ val row, or ``--val-per-class``), then on exactly those rows:
   baseline  TF-IDF (word 1-2 grams, sublinear tf) + LinearSVC, flat over the leaves;
   variants  python -m training.train once per variant (default: all of them: the defaults,
             which choose truncation and the lexical weight from the data; head-only and
-            head+tail without lexical models; 256 tokens; windows of 128 tokens), each with
-            the same flags;
+            head+tail without lexical models; head+tail with them; 256 tokens head+tail;
+            four windows instead of two), each with the same flags;
 and for each run: val leaf and path accuracy, training minutes, and the in-process cost per
 event at batch 32 for the val texts over and under max_length tokens. Prints a markdown
 table and writes it with the raw figures to --output.
+
+    python -m benchmarks.long_text --data ... --costs RUN
+
+trains nothing and compares the serving cost of every way of reading long text (head at
+128 tokens, head+tail at 128 / 256 / 512, 2 or 4 windows) on one run's checkpoints.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import subprocess
 import sys
 import time
@@ -30,8 +36,9 @@ VARIANTS = {
     "defaults": [],
     "head, no lexical": ["--truncation", "head", "--lexical", "off"],
     "head+tail, no lexical": ["--truncation", "head_tail", "--lexical", "off"],
-    "256 tokens": ["--max-length", "256"],
-    "windows": ["--truncation", "windows"],
+    "head+tail": ["--truncation", "head_tail"],
+    "256 tokens": ["--max-length", "256", "--truncation", "head_tail"],
+    "4 windows": ["--max-windows", "4"],
 }
 
 
@@ -108,6 +115,79 @@ def serving_cost(run: Path, table: Path) -> dict[str, float]:
     return out
 
 
+# How a run can read its texts, for the cost table: (truncation, max_length, max_windows, lexical).
+READINGS = {
+    "head 128, no lexical": ("head", 128, 1, False),
+    "head_tail 128 + lexical": ("head_tail", 128, 1, True),
+    "head_tail 256 + lexical": ("head_tail", 256, 1, True),
+    "head_tail 512 + lexical": ("head_tail", 512, 1, True),
+    "windows 2 x 128 + lexical": ("windows", 128, 2, True),
+    "windows 4 x 128 + lexical": ("windows", 128, 4, True),
+}
+
+
+def reading_costs(run: Path, table: Path, per_group: int = 192) -> dict[str, dict[str, float]]:
+    """Events/s in-process at batch 32, default requests (top_k 3, the run's decoding), for
+    a seeded sample of the val texts over and under 128 tokens, under each way of reading them
+    in ``READINGS``.
+
+    Cost does not depend on the weights, so one run's checkpoints serve for every reading
+    (a run trained at 128 tokens still has position embeddings up to 512); the accuracy of
+    each reading comes from the variant trained for it. The sampled rows are sorted by length,
+    as length-bucketed batches would group them.
+    """
+    import dataclasses
+
+    import pandas as pd
+    import torch
+
+    from handlers.cascade import Cascade
+    from handlers.settings import HandlerSettings
+
+    torch.set_num_threads(2)
+    cascade = Cascade(run, max_batch=32)
+    lexical = cascade.lexical
+    fmt = dataclasses.replace(cascade.hierarchy.text, max_chars=16384)
+    frame = pd.read_csv(table, keep_default_na=False)
+    events = frame[frame.split == "val"][["title", "description"]].to_dict("records")
+    lengths = [len(ids) for ids in cascade.tokenizer([fmt.format(e) for e in events], truncation=False,
+                                                     verbose=False)["input_ids"]]
+    rng = random.Random(0)
+    groups = {}
+    for group, keep in (("long", lambda n: n > 128), ("short", lambda n: n <= 128)):
+        picked = [i for i, n in enumerate(lengths) if keep(n)]
+        picked = rng.sample(picked, min(per_group, len(picked)))
+        groups[group] = [events[i] for i in sorted(picked, key=lambda i: lengths[i])]
+    top_k = HandlerSettings().top_k
+    out: dict[str, dict[str, float]] = {}
+    for name, (truncation, max_length, windows, use_lexical) in READINGS.items():
+        text = dataclasses.replace(fmt, truncation=truncation, max_length=max_length, max_windows=windows)
+        cascade.hierarchy = dataclasses.replace(cascade.hierarchy, text=text)
+        cascade.lexical = lexical if use_lexical else {}
+        out[name] = {}
+        for group, rows in groups.items():
+            if not rows:
+                continue
+            for _ in range(2):  # an untimed pass first: kernels are prepared per shape
+                started = time.perf_counter()
+                for start in range(0, len(rows), 32):
+                    cascade.predict(rows[start : start + 32], top_k=top_k)
+            out[name][group] = len(rows) / (time.perf_counter() - started)
+        print(f"  {name}: " + ", ".join(f"{g} {r:.1f} events/s" for g, r in out[name].items()), flush=True)
+    return out
+
+
+def cost_table(costs: dict[str, dict[str, float]]) -> list[str]:
+    """Markdown rows: events/s and cost per event relative to the first reading."""
+    base = next(iter(costs.values()))
+    lines = ["| reading | events/s over 128 tokens | cost per event (x) | events/s under 128 | cost (x) |",
+             "|---|---|---|---|---|"]
+    for name, rates in costs.items():
+        cells = [f"{rates[g]:.1f} | {base[g] / rates[g]:.2f}" if g in rates else "- | -" for g in ("long", "short")]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="events table with a split column (train and val rows)")
@@ -117,7 +197,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-args", default="--threads 2 --quiet", help="extra flags for every training run")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--output", default=str(ROOT / "bench_results" / "long_text"), help="folder for runs and results")
+    p.add_argument("--costs", metavar="RUN", default=None,
+                   help="train nothing: measure the serving cost of each way of reading long text on this "
+                        "run's checkpoints (cost does not depend on the weights) and write costs.md/json")
     args = p.parse_args(argv)
+    if args.costs:
+        out = Path(args.output)
+        out.mkdir(parents=True, exist_ok=True)
+        table = sample(Path(args.data), args.per_class, args.val_per_class, args.seed, out / "sample.csv")
+        costs = reading_costs(Path(args.costs), table)
+        (out / "costs.json").write_text(json.dumps(costs, indent=2) + "\n")
+        lines = cost_table(costs)
+        (out / "costs.md").write_text("\n".join(lines) + "\n")
+        print("\n".join(lines))
+        return 0
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in names if v not in VARIANTS]
     if unknown:

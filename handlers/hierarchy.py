@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Mapping
 
-from handlers.text import TextFormat
+from handlers.text import DEFAULT_MAX_WINDOWS, TextFormat
 
 # 2 added the shared trunk; a version-1 run (one whole checkpoint per level) still loads.
 SCHEMA_VERSION = 2
@@ -190,7 +190,7 @@ class Hierarchy:
                     max_length=int(text["max_length"]),
                     max_chars=int(text["max_chars"]),
                     truncation=str(text.get("truncation", "head")),
-                    max_windows=int(text.get("max_windows", 4)),
+                    max_windows=int(text.get("max_windows", DEFAULT_MAX_WINDOWS)),
                 ),
                 taxonomy=Level.from_json(data["taxonomy"]),
                 subtaxonomies={tax: Level.from_json(lvl) for tax, lvl in data["subtaxonomies"].items()},

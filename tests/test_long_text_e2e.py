@@ -1,10 +1,11 @@
-"""The long path end to end: a run on long descriptions chooses head+tail and a lexical mix,
-and the served answers equal evaluate's.
+"""The long path end to end: a run on long descriptions chooses windows and a lexical mix,
+and the served answers equal evaluate's, with windows and with head+tail.
 
 Each description here is longer than max_length: half carry their class words at the end
-(head+tail reads them), half in the middle (no truncation reads them; only the lexical
-model, which reads every word, does). So the defaults must choose ``head_tail`` and a
-lexical weight above 0, and the run must still classify the val rows well.
+(the tail window reads them), half in the middle (two windows of 32 tokens read head and
+tail, not the middle; only the lexical model, which reads every word, does). So the
+defaults must choose ``windows`` and a lexical weight above 0, and the run must still
+classify the val rows well.
 """
 
 from __future__ import annotations
@@ -55,39 +56,43 @@ def long_run(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path) -> tuple
 
 
 @pytest.fixture(scope="module")
-def windows_run(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path) -> tuple[Path, Path]:
-    return train_long(tmp_path_factory, tiny_base, "--truncation", "windows", "--max-windows", "3")
+def head_tail_run(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path) -> tuple[Path, Path]:
+    return train_long(tmp_path_factory, tiny_base, "--truncation", "head_tail")
 
 
-def test_the_defaults_choose_head_tail_and_a_lexical_mix(long_run) -> None:
+def test_the_defaults_choose_windows_and_a_lexical_mix(long_run) -> None:
     run, _ = long_run
     hierarchy = Hierarchy.load(run)
-    assert hierarchy.text.truncation == "head_tail"
+    assert (hierarchy.text.truncation, hierarchy.text.max_windows) == ("windows", 2)
     assert hierarchy.taxonomy.lexical == "lexical/taxonomy" and hierarchy.taxonomy.lexical_weight > 0
     assert (run / "lexical" / "taxonomy" / "lexical.safetensors").is_file()
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["long_text"]["truncation"].startswith("head_tail (auto")
+    assert metrics["long_text"]["truncation"].startswith("windows (auto")
     scores = metrics["long_text"]["lexical"]["taxonomy"]["val_accuracy_by_weight"]
     weight = hierarchy.taxonomy.lexical_weight
     assert scores[str(weight)] == max(scores.values()) and scores[str(weight)] > scores["0.0"]
     assert metrics["splits"]["val"]["taxonomy"]["accuracy"] >= 0.9
 
 
-def test_windows_are_recorded_and_read_the_middle_of_the_text(windows_run) -> None:
+def test_windows_read_head_and_tail_as_two_passes(long_run) -> None:
     from handlers.cascade import Cascade
 
-    run, _ = windows_run
-    hierarchy = Hierarchy.load(run)
-    assert (hierarchy.text.truncation, hierarchy.text.max_windows) == ("windows", 3)
-    metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["long_text"]["truncation"].startswith("windows (given)")
-    assert metrics["splits"]["val"]["taxonomy"]["accuracy"] >= 0.9
-    # Every description here is over 32 tokens: each is read as 2 or 3 windows.
+    run, _ = long_run
+    # Every description here is over 32 tokens: each is read as two windows.
     inputs = Cascade(run).encode([{"description": e["description"]} for e in long_events(seed=2)[:8]])
-    assert all(inputs.owner.count(i) in (2, 3) for i in range(8))
+    assert all(inputs.owner.count(i) == 2 for i in range(8))
 
 
-@pytest.mark.parametrize("which", ["long_run", "windows_run"])
+def test_head_tail_is_recorded_when_given(head_tail_run) -> None:
+    run, _ = head_tail_run
+    hierarchy = Hierarchy.load(run)
+    assert hierarchy.text.truncation == "head_tail"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["long_text"]["truncation"].startswith("head_tail (given)")
+    assert metrics["splits"]["val"]["taxonomy"]["accuracy"] >= 0.9
+
+
+@pytest.mark.parametrize("which", ["long_run", "head_tail_run"])
 def test_served_long_events_equal_evaluate(which: str, request: pytest.FixtureRequest, server, tmp_path: Path) -> None:
     from handlers.cascade import Cascade
     from training.evaluate import evaluate_frame

@@ -3,7 +3,10 @@
 Both choices are made from the run's own data and recorded in hierarchy.json, so
 ``training.evaluate`` and the TorchServe handler apply them through the one cascade:
 - truncation: when more than ``LONG_SHARE`` of the training texts are longer than
-  ``max_length`` tokens, keep the head and the tail of each text instead of the head alone;
+  ``max_length`` tokens, read each text as windows (by default two: its head and its tail,
+  each a pass of its own, probabilities averaged) instead of its head alone; on long posts
+  this beat one pass over head and tail, and 256 tokens in one pass, at less cost
+  (docs/results.md);
 - lexical models: a TF-IDF classifier per level (handlers/lexical.py) fitted on the
   training split, mixed in with the weight that scores best on the validation split
   (0, i.e. left out, when it does not help, as on short texts).
@@ -39,8 +42,8 @@ def choose_truncation(text: TextFormat, tokenizer: Any, texts: Sequence[str], wa
                f"{int(np.percentile(lengths, 90)) if len(lengths) else 0})")
     if wanted != "auto":
         return wanted, f"{wanted} (given); {summary}"
-    choice = "head_tail" if share > LONG_SHARE else "head"
-    return choice, f"{choice} (auto: over {100 * LONG_SHARE:.0f}% long -> head_tail); {summary}"
+    choice = "windows" if share > LONG_SHARE else "head"
+    return choice, f"{choice} (auto: over {100 * LONG_SHARE:.0f}% long -> windows); {summary}"
 
 
 Scored = tuple[np.ndarray, np.ndarray, np.ndarray]  # model probs, lexical probs, true label ids

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from handlers.text import DEFAULT_MAX_WINDOWS
 from training.tracking import DEFAULT_EXPERIMENT
 
 
@@ -56,10 +57,11 @@ def _model_options(p: argparse.ArgumentParser) -> None:
                    help="which tokens of a longer text the transformers read: its head, head_tail (the "
                         "first and the last half of --max-length), or windows (up to --max-windows windows "
                         "of --max-length tokens spread over the text, probabilities averaged per event); "
-                        "auto: head_tail when over 10%% of the training texts are longer than --max-length")
-    m.add_argument("--max-windows", type=_positive_int, default=4,
+                        "auto: windows when over 10%% of the training texts are longer than --max-length, "
+                        "else head")
+    m.add_argument("--max-windows", type=_positive_int, default=DEFAULT_MAX_WINDOWS,
                    help="with --truncation windows: windows per text at most; each costs a model pass "
-                        "(default 4)")
+                        f"(default {DEFAULT_MAX_WINDOWS}: the head and the tail)")
     m.add_argument("--lexical", choices=["auto", "off"], default="auto",
                    help="auto: also fit a TF-IDF model per level on the whole text and mix its probabilities "
                         "in with the weight that scores best on val (0 leaves it out); off: transformers only")
@@ -108,7 +110,7 @@ def _training_options(p: argparse.ArgumentParser) -> None:
                    help="with a path warm-up and a shared trunk, keep the warm-up's top as a paths head (one "
                         "classifier over every full path, one more top pass per event) and mix its "
                         "probabilities into each path's score with weight W; auto: the W from 0, 0.1, ..., 1 "
-                        "that scores best on val (0 keeps no head); off: no head")
+                        "that scores best on val, kept when it gains at least 0.25 points over no head; off: no head")
     t.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="CPU training arithmetic: bf16 autocast trains about twice as fast on CPUs with native "
                         "bf16 (avx512_bf16, AMX); auto: bf16 on such CPUs, fp32 elsewhere (a GPU uses fp16)")
