@@ -78,7 +78,7 @@ def choose_paths_weight(cascade: Any, val: pd.DataFrame, run_tmp: Path, metrics:
         best = float(wanted)
     else:
         best = max(weights, key=lambda w: (by_weight[w], -w)) if by_weight else 0.0
-        if best and by_weight[best] - by_weight[0.0] < PATHS_MIN_GAIN:
+        if best and by_weight[best] - by_weight[0.0] < PATHS_MIN_GAIN - 1e-9:  # 2 of 800 val events count
             best = 0.0
     if best == 0:
         cascade.models.pop(hierarchy.paths.checkpoint, None)
