@@ -115,6 +115,11 @@ class Cascade:
         return model.to(self.device).eval()
 
     # -- text -> model inputs ------------------------------------------------------------
+    def window_counts(self, events: Sequence[Event]) -> list[int]:
+        """Windows per event as ``encode`` will cut them (1 each unless the format reads windows)."""
+        fmt = self.hierarchy.text
+        return fmt.window_counts(self.tokenizer, [fmt.format(event) for event in events])
+
     def encode(self, events: Sequence[Event]) -> Encoded:
         """Texts, token id windows (one per event unless the text format reads windows) and,
         on a shared trunk, the trunk's hidden states of every window."""
@@ -188,16 +193,18 @@ class Cascade:
                 out[i] = level.labels[b]
         return out
 
-    def passes(self, top_k: int) -> int:
+    def passes(self, top_k: int, windows: int | None = None) -> int:
         """The most model passes one event with this ``top_k`` can cost (for the handler's cap).
 
         One taxonomy pass, then one subtaxonomy pass per candidate taxonomy: as many as
         ``top_k`` asks for, or the beam under joint decoding, at most every taxonomy; with
-        the paths head, its pass and the taxonomy of its best path. Each
-        pass reads every window of the event: up to ``max_windows`` under ``windows``.
+        the paths head, its pass and the taxonomy of its best path. Each pass reads every
+        window of the event: ``windows`` (see ``window_counts``), or at most ``max_windows``
+        under ``windows`` when not given.
         """
         fmt = self.hierarchy.text
-        windows = fmt.max_windows if fmt.truncation == "windows" else 1
+        if windows is None:
+            windows = fmt.max_windows if fmt.truncation == "windows" else 1
         if self.hierarchy.single_level:
             return windows
         width = max(top_k, self.beam_width) if self.decoding == "joint" else top_k

@@ -98,7 +98,8 @@ class EventTaxonomyHandler:
         for idx, request in enumerate(data):
             try:
                 parsed = parse_request(_body(request), self.settings)
-                cost = sum(self.cascade.passes(k) for k in parsed.top_k)
+                cost = sum(self.cascade.passes(k, windows)
+                           for k, windows in zip(parsed.top_k, self.cascade.window_counts(parsed.events)))
             except RequestError as exc:
                 refuse(idx, 400, str(exc))
                 continue

@@ -61,13 +61,25 @@ class TextFormat:
         prefix, suffix, room = self._frame(tokenizer)
         out = []
         for ids in body:
-            count = min(self.max_windows, max(1, -(-len(ids) // room)))
+            count = self._count(len(ids), room)
             if count == 1:
                 starts = [0]
             else:  # evenly spread: the first window starts the text, the last one ends it
                 starts = [round(i * (len(ids) - room) / (count - 1)) for i in range(count)]
             out.append([prefix + ids[s : s + room] + suffix for s in starts])
         return out
+
+    def window_counts(self, tokenizer: Any, texts: list[str]) -> list[int]:
+        """Per text, how many windows ``token_windows`` makes of it (1 unless ``windows``):
+        what the handler's cost cap charges, so a short text is not billed as a long one."""
+        if self.truncation != "windows":
+            return [1] * len(texts)
+        room = self._frame(tokenizer)[2]
+        body = tokenizer(texts, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+        return [self._count(len(ids), room) for ids in body]
+
+    def _count(self, tokens: int, room: int) -> int:
+        return min(self.max_windows, max(1, -(-tokens // room)))
 
     def _frame(self, tokenizer: Any) -> tuple[list[int], list[int], int]:
         """The special tokens around one text ([CLS] ... [SEP] for the BERT family) and the room left."""

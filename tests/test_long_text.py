@@ -163,7 +163,26 @@ def test_the_cascade_averages_each_events_window_probabilities(tiny_run: Path, t
             assert torch_allclose(pooled[event], sum(alone) / len(alone))
         # Picking events keeps their windows: the same numbers as in the whole batch.
         assert torch_allclose(cascade.level_probs(level, inputs.take([2, 1])), pooled[[2, 1]])
-    assert cascade.passes(1) == 3 * 2  # the handler's cost cap counts every window
+    assert cascade.passes(1) == 3 * 2  # at most: every event as max_windows windows
+    assert cascade.window_counts(events) == [inputs.owner.count(i) for i in range(len(events))]
+    assert cascade.passes(1, 1) == 2
+
+
+def test_the_cost_cap_charges_each_event_its_own_windows(tiny_run: Path, tmp_path: Path) -> None:
+    """A short text is one window: billing it as max_windows would refuse requests that fit."""
+    from tests.test_handler import handler_with, run
+
+    windowed = with_windows(tiny_run, tmp_path / "run")
+    h = handler_with(windowed, max_batch_cost=12)  # top_k 2 here: 3 passes per window
+    short = {"text": "saxophone"}
+    long = {"text": "swing " * 10 + "the evening crowd " * 8 + "bebop quartet"}  # 3 windows of 16 tokens
+    assert h.cascade.window_counts([short, long]) == [1, 3]
+    # Billed at max_windows, the first request alone (4 x 9 passes) would be refused.
+    answers, codes, _ = run(h, windowed, [[short] * 4, [long, short], [long, long]])
+    assert codes == [200, 429, 413]
+    assert "batch is full (12 of 12 model passes" in answers[1]["message"]
+    assert "this one needs 12)" in answers[1]["message"]
+    assert answers[2]["message"].startswith("this request costs 18 model passes")
 
 
 def torch_allclose(a, b) -> bool:
