@@ -83,6 +83,10 @@ def test_the_weight_is_chosen_on_val_and_weight_zero_drops_the_head(paths_run: P
     cascade = Cascade(run)
     assert choose_paths_weight(cascade, rows, run, {}, wanted=0.0) == 0.0
     assert not (run / PATHS_DIR).exists() and Hierarchy.load(run).paths is None and check_run_dir(run).paths is None
+    # Weight 0 was scored as the run without the head serves: no head pass, no extra candidate.
+    from training.evaluate import evaluate_frame
+
+    assert evaluate_frame(Cascade(run), rows).scores["path_accuracy"] == pytest.approx(by_weight[0.0])
     assert Cascade(run).passes(1) == 2 and cascade.predict(EVENTS) == Cascade(run).predict(EVENTS)
 
 

@@ -65,13 +65,19 @@ def choose_paths_weight(cascade: Any, val: pd.DataFrame, run_tmp: Path, metrics:
     if not val.empty:
         events = val[["title", "description"]].to_dict("records")
         truth = list(zip(val.taxonomy, val.subtaxonomy))
-        cascade.paths_weight = 1.0  # so that path_scores runs the paths head
-        scores = [cascade.path_scores(events[i : i + batch_size], [1] * len(events[i : i + batch_size]))
-                  for i in range(0, len(events), batch_size)]
+
+        def scored(head: bool) -> list[Any]:
+            # With the head on, path_scores runs it and adds its best path's taxonomy to the
+            # candidates; weight 0 is scored without both, exactly as a run without the head serves.
+            cascade.paths_weight = 1.0 if head else 0.0
+            return [cascade.path_scores(events[i : i + batch_size], [1] * len(events[i : i + batch_size]))
+                    for i in range(0, len(events), batch_size)]
+
+        plain, mixed = scored(head=False), scored(head=True)
         for w in weights:
             cascade.paths_weight = w
             right = sum(tuple(cascade.path_answer(*chunk.of(i), 1)["path"]) == truth[start + i]
-                        for start, chunk in zip(range(0, len(events), batch_size), scores)
+                        for start, chunk in zip(range(0, len(events), batch_size), plain if w == 0 else mixed)
                         for i in range(len(chunk.taxonomy)))
             by_weight[w] = right / len(events)
     if wanted != "auto":
