@@ -32,15 +32,16 @@ from typing import Any
 from archives.int8 import check_int8, export_run_int8
 from archives.kserve import write_kserve_layout
 from archives.staging import interrupt, archive, build_dir, remove_stale_builds
-from handlers.hierarchy import TOKENIZER_DIR, Hierarchy, HierarchyError, Level, check_run_dir
+from handlers.hierarchy import TOKENIZER_DIR, Hierarchy, HierarchyError, Level
+from handlers.run_dir import check_run_dir
 from handlers.settings import LAYOUTS, HandlerSettings, SettingsError
 
 ROOT = Path(__file__).resolve().parent.parent
 
 HANDLER = ROOT / "handlers" / "event_handler.py"
 # The modules the handler imports; they travel as the package ``handlers`` in the archive.
-PACKAGE_MODULES = ("__init__.py", "answers.py", "batching.py", "cascade.py", "hierarchy.py", "lexical.py",
-                   "onnx_int8.py", "parsing.py", "settings.py", "text.py", "trunk.py")
+PACKAGE_MODULES = ("__init__.py", "answers.py", "batching.py", "cascade.py", "encoded.py", "hierarchy.py", "lexical.py",
+                   "onnx_int8.py", "parsing.py", "run_dir.py", "settings.py", "text.py", "trunk.py")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -16,7 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from handlers.hierarchy import HierarchyError, check_run_dir
+from handlers.hierarchy import HierarchyError
+from handlers.run_dir import check_run_dir
 from handlers.trunk import export_level, export_whole_run
 
 

@@ -81,7 +81,7 @@ def ceiling(run: Path, events: list[dict], batch_sizes: list[int], threads: int,
         source = run
         if quantize:  # the same int8 ONNX exports an int8 archive carries
             from archives.int8 import export_run_int8
-            from handlers.hierarchy import check_run_dir
+            from handlers.run_dir import check_run_dir
 
             source = Path(tmp) / "run"
             export_run_int8(run, check_run_dir(run), source)

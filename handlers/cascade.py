@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from handlers.answers import LevelAnswer, PathAnswer, level_answer, round_score
 from handlers.batching import autocast, bf16_is_native, padded_chunks
-from handlers.hierarchy import ONNX_FILE, TOKENIZER_DIR, Hierarchy, Level, check_run_dir, path_label
+from handlers.encoded import Encoded, PathScores
+from handlers.hierarchy import ONNX_FILE, TOKENIZER_DIR, Hierarchy, Level, path_label
 from handlers.lexical import LexicalModel
 from handlers.onnx_int8 import OnnxGraph
+from handlers.run_dir import check_run_dir
 from handlers.trunk import TopClassifier, TrunkEncoder
 
 Event = Mapping[str, Any]
@@ -318,45 +320,11 @@ class Cascade:
                        "score": round_score(score)} for score, tt, j in ranked[:k]],
         }
 
-
     def _mix(self, product: float, paths: torch.Tensor | None, w: float, t: int, s: int) -> float:
         if paths is None or w == 0:
             return product
         column = self._path_column[(t, s)]
         return (1 - w) * product + w * (float(paths[column]) if column >= 0 else 0.0)
-
-
-class PathScores(NamedTuple):
-    """The probabilities of a batch's answers (``Cascade.path_scores``)."""
-
-    taxonomy: torch.Tensor
-    subtaxonomy: list[dict[int, torch.Tensor]]  # per event, by candidate taxonomy index
-    paths: torch.Tensor | None
-
-    def of(self, i: int) -> tuple[torch.Tensor, dict[int, torch.Tensor], torch.Tensor | None]:
-        return self.taxonomy[i], self.subtaxonomy[i], None if self.paths is None else self.paths[i]
-
-
-class Encoded(NamedTuple):
-    """Events as the models read them: token id windows for the transformers (one per event
-    unless the text format reads windows; ``owner`` says whose each is), texts for TF-IDF,
-    and on a shared trunk its hidden states per window (computed once, read by every level)."""
-
-    ids: list[list[int]]
-    texts: list[str]
-    states: list[torch.Tensor] | None = None
-    owner: list[int] | None = None
-
-    def take(self, rows: Sequence[int]) -> "Encoded":
-        """The events ``rows`` (in that order) with their windows."""
-        owner = self.owner if self.owner is not None else list(range(len(self.ids)))
-        windows: dict[int, list[int]] = {}
-        for w, event in enumerate(owner):
-            windows.setdefault(event, []).append(w)
-        picked = [(new, w) for new, event in enumerate(rows) for w in windows[event]]
-        states = None if self.states is None else [self.states[w] for _, w in picked]
-        return Encoded([self.ids[w] for _, w in picked], [self.texts[i] for i in rows], states,
-                       [new for new, _ in picked])
 
 
 TAXONOMY_MS, SUBTAXONOMY_MS = "taxonomy_ms", "subtaxonomy_ms"

@@ -228,7 +228,8 @@ def _assert_int8_agrees(run: Path, int8_dir: Path, events_csv: Path) -> None:
 
 def test_int8_cascade_agrees_with_fp32(tiny_run: Path, events_csv: Path, tmp_path: Path) -> None:
     from handlers.cascade import Cascade
-    from handlers.hierarchy import ONNX_FILE, check_run_dir
+    from handlers.hierarchy import ONNX_FILE
+    from handlers.run_dir import check_run_dir
     from handlers.onnx_int8 import OnnxGraph
 
     with pytest.raises(ValueError, match="model.int8.onnx not found"):
@@ -246,7 +247,8 @@ def test_int8_cascade_agrees_with_fp32(tiny_run: Path, events_csv: Path, tmp_pat
 
 def test_int8_of_a_run_without_trunk(tiny_run: Path, events_csv: Path, tmp_path: Path) -> None:
     """A version-1 run (a whole checkpoint per level) still exports and serves int8: ids -> logits."""
-    from handlers.hierarchy import ONNX_FILE, check_run_dir
+    from handlers.hierarchy import ONNX_FILE
+    from handlers.run_dir import check_run_dir
     from handlers.trunk import export_whole_run
 
     legacy = export_whole_run(tiny_run, tmp_path / "legacy")

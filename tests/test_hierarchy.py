@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from handlers.hierarchy import Hierarchy, HierarchyError, check_run_dir
+from handlers.hierarchy import Hierarchy, HierarchyError
+from handlers.run_dir import check_run_dir
 from training.layout import build_hierarchy, slugify
 from handlers.text import TextFormat
 

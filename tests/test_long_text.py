@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from handlers.hierarchy import Hierarchy, HierarchyError, check_run_dir
+from handlers.hierarchy import Hierarchy, HierarchyError
+from handlers.run_dir import check_run_dir
 from handlers.text import TextFormat, TextFormatError
 from handlers.lexical import LEXICAL_WEIGHTS, LexicalModel
 from tests.tiny import tiny_events
@@ -146,7 +147,8 @@ def with_windows(tiny_run: Path, dest: Path, max_length: int = 16) -> Path:
 
 
 def test_the_cascade_averages_each_events_window_probabilities(tiny_run: Path, tmp_path: Path) -> None:
-    from handlers.cascade import Cascade, Encoded
+    from handlers.cascade import Cascade
+    from handlers.encoded import Encoded
 
     cascade = Cascade(with_windows(tiny_run, tmp_path / "run"))
     assert json.loads((tmp_path / "run" / "hierarchy.json").read_text())["text"]["max_windows"] == 3

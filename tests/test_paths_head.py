@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from handlers.cascade import Cascade
-from handlers.hierarchy import PATHS_DIR, TOP_FILE, Hierarchy, check_run_dir, path_label
+from handlers.hierarchy import PATHS_DIR, TOP_FILE, Hierarchy, path_label
+from handlers.run_dir import check_run_dir
 from tests.live_server import register
 from tests.tiny import tiny_events
 from training.decoding import PATHS_MIN_GAIN, PATHS_WEIGHTS, choose_paths_weight

@@ -1,0 +1,41 @@
+"""What the cascade computes between text and answers: events as the models read them, and
+the probabilities a batch's answers are made of. No TorchServe import here."""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import torch
+
+
+class PathScores(NamedTuple):
+    """The probabilities of a batch's answers (``Cascade.path_scores``)."""
+
+    taxonomy: torch.Tensor
+    subtaxonomy: list[dict[int, torch.Tensor]]  # per event, by candidate taxonomy index
+    paths: torch.Tensor | None
+
+    def of(self, i: int) -> tuple[torch.Tensor, dict[int, torch.Tensor], torch.Tensor | None]:
+        return self.taxonomy[i], self.subtaxonomy[i], None if self.paths is None else self.paths[i]
+
+
+class Encoded(NamedTuple):
+    """Events as the models read them: token id windows for the transformers (one per event
+    unless the text format reads windows; ``owner`` says whose each is), texts for TF-IDF,
+    and on a shared trunk its hidden states per window (computed once, read by every level)."""
+
+    ids: list[list[int]]
+    texts: list[str]
+    states: list[torch.Tensor] | None = None
+    owner: list[int] | None = None
+
+    def take(self, rows: Sequence[int]) -> "Encoded":
+        """The events ``rows`` (in that order) with their windows."""
+        owner = self.owner if self.owner is not None else list(range(len(self.ids)))
+        windows: dict[int, list[int]] = {}
+        for w, event in enumerate(owner):
+            windows.setdefault(event, []).append(w)
+        picked = [(new, w) for new, event in enumerate(rows) for w in windows[event]]
+        states = None if self.states is None else [self.states[w] for _, w in picked]
+        return Encoded([self.ids[w] for _, w in picked], [self.texts[i] for i in rows], states,
+                       [new for new, _ in picked])
