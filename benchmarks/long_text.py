@@ -23,6 +23,7 @@ trains nothing and compares the serving cost of every way of reading long text (
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 import subprocess
@@ -79,39 +80,57 @@ def baseline(table: Path) -> float:
     return float(sum(p == leaf[i] for p, i in zip(pred, val)) / len(val))
 
 
-def serving_cost(run: Path, table: Path) -> dict[str, float]:
-    """Events/s in-process at batch 32 for val texts over and under max_length tokens: as the
-    run serves them, and with head truncation and no lexical model (the same checkpoints read
-    as before those choices existed), so the difference is the cost of reading long text whole."""
-    import dataclasses
-
+def _val_groups(cascade: Any, table: Path, limit: int, per_group: int = 192) -> dict[str, list[dict]]:
+    """A seeded sample of the val events over and under ``limit`` tokens, each sorted by
+    length, as length-bucketed batches would group them."""
     import pandas as pd
+
+    frame = pd.read_csv(table, keep_default_na=False)
+    events = frame[frame.split == "val"][["title", "description"]].to_dict("records")
+    fmt = dataclasses.replace(cascade.hierarchy.text, max_chars=16384)
+    lengths = [len(ids) for ids in cascade.tokenizer([fmt.format(e) for e in events], truncation=False,
+                                                     verbose=False)["input_ids"]]
+    rng = random.Random(0)
+    groups = {}
+    for group, keep in (("long", lambda n: n > limit), ("short", lambda n: n <= limit)):
+        picked = [i for i, n in enumerate(lengths) if keep(n)]
+        picked = rng.sample(picked, min(per_group, len(picked)))
+        groups[group] = [events[i] for i in sorted(picked, key=lambda i: lengths[i])]
+    return groups
+
+
+def _rates(cascade: Any, groups: dict[str, list[dict]]) -> dict[str, float]:
+    """Events/s per group at batch 32 with default requests (the handler's top_k, the run's decoding)."""
+    from handlers.settings import HandlerSettings
+
+    top_k = HandlerSettings().top_k
+    out = {}
+    for group, rows in groups.items():
+        if not rows:
+            continue
+        for _ in range(2):  # an untimed pass first: kernels are prepared per shape
+            started = time.perf_counter()
+            for start in range(0, len(rows), 32):
+                cascade.predict(rows[start : start + 32], top_k=top_k)
+        out[group] = len(rows) / (time.perf_counter() - started)
+    return out
+
+
+def serving_cost(run: Path, table: Path) -> dict[str, float]:
+    """Events/s in-process for val texts over and under max_length tokens: as the run serves
+    them, and with head truncation and no lexical model (the same checkpoints read as before
+    those choices existed), so the difference is the cost of reading long text whole."""
     import torch
 
     from handlers.cascade import Cascade
 
     torch.set_num_threads(2)
     cascade = Cascade(run, max_batch=32)
-    frame = pd.read_csv(table, keep_default_na=False)
-    events = frame[frame.split == "val"][["title", "description"]].to_dict("records")
-    fmt = cascade.hierarchy.text
-    lengths = [len(ids) for ids in cascade.tokenizer([fmt.format(e) for e in events], truncation=False,
-                                                     verbose=False)["input_ids"]]
-    groups = {"long": [e for e, n in zip(events, lengths) if n > fmt.max_length][:256],
-              "short": [e for e, n in zip(events, lengths) if n <= fmt.max_length][:256]}
-    plain = dataclasses.replace(cascade.hierarchy, text=dataclasses.replace(fmt, truncation="head"))
-    out = {}
-    for mode in ("served", "head_only"):
-        if mode == "head_only":
-            cascade.hierarchy, cascade.lexical = plain, {}
-        for name, rows in groups.items():
-            if not rows:
-                continue
-            cascade.predict(rows[:32], top_k=1)  # warm-up
-            started = time.perf_counter()
-            for start in range(0, len(rows), 32):
-                cascade.predict(rows[start : start + 32], top_k=1)
-            out[f"{mode}_{name}_events_per_s"] = len(rows) / (time.perf_counter() - started)
+    groups = _val_groups(cascade, table, cascade.hierarchy.text.max_length)
+    out = {f"served_{g}_events_per_s": r for g, r in _rates(cascade, groups).items()}
+    text = dataclasses.replace(cascade.hierarchy.text, truncation="head")
+    cascade.hierarchy, cascade.lexical = dataclasses.replace(cascade.hierarchy, text=text), {}
+    out.update({f"head_only_{g}_events_per_s": r for g, r in _rates(cascade, groups).items()})
     return out
 
 
@@ -126,53 +145,29 @@ READINGS = {
 }
 
 
-def reading_costs(run: Path, table: Path, per_group: int = 192) -> dict[str, dict[str, float]]:
-    """Events/s in-process at batch 32, default requests (top_k 3, the run's decoding), for
-    a seeded sample of the val texts over and under 128 tokens, under each way of reading them
-    in ``READINGS``.
+def reading_costs(run: Path, table: Path) -> dict[str, dict[str, float]]:
+    """Events/s in-process (``_rates``) for val texts over and under 128 tokens (``_val_groups``),
+    under each way of reading them in ``READINGS``.
 
     Cost does not depend on the weights, so one run's checkpoints serve for every reading
     (a run trained at 128 tokens still has position embeddings up to 512); the accuracy of
-    each reading comes from the variant trained for it. The sampled rows are sorted by length,
-    as length-bucketed batches would group them.
+    each reading comes from the variant trained for it.
     """
-    import dataclasses
-
-    import pandas as pd
     import torch
 
     from handlers.cascade import Cascade
-    from handlers.settings import HandlerSettings
 
     torch.set_num_threads(2)
     cascade = Cascade(run, max_batch=32)
     lexical = cascade.lexical
     fmt = dataclasses.replace(cascade.hierarchy.text, max_chars=16384)
-    frame = pd.read_csv(table, keep_default_na=False)
-    events = frame[frame.split == "val"][["title", "description"]].to_dict("records")
-    lengths = [len(ids) for ids in cascade.tokenizer([fmt.format(e) for e in events], truncation=False,
-                                                     verbose=False)["input_ids"]]
-    rng = random.Random(0)
-    groups = {}
-    for group, keep in (("long", lambda n: n > 128), ("short", lambda n: n <= 128)):
-        picked = [i for i, n in enumerate(lengths) if keep(n)]
-        picked = rng.sample(picked, min(per_group, len(picked)))
-        groups[group] = [events[i] for i in sorted(picked, key=lambda i: lengths[i])]
-    top_k = HandlerSettings().top_k
+    groups = _val_groups(cascade, table, 128)
     out: dict[str, dict[str, float]] = {}
     for name, (truncation, max_length, windows, use_lexical) in READINGS.items():
         text = dataclasses.replace(fmt, truncation=truncation, max_length=max_length, max_windows=windows)
         cascade.hierarchy = dataclasses.replace(cascade.hierarchy, text=text)
         cascade.lexical = lexical if use_lexical else {}
-        out[name] = {}
-        for group, rows in groups.items():
-            if not rows:
-                continue
-            for _ in range(2):  # an untimed pass first: kernels are prepared per shape
-                started = time.perf_counter()
-                for start in range(0, len(rows), 32):
-                    cascade.predict(rows[start : start + 32], top_k=top_k)
-            out[name][group] = len(rows) / (time.perf_counter() - started)
+        out[name] = _rates(cascade, groups)
         print(f"  {name}: " + ", ".join(f"{g} {r:.1f} events/s" for g, r in out[name].items()), flush=True)
     return out
 
