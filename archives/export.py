@@ -43,9 +43,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.paths:
             args.level, level = "the paths head", hierarchy.paths
-            if level is None:
-                print(f"error: {args.run} has no paths head (its val-chosen weight was 0, or it was trained "
-                      "without one)", file=sys.stderr)
+            if level is None or level.checkpoint is None:
+                print(f"error: {args.run} has no paths head (its val-chosen weight was 0, its TF-IDF "
+                      "paths model reads the paths alone, or it was trained without one)", file=sys.stderr)
                 return 2
         else:
             level = hierarchy.taxonomy if args.level == "taxonomy" else hierarchy.subtaxonomies.get(args.level)

@@ -84,20 +84,25 @@ class Cascade:
         self.precision = "fp32" if quantize else precision  # ONNX Runtime runs its own int8 graph
         self.trunk = self._load(self.hierarchy.trunk.folder, quantize, trunk=True) if self.hierarchy.trunk else None
         self.models: dict[str, Any] = {folder: self._load(folder, quantize) for folder in self.hierarchy.checkpoints()}
-        # The paths head's column of every (taxonomy index, subtaxonomy index) pair.
         self.paths_weight = self.hierarchy.paths_weight if self.hierarchy.paths is not None else 0.0
         if self.hierarchy.paths is not None:
-            column = {label: i for i, label in enumerate(self.hierarchy.paths.labels)}
-            self._path_column = {(t, s): column.get(path_label(tax, sub), -1)
-                                 for t, tax in enumerate(self.hierarchy.taxonomy.labels)
-                                 for s, sub in enumerate(self.hierarchy.subtaxonomies[tax].labels)}
-            self._path_taxonomy = [0] * len(self.hierarchy.paths.labels)  # every label is a known pair (Hierarchy)
-            for (t, _), col in self._path_column.items():
-                if col >= 0:
-                    self._path_taxonomy[col] = t
+            self.index_paths(self.hierarchy.paths.labels)
         # Lexical models whose weight is 0 are not loaded: they would cost time and change nothing.
+        levels = self.hierarchy.levels() + ([self.hierarchy.paths] if self.hierarchy.paths is not None else [])
         self.lexical = {level.lexical: LexicalModel.load(self.run_dir / level.lexical)
-                        for level in self.hierarchy.levels() if level.lexical and level.lexical_weight > 0}
+                        for level in levels if level.lexical and level.lexical_weight > 0}
+
+    def index_paths(self, labels: Sequence[str]) -> None:
+        """Map every (taxonomy index, subtaxonomy index) pair to its column among the paths
+        level's labels (-1: not among them), and each column to its taxonomy index."""
+        column = {label: i for i, label in enumerate(labels)}
+        self._path_column = {(t, s): column.get(path_label(tax, sub), -1)
+                             for t, tax in enumerate(self.hierarchy.taxonomy.labels)
+                             for s, sub in enumerate(self.hierarchy.subtaxonomies[tax].labels)}
+        self._path_taxonomy = [0] * len(labels)  # every label is a known pair (Hierarchy)
+        for (t, _), col in self._path_column.items():
+            if col >= 0:
+                self._path_taxonomy[col] = t
 
     def _load(self, folder: str, quantize: str | None, trunk: bool = False) -> Any:
         """One checkpoint (or the trunk): torch from safetensors, or the int8 ONNX export."""
@@ -148,12 +153,14 @@ class Cascade:
 
     # -- one level -----------------------------------------------------------------------
     def level_probs(self, level: Level, inputs: Encoded) -> torch.Tensor:
-        """Class probabilities of one level; with a lexical model, the mix chosen on val."""
-        probs = self._model_probs(level, inputs)
-        if level.lexical in self.lexical:
-            lexical = torch.from_numpy(self.lexical[level.lexical].predict_proba(inputs.texts))
-            probs = (1 - level.lexical_weight) * probs + level.lexical_weight * lexical
-        return probs
+        """Class probabilities of one level; with a lexical model, the mix chosen on val
+        (at weight 1 the lexical model's alone: no model pass)."""
+        if level.lexical not in self.lexical:
+            return self._model_probs(level, inputs)
+        lexical = torch.from_numpy(self.lexical[level.lexical].predict_proba(inputs.texts))
+        if level.lexical_weight >= 1.0:
+            return lexical
+        return (1 - level.lexical_weight) * self._model_probs(level, inputs) + level.lexical_weight * lexical
 
     @torch.inference_mode()
     def _model_probs(self, level: Level, inputs: Encoded) -> torch.Tensor:
@@ -200,9 +207,9 @@ class Cascade:
 
         One taxonomy pass, then one subtaxonomy pass per candidate taxonomy: as many as
         ``top_k`` asks for, or the beam under joint decoding, at most every taxonomy; with
-        the paths head, its pass and the taxonomy of its best path. Each pass reads every
-        window of the event: ``windows`` (see ``window_counts``), or at most ``max_windows``
-        under ``windows`` when not given.
+        the paths level, its head's pass (none when its lexical model reads it alone) and the
+        taxonomy of its best path. Each pass reads every window of the event: ``windows`` (see
+        ``window_counts``), or at most ``max_windows`` under ``windows`` when not given.
         """
         fmt = self.hierarchy.text
         if windows is None:
@@ -210,8 +217,9 @@ class Cascade:
         if self.hierarchy.single_level:
             return windows
         width = max(top_k, self.beam_width) if self.decoding == "joint" else top_k
-        extra = 1 if self.paths_weight > 0 else 0  # the paths head's pass, and its best path's taxonomy
-        return windows * (1 + extra + min(max(1, width) + extra, len(self.hierarchy.taxonomy.labels)))
+        extra = 1 if self.paths_weight > 0 else 0  # the paths level's best path's taxonomy
+        head = extra if self.hierarchy.paths is not None and self.hierarchy.paths.lexical_weight < 1.0 else 0
+        return windows * (1 + head + min(max(1, width) + extra, len(self.hierarchy.taxonomy.labels)))
 
     # -- the cascade ---------------------------------------------------------------------
     def predict(
@@ -242,11 +250,11 @@ class Cascade:
     def path_scores(self, events: Sequence[Event], ks: Sequence[int],
                     timings: dict[str, float] | None = None) -> PathScores:
         """Every probability the answers are made of: the taxonomy level's, the subtaxonomy
-        levels' of each event's candidate taxonomies, and the paths head's when it is mixed in."""
+        levels' of each event's candidate taxonomies, and the paths level's when it is mixed in."""
         clock = time.perf_counter()
         inputs = self.encode(events)
         tax_probs = self.level_probs(self.hierarchy.taxonomy, inputs)
-        paths = self._model_probs(self.hierarchy.paths, inputs) if self.paths_weight > 0 else None
+        paths = self.level_probs(self.hierarchy.paths, inputs) if self.paths_weight > 0 else None
         _add(timings, TAXONOMY_MS, clock)
         clock = time.perf_counter()
         sub_probs = self.subtaxonomy_passes(inputs, self.candidate_taxonomies(tax_probs, ks, paths))
@@ -257,7 +265,7 @@ class Cascade:
                              paths: torch.Tensor | None = None) -> list[set[int]]:
         """Per event, the taxonomies whose subtaxonomy model must run.
 
-        Always the best one (and the taxonomy of the paths head's best path); with top_k > 1
+        Always the best one (and the taxonomy of the paths level's best path); with top_k > 1
         (or joint decoding, its beam) also the next likeliest that reach ``beam_min_prob``,
         so answers can span taxonomies.
         """
@@ -294,8 +302,8 @@ class Cascade:
         """The predicted path and the k likeliest paths among those computed.
 
         A path scores the product of its two levels' probabilities, mixed with the paths
-        head's probability of it when that head is on (``paths_weight``). Greedy decoding
-        keeps the likeliest taxonomy; joint decoding, or any mix with the paths head, the
+        level's probability of it when that level is on (``paths_weight``). Greedy decoding
+        keeps the likeliest taxonomy; joint decoding, or any mix with the paths level, the
         best-scoring path. Either way the prediction does not depend on ``k``.
         """
         h, w = self.hierarchy, self.paths_weight if paths is not None else 0.0

@@ -44,7 +44,8 @@ class Level:
 
     ``checkpoint`` is None for a taxonomy with a single subtaxonomy: the answer is
     known without a model. ``lexical`` is the folder of a TF-IDF model over the same labels
-    (handlers/lexical.py) whose probabilities are mixed in with ``lexical_weight``.
+    (handlers/lexical.py) whose probabilities are mixed in with ``lexical_weight``; at weight
+    1 the lexical model alone reads the level and it needs no checkpoint.
     """
 
     labels: tuple[str, ...]
@@ -69,8 +70,8 @@ class Level:
             raise HierarchyError("a level has no labels")
         if len(set(self.labels)) != len(self.labels):
             raise HierarchyError(f"duplicate labels in {list(self.labels)}")
-        if self.checkpoint is None and len(self.labels) > 1:
-            raise HierarchyError(f"labels {list(self.labels)} need a checkpoint")
+        if self.checkpoint is None and len(self.labels) > 1 and not (self.lexical and self.lexical_weight == 1.0):
+            raise HierarchyError(f"labels {list(self.labels)} need a checkpoint (or a lexical model at weight 1)")
         if self.checkpoint is not None:
             check_checkpoint_path(self.checkpoint)
         if self.lexical is not None:
@@ -125,9 +126,11 @@ class Hierarchy:
     name: str = "cascade"
     decoding: str = "greedy"
     trunk: Trunk | None = None
-    # The paths head: the path warm-up's own top on the shared trunk, a flat classifier over
-    # every full path, whose probabilities are mixed into the cascade's path scores with
-    # ``paths_weight`` (chosen on val; a run at weight 0 keeps no paths head).
+    # The paths level: a flat classifier over every full path whose probabilities are mixed
+    # into the cascade's path scores with ``paths_weight`` (chosen on val; at weight 0 a run
+    # keeps none). Its checkpoint is the paths head, the path warm-up's own top on the shared
+    # trunk; its lexical model a TF-IDF classifier over the paths, mixed in with the level's
+    # ``lexical_weight`` (at 1 alone: no head, no pass).
     paths: Level | None = None
     paths_weight: float = 0.0
     schema_version: int = SCHEMA_VERSION
@@ -151,8 +154,9 @@ class Hierarchy:
         return [self.taxonomy, *self.subtaxonomies.values()]
 
     def lexical_folders(self) -> list[str]:
-        """Every lexical model's folder, each once."""
-        return list(dict.fromkeys(lvl.lexical for lvl in self.levels() if lvl.lexical is not None))
+        """Every lexical model's folder (the paths level's too), each once."""
+        levels = self.levels() + ([self.paths] if self.paths is not None else [])
+        return list(dict.fromkeys(lvl.lexical for lvl in levels if lvl.lexical is not None))
 
     def checkpoints(self) -> list[str]:
         """Every checkpoint folder, taxonomy first, each once."""

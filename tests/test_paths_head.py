@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -12,7 +13,7 @@ import pandas as pd
 import pytest
 
 from handlers.cascade import Cascade
-from handlers.hierarchy import PATHS_DIR, TOP_FILE, Hierarchy, path_label
+from handlers.hierarchy import PATHS_DIR, TOP_FILE, Hierarchy, Level, path_label
 from handlers.run_dir import check_run_dir
 from tests.live_server import register
 from tests.tiny import tiny_events
@@ -44,7 +45,7 @@ def test_the_warmups_top_is_kept_on_the_trunk_as_the_paths_head(paths_run: Path)
     assert sorted(p.name for p in (paths_run / PATHS_DIR).iterdir()) == ["config.json", TOP_FILE]
     metrics = json.loads((paths_run / "metrics.json").read_text())
     assert metrics["paths_head"]["weight"] == 0.5 and len(metrics["paths_head"]["val_path_accuracy_by_weight"]) == 11
-    assert "Paths head: weight 0.5" in (paths_run / "report.md").read_text()
+    assert "Paths level: weight 0.5 (paths head" in (paths_run / "report.md").read_text()
 
 
 def test_a_path_scores_the_mix_and_the_best_mix_is_predicted(paths_run: Path) -> None:
@@ -137,3 +138,111 @@ def test_the_structures_benchmark_runs_on_a_run_with_the_paths_head(paths_run: P
     events = [{"title": e["title"], "description": e["description"]} for e in tiny_events(rows_per_class=2)]
     rows = compare_structures(paths_run, events, [4], threads=1, max_seconds=0.2)
     assert {r["structure"] for r in rows} == {"flat", "whole", "trunk"}
+
+
+def lexical_paths_run(paths_run: Path, events_csv: Path, dest: Path, weight: float = 0.4) -> Path:
+    """A copy of the run whose paths level is a TF-IDF model over the paths alone (no head)."""
+    from handlers.lexical import LexicalModel
+    from training.long_text import PATHS_LEXICAL
+
+    run = shutil.copytree(paths_run, dest)
+    hierarchy = Hierarchy.load(run)
+    frame = pd.read_csv(run / "split.csv")
+    rows = pd.read_csv(events_csv, keep_default_na=False).iloc[frame[frame.split == "train"].row]
+    texts = [hierarchy.text.format(r) for r in rows[["title", "description"]].to_dict("records")]
+    LexicalModel.fit(texts, [path_label(t, s) for t, s in zip(rows.taxonomy, rows.subtaxonomy)],
+                     hierarchy.paths.labels).save(run / PATHS_LEXICAL)
+    shutil.rmtree(run / PATHS_DIR)
+    paths = dataclasses.replace(hierarchy.paths, checkpoint=None, lexical=PATHS_LEXICAL, lexical_weight=1.0)
+    dataclasses.replace(hierarchy, paths=paths, paths_weight=weight).save(run)
+    return run
+
+
+def test_a_tfidf_paths_level_alone_costs_no_pass_and_is_mixed_like_the_head(paths_run: Path, events_csv: Path,
+                                                                             tmp_path: Path) -> None:
+    run = lexical_paths_run(paths_run, events_csv, tmp_path / "run")
+    assert check_run_dir(run).paths.checkpoint is None
+    cascade = Cascade(run, precision="fp32")
+    # One taxonomy pass, then the best taxonomy's and the TF-IDF model's best path's: no head pass.
+    assert cascade.passes(1) == 3
+    lexical = cascade.lexical[cascade.hierarchy.paths.lexical].predict_proba(
+        [cascade.hierarchy.text.format(e) for e in EVENTS])
+    h, w = cascade.hierarchy, cascade.paths_weight
+    scores = cascade.path_scores(EVENTS, [1] * len(EVENTS))
+    for i, answer in enumerate(cascade.predict(EVENTS)):
+        tax, subs, _ = scores.of(i)
+        mixed = {path_label(h.taxonomy.labels[t], h.subtaxonomies[h.taxonomy.labels[t]].labels[s]):
+                 (1 - w) * float(tax[t]) * p for t, probs in subs.items() for s, p in enumerate(probs.tolist())}
+        mixed = {label: v + w * float(lexical[i][h.paths.labels.index(label)]) for label, v in mixed.items()}
+        assert path_label(*answer["path"]) == max(mixed, key=mixed.get)
+        assert answer["path_score"] == pytest.approx(mixed[path_label(*answer["path"])], abs=1e-5)
+    refused = subprocess.run([sys.executable, "-m", "archives.export", "--run", str(run), "--paths",
+                              "--output", str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT)
+    assert refused.returncode == 2 and "no paths head" in refused.stderr
+
+
+def test_the_tfidf_share_is_chosen_with_the_weight_and_scored_as_served(paths_run: Path, events_csv: Path,
+                                                                         tmp_path: Path) -> None:
+    from training.evaluate import evaluate_frame
+    from training.long_text import PATHS_LEXICAL
+
+    run = lexical_paths_run(paths_run, events_csv, tmp_path / "run")
+    shutil.copytree(paths_run / PATHS_DIR, run / PATHS_DIR)  # the head back, as training leaves it before the choice
+    hierarchy = Hierarchy.load(run)
+    dataclasses.replace(hierarchy, paths=Level(hierarchy.paths.labels, PATHS_DIR), paths_weight=0.0).save(run)
+    frame = pd.read_csv(run / "split.csv")
+    rows = pd.read_csv(events_csv, keep_default_na=False).iloc[frame[frame.split == "val"].row]
+    metrics: dict = {}
+    cascade = Cascade(run)
+    weight = choose_paths_weight(cascade, rows, run, metrics)
+    chosen = metrics["paths_head"]
+    by_share = {float(s): a for s, a in chosen["val_path_accuracy_by_lexical_share"].items()}
+    assert weight == chosen["weight"] and (weight == 0 or set(by_share) == set(PATHS_WEIGHTS))
+    kept = check_run_dir(run)
+    assert (run / PATHS_DIR).exists() == chosen["head"] and (run / PATHS_LEXICAL).exists() == (chosen["lexical_share"] > 0)
+    assert (kept.paths is None) == (weight == 0)
+    # The chosen pair's val accuracy is what the run now serves.
+    served = evaluate_frame(Cascade(run), rows).scores["path_accuracy"]
+    assert served == pytest.approx(chosen["val_path_accuracy_by_weight"][str(weight)])
+    assert Cascade(run).predict(EVENTS) == cascade.predict(EVENTS)
+    # A head asked for at a weight stays, whatever the TF-IDF share.
+    again = lexical_paths_run(paths_run, events_csv, tmp_path / "again")
+    shutil.copytree(paths_run / PATHS_DIR, again / PATHS_DIR)
+    dataclasses.replace(hierarchy, paths=Level(hierarchy.paths.labels, PATHS_DIR), paths_weight=0.0).save(again)
+    assert choose_paths_weight(Cascade(again), rows, again, {}, wanted=0.3) == 0.3
+    assert check_run_dir(again).paths.checkpoint == PATHS_DIR and check_run_dir(again).paths.lexical_weight < 1
+
+
+def test_a_paths_level_needs_a_checkpoint_unless_tfidf_reads_it_alone() -> None:
+    from handlers.hierarchy import HierarchyError
+
+    labels = ("a / x", "a / y")
+    with pytest.raises(HierarchyError, match="need a checkpoint"):
+        Level(labels, None)
+    with pytest.raises(HierarchyError, match="need a checkpoint"):
+        Level(labels, None, "lexical/_paths", 0.5)
+    assert Level(labels, None, "lexical/_paths", 1.0).checkpoint is None
+
+
+@pytest.mark.e2e
+def test_a_served_tfidf_paths_level_answers_as_the_cascade(paths_run: Path, events_csv: Path, server,
+                                                           tmp_path: Path) -> None:
+    run = lexical_paths_run(paths_run, events_csv, tmp_path / "run")
+    built = subprocess.run([sys.executable, "-m", "archives.build", "--run", str(run), "--name", "tfidfpaths",
+                            "--model-store", str(server.model_store), "--threads", "1", "--force"],
+                           capture_output=True, text=True, cwd=ROOT)
+    assert built.returncode == 0, built.stderr
+    code, body = register(server, "tfidfpaths.mar")
+    assert code == 200, body
+    try:
+        expected = Cascade(run).predict(EVENTS, top_k=3)
+        code, body = server.call("inference", "POST", "/predictions/tfidfpaths",
+                                 json.dumps([{**e, "top_k": 3} for e in EVENTS]).encode(),
+                                 {"Content-Type": "application/json"})
+        assert code == 200, body
+        served = json.loads(body)
+        assert [a["path"] for a in served] == [a["path"] for a in expected]
+        for s, e in zip(served, expected):
+            assert s["path_score"] == pytest.approx(e["path_score"], abs=1e-4)
+    finally:
+        server.call("management", "DELETE", "/models/tfidfpaths")

@@ -1,11 +1,12 @@
 """The run's decoding, settled on the validation split: greedy or joint, whichever scores
-better, then the weight of the paths head.
+better, then the paths level's weights.
 
 Greedy takes the likeliest taxonomy, then its likeliest subtaxonomy; joint takes the path
 with the highest product over the likeliest taxonomies, so a confident second level can
-overrule an unsure first one. The paths head (the path warm-up's own top on the shared
-trunk, a flat classifier over every path) can then be mixed into each path's score. Both
-choices are written into hierarchy.json.
+overrule an unsure first one. A paths level, a flat classifier over every path, can then be
+mixed into each path's score: the paths head (the path warm-up's own top on the shared
+trunk), a TF-IDF model over the paths, or a mix of the two. The choices are written into
+hierarchy.json.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from typing import Any
 
 import pandas as pd
 
+from handlers.hierarchy import Level
+from handlers.lexical import LEXICAL_JSON, LexicalModel
 from training.evaluate import evaluate_frame
+from training.long_text import PATHS_LEXICAL
 
 
 def choose_decoding(cascade: Any, val: pd.DataFrame, wanted: str, run_tmp: Path,
@@ -47,55 +51,106 @@ def choose_decoding(cascade: Any, val: pd.DataFrame, wanted: str, run_tmp: Path,
 PATHS_WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))
 # The head costs about a quarter of the cascade's throughput (one more top pass per event and
 # a candidate taxonomy; CLINC150, docs/results.md): auto keeps it only for a real val gain,
-# not for one or two val events.
+# not for one or two val events. The TF-IDF paths model costs next to nothing.
 PATHS_MIN_GAIN = 0.0025
+
+Pair = tuple[float, float]  # (paths weight, lexical share of the paths level)
 
 
 def choose_paths_weight(cascade: Any, val: pd.DataFrame, run_tmp: Path, metrics: dict[str, Any],
                         wanted: str | float = "auto", batch_size: int = 256) -> float:
-    """Settle the paths head's weight: as given, or the one with the best val path accuracy,
-    ties to the smaller, when that beats the cascade alone by at least ``PATHS_MIN_GAIN``.
-    At 0 the run keeps no paths head (its folder is removed): it would cost a pass and
-    change nothing. Returns the weight."""
+    """Settle the paths level: its weight in the path scores and the TF-IDF paths model's share
+    in it against the paths head's, as given or the pair with the best val path accuracy (ties
+    to the smaller). The head stays only when it beats the best pair without it by at least
+    ``PATHS_MIN_GAIN``; what is not kept is removed from the run (weight 0: no paths level,
+    scored exactly as a run without one serves). Returns the paths weight."""
     hierarchy = cascade.hierarchy
-    if hierarchy.paths is None:
+    lexical_dir = run_tmp / PATHS_LEXICAL
+    lexical = LexicalModel.load(lexical_dir) if (lexical_dir / LEXICAL_JSON).is_file() else None
+    head = hierarchy.paths if hierarchy.paths is not None and hierarchy.paths.checkpoint else None
+    if head is None and lexical is None:
         return 0.0
-    weights = tuple(sorted(set(PATHS_WEIGHTS) | ({float(wanted)} if wanted != "auto" else set())))
-    by_weight: dict[float, float] = {}
-    if not val.empty:
-        events = val[["title", "description"]].to_dict("records")
-        truth = list(zip(val.taxonomy, val.subtaxonomy))
+    labels = head.labels if head is not None else lexical.labels
+    cascade.index_paths(labels)
+    shares = PATHS_WEIGHTS if lexical is not None and head is not None else (1.0,) if head is None else (0.0,)
+    weights = tuple(sorted(set(PATHS_WEIGHTS) | ({float(wanted)} if wanted not in ("auto", "off") else set())))
+    pairs = [(0.0, 0.0)] + [(w, share) for w in weights if w > 0 for share in shares]
+    accuracy = _path_accuracy(cascade, val, pairs, head, lexical, batch_size) if not val.empty else {}
 
-        def scored(head: bool) -> list[Any]:
-            # With the head on, path_scores runs it and adds its best path's taxonomy to the
-            # candidates; weight 0 is scored without both, exactly as a run without the head serves.
-            cascade.paths_weight = 1.0 if head else 0.0
-            return [cascade.path_scores(events[i : i + batch_size], [1] * len(events[i : i + batch_size]))
-                    for i in range(0, len(events), batch_size)]
+    def uses_head(pair: Pair) -> bool:
+        return head is not None and pair[0] > 0 and pair[1] < 1
 
-        plain, mixed = scored(head=False), scored(head=True)
-        for w in weights:
-            cascade.paths_weight = w
-            right = sum(tuple(cascade.path_answer(*chunk.of(i), 1)["path"]) == truth[start + i]
-                        for start, chunk in zip(range(0, len(events), batch_size), plain if w == 0 else mixed)
-                        for i in range(len(chunk.taxonomy)))
-            by_weight[w] = right / len(events)
-    if wanted != "auto":
-        best = float(wanted)
+    def best_of(candidates: list[Pair]) -> Pair:
+        return max(candidates, key=lambda p: (accuracy[p], -p[0], -p[1])) if accuracy else candidates[0]
+
+    if wanted not in ("auto", "off") and head is not None:  # the head at the weight asked for
+        best = best_of([p for p in pairs if p[0] == float(wanted) and (p[0] == 0 or uses_head(p))])
     else:
-        best = max(weights, key=lambda w: (by_weight[w], -w)) if by_weight else 0.0
-        if best and by_weight[best] - by_weight[0.0] < PATHS_MIN_GAIN - 1e-9:  # 2 of 800 val events count
-            best = 0.0
-    if best == 0:
+        best = best_of(pairs)
+        plain = best_of([p for p in pairs if not uses_head(p)])
+        if uses_head(best) and accuracy[best] - accuracy[plain] < PATHS_MIN_GAIN - 1e-9:  # 2 of 800 val events
+            best = plain
+    _keep(cascade, run_tmp, best, labels, head if uses_head(best) else None, lexical if best[1] > 0 else None)
+    metrics["paths_head"] = {
+        "weight": best[0], "head": uses_head(best), "lexical_share": best[1] if best[0] > 0 else 0.0,
+        "val_path_accuracy_by_weight": {str(w): accuracy[(w, best[1]) if w > 0 else (0.0, 0.0)]
+                                        for w in weights if accuracy and (w == 0 or (w, best[1]) in accuracy)},
+        "val_path_accuracy_by_lexical_share": {str(s): accuracy[(best[0], s)]
+                                               for s in shares if accuracy and best[0] > 0}}
+    if accuracy:
+        print(f"paths level on val: path accuracy {accuracy[(0.0, 0.0)]:.4f} without it, "
+              f"{accuracy[best]:.4f} with weight {best[0]} (TF-IDF share {best[1]}, head {uses_head(best)})", flush=True)
+    return best[0]
+
+
+def _path_accuracy(cascade: Any, val: pd.DataFrame, pairs: list[Pair], head: Any, lexical: Any,
+                   batch_size: int) -> dict[Pair, float]:
+    """Val path accuracy of every pair, as the cascade would serve it (its candidate
+    taxonomies included); each subtaxonomy level runs once per event that any pair needs."""
+    import torch
+
+    events = val[["title", "description"]].to_dict("records")
+    truth = list(zip(val.taxonomy, val.subtaxonomy))
+    hits = dict.fromkeys(pairs, 0)
+    for start in range(0, len(events), batch_size):
+        inputs = cascade.encode(events[start : start + batch_size])
+        n = len(inputs.texts)
+        tax = cascade.level_probs(cascade.hierarchy.taxonomy, inputs)
+        head_probs = cascade._model_probs(head, inputs) if head is not None else None
+        lexical_probs = torch.from_numpy(lexical.predict_proba(inputs.texts)) if lexical is not None else None
+        subs: list[dict[int, torch.Tensor]] = [{} for _ in range(n)]
+        for weight, share in pairs:
+            paths = None if weight == 0 else lexical_probs if share >= 1 else head_probs if share == 0 \
+                else (1 - share) * head_probs + share * lexical_probs
+            cascade.paths_weight = weight
+            candidates = cascade.candidate_taxonomies(tax, [1] * n, paths)
+            missing = [{t for t in chosen if t not in subs[i]} for i, chosen in enumerate(candidates)]
+            if any(missing):
+                for i, found in enumerate(cascade.subtaxonomy_passes(inputs, missing)):
+                    subs[i].update(found)
+            for i, chosen in enumerate(candidates):
+                answer = cascade.path_answer(tax[i], {t: subs[i][t] for t in chosen},
+                                             None if paths is None else paths[i], 1)
+                hits[(weight, share)] += tuple(answer["path"]) == truth[start + i]
+    return {pair: right / len(events) for pair, right in hits.items()}
+
+
+def _keep(cascade: Any, run_tmp: Path, pair: Pair, labels: tuple[str, ...], head: Any, lexical: Any) -> None:
+    """Write the chosen paths level into the run (and the cascade); remove what it does not use."""
+    hierarchy, (weight, share) = cascade.hierarchy, pair
+    if hierarchy.paths is not None and hierarchy.paths.checkpoint and head is None:
         cascade.models.pop(hierarchy.paths.checkpoint, None)
         shutil.rmtree(run_tmp / hierarchy.paths.checkpoint, ignore_errors=True)
-        cascade.hierarchy = dataclasses.replace(hierarchy, paths=None, paths_weight=0.0)
+    if lexical is None or weight == 0:
+        shutil.rmtree(run_tmp / PATHS_LEXICAL, ignore_errors=True)
+        lexical = None
+    if weight == 0:
+        paths = None
     else:
-        cascade.hierarchy = dataclasses.replace(hierarchy, paths_weight=best)
-    cascade.paths_weight = best
+        paths = Level(labels, head.checkpoint if head is not None else None,
+                      PATHS_LEXICAL if lexical is not None else None, share if lexical is not None else 0.0)
+        if lexical is not None:
+            cascade.lexical[PATHS_LEXICAL] = lexical
+    cascade.hierarchy = dataclasses.replace(hierarchy, paths=paths, paths_weight=weight)
+    cascade.paths_weight = weight
     cascade.hierarchy.save(run_tmp)
-    metrics["paths_head"] = {"weight": best, "val_path_accuracy_by_weight": {str(w): a for w, a in by_weight.items()}}
-    if by_weight:
-        print(f"paths head on val: path accuracy {by_weight[0.0]:.4f} without it, "
-              f"{max(by_weight.values()):.4f} at best -> weight {best}", flush=True)
-    return best

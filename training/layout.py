@@ -32,7 +32,7 @@ def build_hierarchy(
     children: dict[str, set[str]] = {}
     for tax, sub in pairs:
         children.setdefault(tax, set()).add(sub)
-    taken: set[str] = set()
+    taken: set[str] = {TAXONOMY_DIR}  # lexical models are stored by slug beside the taxonomy level's
     subtaxonomies = {}
     for tax in sorted(children):
         labels = tuple(sorted(children[tax]))

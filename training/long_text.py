@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from handlers.hierarchy import Hierarchy, Level
+from handlers.hierarchy import Hierarchy, Level, path_label
 from handlers.text import TextFormat
 from handlers.lexical import LexicalModel
 
@@ -31,6 +31,16 @@ logger = logging.getLogger("training")
 LONG_SHARE = 0.10
 WEIGHTS = tuple(round(w, 1) for w in np.arange(0.0, 1.01, 0.1))
 LEXICAL_DIR = "lexical"
+# A TF-IDF classifier over every full path, fitted beside the levels' and mixed into the path
+# scores as (part of) the paths level; training.decoding.choose_paths_weight keeps it or not.
+PATHS_LEXICAL = f"{LEXICAL_DIR}/_paths"  # no level's slug starts with "_"
+
+
+def path_labels(hierarchy: Hierarchy) -> tuple[str, ...]:
+    """The paths level's labels: the paths head's, or every pair of the hierarchy."""
+    if hierarchy.paths is not None:
+        return hierarchy.paths.labels
+    return tuple(path_label(t, s) for t in hierarchy.taxonomy.labels for s in hierarchy.subtaxonomies[t].labels)
 
 
 def choose_truncation(text: TextFormat, tokenizer: Any, texts: Sequence[str], wanted: str) -> tuple[str, str]:
@@ -64,7 +74,8 @@ def best_weight(groups: Sequence[Scored]) -> tuple[float, dict[float, float]]:
 
 def add_lexical_models(run_dir: Path, hierarchy: Hierarchy, train: pd.DataFrame, val: pd.DataFrame,
                        seed: int) -> tuple[Hierarchy, dict[str, Any]]:
-    """Fit a TF-IDF model per level, choose the taxonomy weight and one subtaxonomy weight on val.
+    """Fit a TF-IDF model per level, choose the taxonomy weight and one subtaxonomy weight on val;
+    fit one over the full paths too (its weight is chosen with the paths head's, later).
 
     One weight for all subtaxonomy levels, chosen on their pooled taxonomy-given val
     accuracy: a subtaxonomy level alone often has too few val rows to choose on.
@@ -100,6 +111,10 @@ def add_lexical_models(run_dir: Path, hierarchy: Hierarchy, train: pd.DataFrame,
         if len(rows_val):
             target = np.array([level.labels.index(s) for s in rows_val.subtaxonomy])
             pooled.append((*probs(tax, level, rows_val), target))
+    if hierarchy.subtaxonomies:  # a candidate for the paths level, weighed with the paths head
+        texts = [fmt.format(r) for r in train[["title", "description"]].to_dict("records")]
+        paths = [path_label(t, s) for t, s in zip(train.taxonomy, train.subtaxonomy)]
+        LexicalModel.fit(texts, paths, path_labels(hierarchy), seed=seed).save(run_dir / PATHS_LEXICAL)
     sub_weight = 0.0
     if pooled:
         sub_weight, scores = best_weight(pooled)

@@ -110,7 +110,8 @@ def _training_options(p: argparse.ArgumentParser) -> None:
                    help="with a path warm-up and a shared trunk, keep the warm-up's top as a paths head (one "
                         "classifier over every full path, one more top pass per event) and mix its "
                         "probabilities into each path's score with weight W; auto: the W from 0, 0.1, ..., 1 "
-                        "that scores best on val, kept when it gains at least 0.25 points over no head; off: no head")
+                        "that scores best on val, kept when it gains at least 0.25 points over no head; off: no head. "
+                        "With --lexical auto a TF-IDF model over the paths is weighed in too (its share chosen on val)")
     t.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="CPU training arithmetic: bf16 autocast trains about twice as fast on CPUs with native "
                         "bf16 (avx512_bf16, AMX); auto: bf16 on such CPUs, fp32 elsewhere (a GPU uses fp16)")

@@ -92,8 +92,10 @@ def write_report(run_dir: Path, metrics: dict[str, Any], summaries: list[dict[st
     if metrics.get("paths_head", {}).get("val_path_accuracy_by_weight"):
         head = metrics["paths_head"]
         by_weight = head["val_path_accuracy_by_weight"]
-        lines += [f"Paths head: weight {head['weight']} (val path accuracy {_pct(by_weight[str(head['weight'])])}; "
-                  f"without it {_pct(by_weight['0.0'])})", ""]
+        parts = (["paths head"] if head.get("head", head["weight"] > 0) else []) + \
+            ([f"TF-IDF share {head['lexical_share']}"] if head.get("lexical_share") else [])
+        lines += [f"Paths level: weight {head['weight']}{' (' + ', '.join(parts) + ')' if parts else ''} "
+                  f"(val path accuracy {_pct(by_weight[str(head['weight'])])}; without it {_pct(by_weight['0.0'])})", ""]
     if info["split"]["rare_in_train"]:
         lines += ["Paths too rare to stratify, kept in train only: "
                   + ", ".join(info["split"]["rare_in_train"]), ""]
