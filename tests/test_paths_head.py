@@ -92,17 +92,17 @@ def test_the_weight_is_chosen_on_val_and_weight_zero_drops_the_head(paths_run: P
     assert Cascade(run).passes(1) == 2 and cascade.predict(EVENTS) == Cascade(run).predict(EVENTS)
 
 
-@pytest.mark.e2e
-def test_served_answers_with_the_paths_head_equal_the_cascade(paths_run: Path, server) -> None:
-    built = subprocess.run([sys.executable, "-m", "archives.build", "--run", str(paths_run), "--name", "paths",
+def assert_served_as_the_cascade(run: Path, name: str, server) -> None:
+    """Build an archive of ``run``, register it, and check its answers equal the cascade's."""
+    built = subprocess.run([sys.executable, "-m", "archives.build", "--run", str(run), "--name", name,
                             "--model-store", str(server.model_store), "--threads", "1", "--force"],
                            capture_output=True, text=True, cwd=ROOT)
     assert built.returncode == 0, built.stderr
-    code, body = register(server, "paths.mar")
+    code, body = register(server, f"{name}.mar")
     assert code == 200, body
     try:
-        expected = Cascade(paths_run).predict(EVENTS, top_k=3)
-        code, body = server.call("inference", "POST", "/predictions/paths",
+        expected = Cascade(run).predict(EVENTS, top_k=3)
+        code, body = server.call("inference", "POST", f"/predictions/{name}",
                                  json.dumps([{**e, "top_k": 3} for e in EVENTS]).encode(),
                                  {"Content-Type": "application/json"})
         assert code == 200, body
@@ -111,7 +111,12 @@ def test_served_answers_with_the_paths_head_equal_the_cascade(paths_run: Path, s
         for s, e in zip(served, expected):
             assert s["path_score"] == pytest.approx(e["path_score"], abs=1e-4)
     finally:
-        server.call("management", "DELETE", "/models/paths")
+        server.call("management", "DELETE", f"/models/{name}")
+
+
+@pytest.mark.e2e
+def test_served_answers_with_the_paths_head_equal_the_cascade(paths_run: Path, server) -> None:
+    assert_served_as_the_cascade(paths_run, "paths", server)
 
 
 def test_the_paths_head_exports_as_a_stock_checkpoint(paths_run: Path, tmp_path: Path) -> None:
@@ -227,22 +232,4 @@ def test_a_paths_level_needs_a_checkpoint_unless_tfidf_reads_it_alone() -> None:
 @pytest.mark.e2e
 def test_a_served_tfidf_paths_level_answers_as_the_cascade(paths_run: Path, events_csv: Path, server,
                                                            tmp_path: Path) -> None:
-    run = lexical_paths_run(paths_run, events_csv, tmp_path / "run")
-    built = subprocess.run([sys.executable, "-m", "archives.build", "--run", str(run), "--name", "tfidfpaths",
-                            "--model-store", str(server.model_store), "--threads", "1", "--force"],
-                           capture_output=True, text=True, cwd=ROOT)
-    assert built.returncode == 0, built.stderr
-    code, body = register(server, "tfidfpaths.mar")
-    assert code == 200, body
-    try:
-        expected = Cascade(run).predict(EVENTS, top_k=3)
-        code, body = server.call("inference", "POST", "/predictions/tfidfpaths",
-                                 json.dumps([{**e, "top_k": 3} for e in EVENTS]).encode(),
-                                 {"Content-Type": "application/json"})
-        assert code == 200, body
-        served = json.loads(body)
-        assert [a["path"] for a in served] == [a["path"] for a in expected]
-        for s, e in zip(served, expected):
-            assert s["path_score"] == pytest.approx(e["path_score"], abs=1e-4)
-    finally:
-        server.call("management", "DELETE", "/models/tfidfpaths")
+    assert_served_as_the_cascade(lexical_paths_run(paths_run, events_csv, tmp_path / "run"), "tfidfpaths", server)
