@@ -11,8 +11,10 @@ val row, or ``--val-per-class``), then on exactly those rows:
             head+tail without lexical models; head+tail with them; 256 tokens head+tail;
             four windows instead of two), each with the same flags;
 and for each run: val leaf and path accuracy, training minutes, and the in-process cost per
-event at batch 32 for the val texts over and under max_length tokens. Prints a markdown
-table and writes it with the raw figures to --output.
+event at batch 32 for the val texts over and under max_length tokens. With --val-per-class,
+the val rows outside the sample score the baseline and every run too: every weight a run
+chooses is chosen on the sampled val rows, so only the held-out figure is free of that
+choice. Prints a markdown table and writes it with the raw figures to --output.
 
     python -m benchmarks.long_text --data ... --costs RUN
 
@@ -44,6 +46,9 @@ VARIANTS = {
 
 
 def sample(data: Path, per_class: int, val_per_class: int | None, seed: int, out: Path) -> Path:
+    """The seeded rows every run trains and is chosen on (``out``); with ``--val-per-class``, the val
+    rows left out go to ``heldout.csv`` beside it: nothing is chosen on them, so they show how
+    much of a val figure is selection."""
     import pandas as pd
 
     frame = pd.read_csv(data, keep_default_na=False)
@@ -56,28 +61,60 @@ def sample(data: Path, per_class: int, val_per_class: int | None, seed: int, out
         picked = [g.sample(min(n, len(g)), random_state=seed) for _, g in rows.groupby(["taxonomy", "subtaxonomy"])]
         return pd.concat(picked)
 
-    subset = pd.concat([take(frame[frame.split == "train"], per_class),
-                        take(frame[frame.split == "val"], val_per_class)])
+    val = frame[frame.split == "val"]
+    chosen = take(val, val_per_class)
+    subset = pd.concat([take(frame[frame.split == "train"], per_class), chosen])
     subset.to_csv(out, index=False)
+    heldout = out.with_name("heldout.csv")
+    heldout.unlink(missing_ok=True)
+    if len(chosen) < len(val):
+        val.drop(index=chosen.index).to_csv(heldout, index=False)
     return out
 
 
-def baseline(table: Path) -> float:
-    """Flat leaf accuracy of TF-IDF + LinearSVC on the val rows."""
+def baseline(table: Path) -> dict[str, float]:
+    """Flat leaf accuracy of TF-IDF + LinearSVC on the val rows (and on the held-out rows, if any)."""
     import pandas as pd
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.svm import LinearSVC
 
+    def texts(frame: "pd.DataFrame") -> list[str]:
+        return (frame.title + ". " + frame.description).tolist()
+
+    def leaves(frame: "pd.DataFrame") -> list[str]:
+        return (frame.taxonomy + " / " + frame.subtaxonomy).tolist()
+
     frame = pd.read_csv(table, keep_default_na=False)
-    text = (frame.title + ". " + frame.description).tolist()
-    leaf = (frame.taxonomy + " / " + frame.subtaxonomy).tolist()
-    train = [i for i, s in enumerate(frame.split) if s == "train"]
-    val = [i for i, s in enumerate(frame.split) if s == "val"]
+    train = frame[frame.split == "train"]
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
-    x_train = vectorizer.fit_transform([text[i] for i in train])
-    model = LinearSVC().fit(x_train, [leaf[i] for i in train])
-    pred = model.predict(vectorizer.transform([text[i] for i in val]))
-    return float(sum(p == leaf[i] for p, i in zip(pred, val)) / len(val))
+    model = LinearSVC().fit(vectorizer.fit_transform(texts(train)), leaves(train))
+    out = {}
+    for name, rows in (("val", frame[frame.split == "val"]), ("heldout", _heldout(table))):
+        if rows is not None:
+            pred = model.predict(vectorizer.transform(texts(rows)))
+            out[name] = float(sum(p == t for p, t in zip(pred, leaves(rows))) / len(rows))
+    return out
+
+
+def _heldout(table: Path) -> "Any":
+    import pandas as pd
+
+    path = table.with_name("heldout.csv")
+    return pd.read_csv(path, keep_default_na=False) if path.is_file() else None
+
+
+def heldout_leaf(run: Path, table: Path) -> float | None:
+    """The run's leaf (path) accuracy on the held-out val rows, as it serves them."""
+    import torch
+
+    from handlers.cascade import Cascade
+    from training.evaluate import evaluate_frame
+
+    rows = _heldout(table)
+    if rows is None:
+        return None
+    torch.set_num_threads(2)
+    return evaluate_frame(Cascade(run, max_batch=64), rows).scores["path_accuracy"]
 
 
 def _val_groups(cascade: Any, table: Path, limit: int, per_group: int = 192) -> dict[str, list[dict]]:
@@ -213,8 +250,10 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     table = sample(Path(args.data), args.per_class, args.val_per_class, args.seed, out / "sample.csv")
-    results: dict[str, Any] = {"data": args.data, "per_class": args.per_class, "baseline_leaf": baseline(table)}
-    print(f"TF-IDF + LinearSVC val leaf accuracy: {100 * results['baseline_leaf']:.2f}", flush=True)
+    base = baseline(table)
+    results: dict[str, Any] = {"data": args.data, "per_class": args.per_class, "baseline_leaf": base["val"],
+                               "baseline_heldout_leaf": base.get("heldout")}
+    print("TF-IDF + LinearSVC leaf accuracy: " + ", ".join(f"{k} {100 * v:.2f}" for k, v in base.items()), flush=True)
     for number, name in enumerate(names, start=1):
         run = out / name.replace(" ", "_").replace(",", "").replace("+", "-")
         print(f"[{number}/{len(names)}] training {name!r} into {run}", flush=True)
@@ -228,16 +267,19 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = {"val_leaf": val["subtaxonomy"]["accuracy"], "val_taxonomy": val["taxonomy"]["accuracy"],
                          "train_minutes": minutes, "truncation": hierarchy["text"].get("truncation", "head"),
                          "lexical_weight": (hierarchy["taxonomy"].get("lexical") or {}).get("weight", 0.0),
-                         **serving_cost(run, table)}
+                         "heldout_leaf": heldout_leaf(run, table), **serving_cost(run, table)}
         print(json.dumps({name: results[name]}), flush=True)
-    lines = [f"Val on {args.data} ({args.per_class} train rows per subtaxonomy); "
-             f"TF-IDF + LinearSVC leaf {100 * results['baseline_leaf']:.2f}", "",
-             "| variant | truncation | lexical weight (taxonomy) | val taxonomy | val leaf | train min | "
-             "events/s long (head only) | events/s short (head only) |", "|---|---|---|---|---|---|---|---|"]
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{100 * value:.2f}"
+
+    lines = [f"Val on {args.data} ({args.per_class} train rows per subtaxonomy); TF-IDF + LinearSVC leaf "
+             f"{pct(results['baseline_leaf'])} (held-out val rows: {pct(results['baseline_heldout_leaf'])})", "",
+             "| variant | truncation | lexical weight (taxonomy) | val taxonomy | val leaf | held-out leaf | train min | "
+             "events/s long (head only) | events/s short (head only) |", "|---|---|---|---|---|---|---|---|---|"]
     for name in names:
         r = results[name]
-        lines.append(f"| {name} | {r['truncation']} | {r['lexical_weight']} | {100 * r['val_taxonomy']:.2f} | "
-                     f"{100 * r['val_leaf']:.2f} | {r['train_minutes']:.1f} | "
+        lines.append(f"| {name} | {r['truncation']} | {r['lexical_weight']} | {pct(r['val_taxonomy'])} | "
+                     f"{pct(r['val_leaf'])} | {pct(r['heldout_leaf'])} | {r['train_minutes']:.1f} | "
                      f"{r.get('served_long_events_per_s', 0):.1f} ({r.get('head_only_long_events_per_s', 0):.1f}) | "
                      f"{r.get('served_short_events_per_s', 0):.1f} ({r.get('head_only_short_events_per_s', 0):.1f}) |")
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -191,3 +191,25 @@ def torch_allclose(a, b) -> bool:
     import torch
 
     return bool(torch.allclose(a, b, atol=1e-5))
+
+
+def test_the_benchmark_holds_out_the_val_rows_it_does_not_sample(tmp_path: Path) -> None:
+    """Weights are chosen on the sampled val rows; the rest score the runs free of that choice."""
+    import pandas as pd
+
+    from benchmarks.long_text import baseline, sample
+
+    rows = tiny_events(rows_per_class=10)
+    frame = pd.DataFrame(rows).assign(split=["val" if i % 2 else "train" for i in range(len(rows))])
+    frame.to_csv(tmp_path / "all.csv", index=False)
+    table = sample(tmp_path / "all.csv", per_class=3, val_per_class=2, seed=0, out=tmp_path / "sample.csv")
+    picked, held = pd.read_csv(table), pd.read_csv(tmp_path / "heldout.csv")
+    val = frame[frame.split == "val"]
+    assert (held.split == "val").all() and len(picked[picked.split == "val"]) + len(held) == len(val)
+    key = ["title", "description"]
+    assert picked.merge(held, on=key).empty
+    assert set(map(tuple, pd.concat([picked[picked.split == "val"], held])[key].values)) == \
+        set(map(tuple, val[key].values))
+    assert set(baseline(table)) == {"val", "heldout"}
+    sample(tmp_path / "all.csv", per_class=3, val_per_class=None, seed=0, out=table)  # every val row: none held out
+    assert not (tmp_path / "heldout.csv").exists() and set(baseline(table)) == {"val"}
