@@ -96,7 +96,8 @@ def baseline(table: Path) -> dict[str, float]:
     return out
 
 
-def _heldout(table: Path) -> "Any":
+def _heldout(table: Path) -> "pd.DataFrame | None":
+    """The val rows ``sample`` left out, if it left any."""
     import pandas as pd
 
     path = table.with_name("heldout.csv")
@@ -269,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
                          "lexical_weight": (hierarchy["taxonomy"].get("lexical") or {}).get("weight", 0.0),
                          "heldout_leaf": heldout_leaf(run, table), **serving_cost(run, table)}
         print(json.dumps({name: results[name]}), flush=True)
+
     def pct(value: float | None) -> str:
         return "-" if value is None else f"{100 * value:.2f}"
 
