@@ -19,6 +19,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from handlers import routing
 from handlers.answers import LevelAnswer, PathAnswer, level_answer, round_score
 from handlers.batching import autocast, bf16_is_native, padded_chunks
 from handlers.encoded import Encoded, PathScores
@@ -85,6 +86,7 @@ class Cascade:
         self.trunk = self._load(self.hierarchy.trunk.folder, quantize, trunk=True) if self.hierarchy.trunk else None
         self.models: dict[str, Any] = {folder: self._load(folder, quantize) for folder in self.hierarchy.checkpoints()}
         self.paths_weight = self.hierarchy.paths_weight if self.hierarchy.paths is not None else 0.0
+        self._column_taxonomy: torch.Tensor | None = None  # each paths-level column's taxonomy index
         if self.hierarchy.paths is not None:
             self.index_paths(self.hierarchy.paths.labels)
         # Lexical models whose weight is 0 are not loaded: they would cost time and change nothing.
@@ -103,6 +105,7 @@ class Cascade:
         for (t, _), col in self._path_column.items():
             if col >= 0:
                 self._path_taxonomy[col] = t
+        self._column_taxonomy = torch.tensor(self._path_taxonomy, dtype=torch.long)
 
     def _load(self, folder: str, quantize: str | None, trunk: bool = False) -> Any:
         """One checkpoint (or the trunk): torch from safetensors, or the int8 ONNX export."""
@@ -250,38 +253,48 @@ class Cascade:
     def path_scores(self, events: Sequence[Event], ks: Sequence[int],
                     timings: dict[str, float] | None = None) -> PathScores:
         """Every probability the answers are made of: the taxonomy level's, the subtaxonomy
-        levels' of each event's candidate taxonomies, and the paths level's when it is mixed in."""
+        levels' of the taxonomies each answer needs (handlers/routing.py), and the paths
+        level's when it is mixed in."""
         clock = time.perf_counter()
         inputs = self.encode(events)
         tax_probs = self.level_probs(self.hierarchy.taxonomy, inputs)
         paths = self.level_probs(self.hierarchy.paths, inputs) if self.paths_weight > 0 else None
         _add(timings, TAXONOMY_MS, clock)
         clock = time.perf_counter()
-        sub_probs = self.subtaxonomy_passes(inputs, self.candidate_taxonomies(tax_probs, ks, paths))
+        sub_probs = self.routed_passes(inputs, tax_probs, paths, ks)
         _add(timings, SUBTAXONOMY_MS, clock)
         return PathScores(tax_probs, sub_probs, paths)
 
     def candidate_taxonomies(self, tax_probs: torch.Tensor, ks: Sequence[int],
                              paths: torch.Tensor | None = None) -> list[set[int]]:
-        """Per event, the taxonomies whose subtaxonomy model must run.
+        """Per event, the taxonomies whose subtaxonomy model may run (``routing.candidate_taxonomies``)."""
+        return routing.candidate_taxonomies(tax_probs, ks, self._best_path_taxonomy(paths), self.decoding,
+                                            self.beam_width, self.beam_min_prob)
 
-        Always the best one (and the taxonomy of the paths level's best path); with top_k > 1
-        (or joint decoding, its beam) also the next likeliest that reach ``beam_min_prob``,
-        so answers can span taxonomies.
-        """
-        best = tax_probs.argmax(dim=-1).tolist()
-        best_path = paths.argmax(dim=-1).tolist() if paths is not None else None
-        candidates = []
-        for i, k in enumerate(ks):
-            chosen = {best[i]}
-            if best_path is not None:
-                chosen.add(self._path_taxonomy[best_path[i]])
-            width = max(k, self.beam_width) if self.decoding == "joint" else k
-            if width > 1:
-                top = torch.topk(tax_probs[i], min(width, tax_probs.shape[1]))
-                chosen |= {t for p, t in zip(top.values.tolist(), top.indices.tolist()) if p >= self.beam_min_prob}
-            candidates.append(chosen)
-        return candidates
+    def _best_path_taxonomy(self, paths: torch.Tensor | None) -> list[int] | None:
+        return None if paths is None else [self._path_taxonomy[c] for c in paths.argmax(dim=-1).tolist()]
+
+    def routed_passes(self, inputs: Encoded, tax_probs: torch.Tensor, paths: torch.Tensor | None,
+                      ks: Sequence[int]) -> list[dict[int, torch.Tensor]]:
+        """Per event, subtaxonomy probabilities of the candidate taxonomies its answer needs:
+        first the sure ones, then the other candidates whose paths could still score into its
+        top k. The answers are those of running every candidate (see handlers/routing.py)."""
+        candidates = self.candidate_taxonomies(tax_probs, ks, paths)
+        found = self.subtaxonomy_passes(inputs, routing.sure_taxonomies(tax_probs, self._best_path_taxonomy(paths)))
+        weight = self.paths_weight if paths is not None else 0.0
+        bounds = routing.score_bounds(tax_probs, paths, weight, self._column_taxonomy)
+        rest: list[set[int]] = []
+        for i, (chosen, k) in enumerate(zip(candidates, ks)):
+            others = chosen - found[i].keys()
+            if others:
+                ranked = self.ranked_paths(tax_probs[i], found[i], None if paths is None else paths[i])
+                floor = routing.kth_best([score for score, _, _ in ranked], k)
+                others = {t for t in others if float(bounds[i, t]) >= floor}
+            rest.append(others)
+        if any(rest):
+            for i, more in enumerate(self.subtaxonomy_passes(inputs, rest)):
+                found[i].update(more)
+        return [dict(sorted(f.items())) for f in found]
 
     def subtaxonomy_passes(self, inputs: Encoded, candidates: Sequence[set[int]]) -> list[dict[int, torch.Tensor]]:
         """Per event, subtaxonomy probabilities by taxonomy index: one pass per taxonomy model."""
@@ -307,9 +320,7 @@ class Cascade:
         best-scoring path. Either way the prediction does not depend on ``k``.
         """
         h, w = self.hierarchy, self.paths_weight if paths is not None else 0.0
-        ranked = sorted(((self._mix(float(tax_probs[t]) * p, paths, w, t, s), t, s)
-                         for t, probs in sub_probs.items() for s, p in enumerate(probs.tolist())),
-                        key=lambda path: -path[0])
+        ranked = self.ranked_paths(tax_probs, sub_probs, paths)
         if self.decoding == "joint" or w > 0:
             score, t, s = ranked[0]
         else:
@@ -327,6 +338,14 @@ class Cascade:
             "top_k": [{"taxonomy": h.taxonomy.labels[tt], "subtaxonomy": h.subtaxonomies[h.taxonomy.labels[tt]].labels[j],
                        "score": round_score(score)} for score, tt, j in ranked[:k]],
         }
+
+    def ranked_paths(self, tax_probs: torch.Tensor, sub_probs: dict[int, torch.Tensor],
+                     paths: torch.Tensor | None) -> list[tuple[float, int, int]]:
+        """(score, taxonomy index, subtaxonomy index) of every computed path, best first."""
+        w = self.paths_weight if paths is not None else 0.0
+        return sorted(((self._mix(float(tax_probs[t]) * p, paths, w, t, s), t, s)
+                       for t, probs in sub_probs.items() for s, p in enumerate(probs.tolist())),
+                      key=lambda path: -path[0])
 
     def _mix(self, product: float, paths: torch.Tensor | None, w: float, t: int, s: int) -> float:
         if paths is None or w == 0:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
+from handlers import routing
 from handlers.cascade import Cascade
 from handlers.hierarchy import Hierarchy
+from tests.tiny import VOCAB
 
 EVENTS = [
     {"title": "saxophone trio", "description": "swing and bebop with friends"},
@@ -18,6 +22,11 @@ EVENTS = [
     {"title": "bike peloton", "description": "road pedal"},
     {"description": "guitar riff band amplifier in the city evening with friends and tickets"},
 ]
+
+# Words of two subtaxonomies at once: events the models are unsure about, so routing has to think.
+WORDS = [words for subs in VOCAB.values() for words in subs.values()]
+MIXED = [{"title": f"{a[0]} {b[0]}", "description": f"{a[1]} {b[1]} {a[2]} {b[2]}"}
+         for a, b in itertools.permutations(WORDS, 2)]
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +106,53 @@ def test_joint_decoding_predicts_the_best_path_product(tiny_run: Path) -> None:
         assert a["path_score"] >= g["path_score"] - 1e-6
     with pytest.raises(ValueError, match="decoding"):
         Cascade(tiny_run, decoding="beam")
+
+
+def every_candidate_answers(cascade: Cascade, events: list[dict], k: int) -> tuple[list[dict], int]:
+    """The answers with every candidate taxonomy's subtaxonomy model run, and how many ran."""
+    inputs = cascade.encode(events)
+    tax = cascade.level_probs(cascade.hierarchy.taxonomy, inputs)
+    paths = cascade.level_probs(cascade.hierarchy.paths, inputs) if cascade.paths_weight > 0 else None
+    candidates = cascade.candidate_taxonomies(tax, [k] * len(events), paths)
+    subs = cascade.subtaxonomy_passes(inputs, candidates)
+    answers = [cascade.path_answer(tax[i], subs[i], None if paths is None else paths[i], k) for i in range(len(events))]
+    return answers, sum(map(len, candidates))
+
+
+def assert_routing_is_exact(cascade: Cascade, events: list[dict]) -> tuple[int, int]:
+    """Routed answers equal those of running every candidate; returns (routed, every) model runs."""
+    routed = every = 0
+    for k in (1, 2, 5):
+        expected, ran = every_candidate_answers(cascade, events, k)
+        every += ran
+        scores = cascade.path_scores(events, [k] * len(events))
+        routed += sum(len(subs) for subs in scores.subtaxonomy)
+        for got, want in zip(cascade.predict(events, top_k=k), expected):
+            assert got["path"] == want["path"]
+            assert got["path_score"] == pytest.approx(want["path_score"], abs=1e-5)
+            assert [(p["taxonomy"], p["subtaxonomy"]) for p in got["top_k"]] == \
+                [(p["taxonomy"], p["subtaxonomy"]) for p in want["top_k"]]
+            assert [p["score"] for p in got["top_k"]] == pytest.approx([p["score"] for p in want["top_k"]], abs=1e-5)
+    return routed, every
+
+
+def test_routing_skips_taxonomies_whose_paths_cannot_enter_the_answer(tiny_run: Path) -> None:
+    for decoding in ("greedy", "joint"):
+        cascade = Cascade(tiny_run, decoding=decoding, beam_min_prob=0.0, precision="fp32")
+        routed, every = assert_routing_is_exact(cascade, EVENTS + MIXED)
+        assert routed < every, decoding
+
+
+def test_a_taxonomys_bound_is_the_best_score_its_paths_could_reach() -> None:
+    generator = torch.Generator().manual_seed(0)
+    column_taxonomy = torch.tensor([0, 0, 1, 1, 1, 2, 3, 3, 3])  # taxonomy 4 has no path among the columns
+    tax = torch.softmax(torch.randn(6, 5, generator=generator), dim=-1)
+    paths = torch.softmax(torch.randn(6, 9, generator=generator), dim=-1)
+    for weight in (0.0, 0.3, 1.0):
+        bounds = routing.score_bounds(tax, paths, weight, column_taxonomy)
+        for i in range(6):
+            for t in range(5):
+                best = max((float(paths[i, c]) for c in range(9) if column_taxonomy[c] == t), default=0.0)
+                # reached by a path of t whose subtaxonomy probability is 1 and whose column is t's best
+                assert float(bounds[i, t]) == pytest.approx((1 - weight) * float(tax[i, t]) + weight * best)
+    assert routing.kth_best([0.2, 0.5, 0.1], 2) == 0.2 and routing.kth_best([0.2], 2) == float("-inf")

@@ -233,3 +233,12 @@ def test_a_paths_level_needs_a_checkpoint_unless_tfidf_reads_it_alone() -> None:
 def test_a_served_tfidf_paths_level_answers_as_the_cascade(paths_run: Path, events_csv: Path, server,
                                                            tmp_path: Path) -> None:
     assert_served_as_the_cascade(lexical_paths_run(paths_run, events_csv, tmp_path / "run"), "tfidfpaths", server)
+
+
+def test_routing_bounds_a_taxonomys_paths_with_the_paths_level(paths_run: Path) -> None:
+    from tests.test_cascade import MIXED, assert_routing_is_exact
+
+    cascade = Cascade(paths_run, beam_min_prob=0.0, precision="fp32")
+    assert cascade.paths_weight > 0
+    routed, every = assert_routing_is_exact(cascade, EVENTS + MIXED)
+    assert routed < every
