@@ -156,20 +156,36 @@ def _rates(cascade: Any, groups: dict[str, list[dict]]) -> dict[str, float]:
 
 def serving_cost(run: Path, table: Path) -> dict[str, float]:
     """Events/s in-process for val texts over and under max_length tokens: as the run serves
-    them, and with head truncation and no lexical model (the same checkpoints read as before
-    those choices existed), so the difference is the cost of reading long text whole."""
+    them; read as before long text was read whole (``_as_before``: the same checkpoints, head
+    truncation, no lexical model, no paths level); and, on a shared-trunk run, read so by
+    whole checkpoints (``export_whole_run``: the cascade's structure when long text was first
+    measured, a full pass per level)."""
+    import tempfile
+
     import torch
 
     from handlers.cascade import Cascade
+    from handlers.trunk import export_whole_run
 
     torch.set_num_threads(2)
     cascade = Cascade(run, max_batch=32)
     groups = _val_groups(cascade, table, cascade.hierarchy.text.max_length)
     out = {f"served_{g}_events_per_s": r for g, r in _rates(cascade, groups).items()}
-    text = dataclasses.replace(cascade.hierarchy.text, truncation="head")
-    cascade.hierarchy, cascade.lexical = dataclasses.replace(cascade.hierarchy, text=text), {}
+    _as_before(cascade)
     out.update({f"head_only_{g}_events_per_s": r for g, r in _rates(cascade, groups).items()})
+    if cascade.hierarchy.trunk is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            whole = Cascade(export_whole_run(run, Path(tmp) / "whole"), max_batch=32)
+            _as_before(whole)
+            out.update({f"whole_head_only_{g}_events_per_s": r for g, r in _rates(whole, groups).items()})
     return out
+
+
+def _as_before(cascade: Any) -> None:
+    """Make ``cascade`` read the first max_length tokens with its transformers alone."""
+    text = dataclasses.replace(cascade.hierarchy.text, truncation="head")
+    cascade.hierarchy = dataclasses.replace(cascade.hierarchy, text=text, paths=None, paths_weight=0.0)
+    cascade.lexical, cascade.paths_weight = {}, 0.0
 
 
 # How a run can read its texts, for the cost table: (truncation, max_length, max_windows, lexical).
@@ -277,17 +293,24 @@ def main(argv: list[str] | None = None) -> int:
     lines = [f"Val on {args.data} ({args.per_class} train rows per subtaxonomy); TF-IDF + LinearSVC leaf "
              f"{pct(results['baseline_leaf'])} (held-out val rows: {pct(results['baseline_heldout_leaf'])})", "",
              "| variant | truncation | lexical weight (taxonomy) | val taxonomy | val leaf | held-out leaf | train min | "
-             "events/s long (head only) | events/s short (head only) |", "|---|---|---|---|---|---|---|---|---|"]
+             "events/s long (head only; whole checkpoints) | events/s short (head only; whole checkpoints) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name in names:
         r = results[name]
         lines.append(f"| {name} | {r['truncation']} | {r['lexical_weight']} | {pct(r['val_taxonomy'])} | "
                      f"{pct(r['val_leaf'])} | {pct(r['heldout_leaf'])} | {r['train_minutes']:.1f} | "
-                     f"{r.get('served_long_events_per_s', 0):.1f} ({r.get('head_only_long_events_per_s', 0):.1f}) | "
-                     f"{r.get('served_short_events_per_s', 0):.1f} ({r.get('head_only_short_events_per_s', 0):.1f}) |")
+                     f"{_rates_cell(r, 'long')} | {_rates_cell(r, 'short')} |")
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
+
+
+def _rates_cell(result: dict[str, Any], group: str) -> str:
+    """Served events/s, then in brackets the head-only readings (``serving_cost``)."""
+    before = [f"{result[key]:.1f}" for key in (f"head_only_{group}_events_per_s", f"whole_head_only_{group}_events_per_s")
+              if key in result]
+    return f"{result.get(f'served_{group}_events_per_s', 0):.1f} ({'; '.join(before)})"
 
 
 if __name__ == "__main__":

@@ -213,3 +213,17 @@ def test_the_benchmark_holds_out_the_val_rows_it_does_not_sample(tmp_path: Path)
     assert set(baseline(table)) == {"val", "heldout"}
     sample(tmp_path / "all.csv", per_class=3, val_per_class=None, seed=0, out=table)  # every val row: none held out
     assert not (tmp_path / "heldout.csv").exists() and set(baseline(table)) == {"val"}
+
+
+def test_the_serving_cost_reads_the_run_as_served_as_before_and_by_whole_checkpoints(tiny_run: Path,
+                                                                                      tmp_path: Path) -> None:
+    import pandas as pd
+
+    from benchmarks.long_text import serving_cost
+
+    rows = tiny_events(rows_per_class=4)
+    pd.DataFrame(rows).assign(split="val").to_csv(tmp_path / "val.csv", index=False)
+    costs = serving_cost(tiny_run, tmp_path / "val.csv")  # tiny events are all under max_length: no long group
+    assert set(costs) == {"served_short_events_per_s", "head_only_short_events_per_s",
+                          "whole_head_only_short_events_per_s"}
+    assert all(rate > 0 for rate in costs.values())
