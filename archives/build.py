@@ -39,9 +39,9 @@ from handlers.settings import LAYOUTS, HandlerSettings, SettingsError
 ROOT = Path(__file__).resolve().parent.parent
 
 HANDLER = ROOT / "handlers" / "event_handler.py"
-# The modules the handler imports; they travel as the package ``handlers`` in the archive.
-PACKAGE_MODULES = ("__init__.py", "answers.py", "batching.py", "cascade.py", "encoded.py", "hierarchy.py", "lexical.py",
-                   "onnx_int8.py", "parsing.py", "run_dir.py", "settings.py", "text.py", "trunk.py")
+# Every module of handlers/ travels as the package ``handlers`` in the archive (the handler
+# itself goes at the top): a list kept by hand once left out a module the cascade imports.
+PACKAGE_MODULES = tuple(sorted(p.name for p in HANDLER.parent.glob("*.py") if p != HANDLER))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

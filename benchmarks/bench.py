@@ -123,7 +123,10 @@ class Served:
         code, body = self.server.call("management", "POST",
                                       f"/models?url={self.archive}&synchronous=true&initial_workers=1", timeout=600)
         if code != 200:
-            raise RuntimeError(f"register failed: {code} {body}")
+            log = self.server.serve_dir / "logs" / "model_log.log"
+            tail = log.read_text(errors="replace")[-3000:] if log.is_file() else "(no model_log.log)"
+            tsctl.stop(self.server)  # a failed registration must not leave the server running
+            raise RuntimeError(f"register failed: {code} {body}\nlast of {log}:\n{tail}")
         code, body = self.server.call("management", "GET", f"/models/{self.name}")
         self.model = json.loads(body)[0]
         return self

@@ -54,6 +54,20 @@ def test_archive_holds_everything_once(model_store: Path) -> None:
         assert "trunk/model.safetensors" in mar.namelist() and single["trunk"] == hierarchy["trunk"]
 
 
+def test_an_extracted_archive_imports_its_handler_with_nothing_of_the_repository(model_store: Path,
+                                                                                 tmp_path: Path) -> None:
+    """A worker elsewhere (KServe, another host) has only the archive: every module the handler
+    imports, transitively, must be in it."""
+    with zipfile.ZipFile(model_store / "events.mar") as mar:
+        mar.extractall(tmp_path / "model")
+    code = ("import sys; sys.path[:] = ['.'] + [p for p in sys.path if p and p.rstrip('/') != %r]; "
+            "import event_handler, handlers.cascade; "
+            "assert handlers.cascade.__file__.startswith(%r), handlers.cascade.__file__" % (str(ROOT), str(tmp_path)))
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path / "model", capture_output=True, text=True,
+                            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 def test_broken_run_is_refused_before_building(tiny_run: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
