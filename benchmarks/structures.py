@@ -8,6 +8,8 @@ run's decoding), which may visit more taxonomies:
   trunk  the run as trained: the shared trunk once per event, each level's top layers;
   whole  the same run exported with one whole checkpoint per level (what --top-layers all
          stores): a full pass per level and per extra taxonomy visited;
+  trunk, every candidate
+         the trunk run with routing off (handlers/routing.py): what routing saves;
   flat   one single-level classifier (the taxonomy model exported whole): one full pass per
          event, the floor of any two-level method.
 Also each at bf16 autocast when the CPU has native bf16. Prints a markdown table with each
@@ -39,6 +41,9 @@ def _rate(cascade: Any, events: list[dict], batch: int, top_k: int, max_seconds:
     return done / (time.perf_counter() - started)
 
 
+EVERY = "trunk, every candidate"  # the trunk run without routing: every candidate taxonomy's model runs
+
+
 def compare_structures(run: Path, events: list[dict], batch_sizes: list[int], threads: int,
                        max_seconds: float = 20.0, top_k: int | None = None) -> list[dict[str, Any]]:
     """events/s per structure, decoding, precision and batch size (see the module docstring)."""
@@ -64,9 +69,12 @@ def compare_structures(run: Path, events: list[dict], batch_sizes: list[int], th
         setups = [("flat", flat, ("greedy", 1))]
         setups += [(name, source, mode) for mode in dict.fromkeys([("greedy", 1), default])
                    for name, source in (("whole", whole), ("trunk", run))]
+        if default[1] > 1 or default[0] == "joint":  # routing matters only where other taxonomies are candidates
+            setups.append((EVERY, run, default))
         for precision in precisions:
             for name, source, (decoding, k) in setups:
-                cascade = Cascade(source, max_batch=max(batch_sizes), decoding=decoding, precision=precision)
+                cascade = Cascade(source, max_batch=max(batch_sizes), decoding=decoding, precision=precision,
+                                  routing=name != EVERY)
                 for batch in batch_sizes:
                     rate = _rate(cascade, events, batch, k, max_seconds)
                     mode = "-" if name == "flat" else f"{decoding}, top_k {k}"

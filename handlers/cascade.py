@@ -52,6 +52,9 @@ class Cascade:
     faster on CPUs with native bf16 (avx512_bf16, AMX), slower on others; ``"auto"`` picks
     bf16 on such a CPU and fp32 elsewhere (and on GPUs), as a default archive serves, so
     offline scores match served answers on the same machine. ``self.precision`` says which ran.
+
+    ``routing=False`` runs every candidate taxonomy's subtaxonomy model instead of only those
+    an answer can need (handlers/routing.py): the same answers, more passes; for benchmarks.
     """
 
     def __init__(
@@ -64,6 +67,7 @@ class Cascade:
         beam_width: int = 3,
         quantize: str | None = None,
         precision: str = "auto",
+        routing: bool = True,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.hierarchy: Hierarchy = check_run_dir(self.run_dir)
@@ -74,6 +78,7 @@ class Cascade:
         if self.decoding not in ("greedy", "joint"):
             raise ValueError(f"decoding must be 'greedy' or 'joint', not {self.decoding!r}")
         self.beam_width = max(1, int(beam_width))
+        self.routing = routing
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.run_dir / TOKENIZER_DIR))
         self.pad_id = self.tokenizer.pad_token_id or 0
         if quantize not in (None, "", "int8"):
@@ -280,6 +285,8 @@ class Cascade:
         first the sure ones, then the other candidates whose paths could still score into its
         top k. The answers are those of running every candidate (see handlers/routing.py)."""
         candidates = self.candidate_taxonomies(tax_probs, ks, paths)
+        if not self.routing:
+            return [dict(sorted(f.items())) for f in self.subtaxonomy_passes(inputs, candidates)]
         found = self.subtaxonomy_passes(inputs, routing.sure_taxonomies(tax_probs, self._best_path_taxonomy(paths)))
         weight = self.paths_weight if paths is not None else 0.0
         bounds = routing.score_bounds(tax_probs, paths, weight, self._column_taxonomy)
