@@ -113,10 +113,10 @@ def assert_routing_is_exact(cascade: Cascade, events: list[dict]) -> tuple[int, 
     runs = {True: 0, False: 0}
     answers = {}
     for k in (1, 2, 5):
-        for routing in (False, True):
-            cascade.routing = routing
-            runs[routing] += sum(len(subs) for subs in cascade.path_scores(events, [k] * len(events)).subtaxonomy)
-            answers[routing] = cascade.predict(events, top_k=k)
+        for routed in (False, True):
+            cascade.routing = routed
+            runs[routed] += sum(len(subs) for subs in cascade.path_scores(events, [k] * len(events)).subtaxonomy)
+            answers[routed] = cascade.predict(events, top_k=k)
         for got, want in zip(answers[True], answers[False]):
             assert got["path"] == want["path"]
             assert got["path_score"] == pytest.approx(want["path_score"], abs=1e-5)
