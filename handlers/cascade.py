@@ -284,20 +284,22 @@ class Cascade:
         """Per event, subtaxonomy probabilities of the candidate taxonomies its answer needs:
         first the sure ones, then the other candidates whose paths could still score into its
         top k. The answers are those of running every candidate (see handlers/routing.py)."""
-        candidates = self.candidate_taxonomies(tax_probs, ks, paths)
+        best_path = self._best_path_taxonomy(paths)
+        candidates = routing.candidate_taxonomies(tax_probs, ks, best_path, self.decoding, self.beam_width,
+                                                  self.beam_min_prob)
         if not self.routing:
             return [dict(sorted(f.items())) for f in self.subtaxonomy_passes(inputs, candidates)]
-        found = self.subtaxonomy_passes(inputs, routing.sure_taxonomies(tax_probs, self._best_path_taxonomy(paths)))
+        found = self.subtaxonomy_passes(inputs, routing.sure_taxonomies(tax_probs, best_path))
+        rest: list[set[int]] = [chosen - got.keys() for chosen, got in zip(candidates, found)]
+        if not any(rest):
+            return [dict(sorted(f.items())) for f in found]
         weight = self.paths_weight if paths is not None else 0.0
         bounds = routing.score_bounds(tax_probs, paths, weight, self._column_taxonomy)
-        rest: list[set[int]] = []
-        for i, (chosen, k) in enumerate(zip(candidates, ks)):
-            others = chosen - found[i].keys()
-            if others:
+        for i, k in enumerate(ks):
+            if rest[i]:
                 ranked = self.ranked_paths(tax_probs[i], found[i], None if paths is None else paths[i])
                 floor = routing.kth_best([score for score, _, _ in ranked], k)
-                others = {t for t in others if float(bounds[i, t]) >= floor}
-            rest.append(others)
+                rest[i] = {t for t in rest[i] if float(bounds[i, t]) >= floor}
         if any(rest):
             for i, more in enumerate(self.subtaxonomy_passes(inputs, rest)):
                 found[i].update(more)

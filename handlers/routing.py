@@ -26,17 +26,12 @@ def candidate_taxonomies(tax_probs: torch.Tensor, ks: Sequence[int], best_path_t
     (or joint decoding, its beam) also the next likeliest that reach ``beam_min_prob``, so
     answers can span taxonomies.
     """
-    best = tax_probs.argmax(dim=-1).tolist()
-    candidates = []
-    for i, k in enumerate(ks):
-        chosen = {best[i]}
-        if best_path_taxonomy is not None:
-            chosen.add(best_path_taxonomy[i])
+    candidates = sure_taxonomies(tax_probs, best_path_taxonomy)
+    for i, (chosen, k) in enumerate(zip(candidates, ks)):
         width = max(k, beam_width) if decoding == "joint" else k
         if width > 1:
             top = torch.topk(tax_probs[i], min(width, tax_probs.shape[1]))
             chosen |= {t for p, t in zip(top.values.tolist(), top.indices.tolist()) if p >= beam_min_prob}
-        candidates.append(chosen)
     return candidates
 
 
