@@ -143,7 +143,8 @@ def per_level_hierarchies(name: str, hierarchy: Hierarchy) -> list[tuple[str, Hi
             levels.append((f"{name}-{level.checkpoint.split('/')[-1]}", f"subtaxonomy of {tax}", level))
     return [
         (arch, Hierarchy(text=hierarchy.text, taxonomy=level, subtaxonomies={},
-                         base_model=hierarchy.base_model, name=label, trunk=hierarchy.trunk))
+                         base_model=hierarchy.base_model, name=label, trunk=hierarchy.trunk,
+                         lexical_features=hierarchy.lexical_features if level.lexical else None))
         for arch, label, level in levels
     ]
 

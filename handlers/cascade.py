@@ -24,7 +24,7 @@ from handlers.answers import LevelAnswer, PathAnswer, level_answer, round_score
 from handlers.batching import autocast, bf16_is_native, padded_chunks
 from handlers.encoded import Encoded, PathScores
 from handlers.hierarchy import ONNX_FILE, TOKENIZER_DIR, Hierarchy, Level, path_label
-from handlers.lexical import LexicalModel
+from handlers.lexical import LexicalFeatures, LexicalModel
 from handlers.onnx_int8 import OnnxGraph
 from handlers.run_dir import check_run_dir
 from handlers.trunk import TopClassifier, TrunkEncoder
@@ -94,9 +94,11 @@ class Cascade:
         self._column_taxonomy: torch.Tensor | None = None  # each paths-level column's taxonomy index
         if self.hierarchy.paths is not None:
             self.index_paths(self.hierarchy.paths.labels)
+        features = self.hierarchy.lexical_features
+        self.lexical_features = LexicalFeatures.load(self.run_dir / features) if features else None
         # Lexical models whose weight is 0 are not loaded: they would cost time and change nothing.
         levels = self.hierarchy.levels() + ([self.hierarchy.paths] if self.hierarchy.paths is not None else [])
-        self.lexical = {level.lexical: LexicalModel.load(self.run_dir / level.lexical)
+        self.lexical = {level.lexical: LexicalModel.load(self.run_dir / level.lexical, self.lexical_features)
                         for level in levels if level.lexical and level.lexical_weight > 0}
 
     def index_paths(self, labels: Sequence[str]) -> None:
@@ -136,14 +138,18 @@ class Cascade:
         return fmt.window_counts(self.tokenizer, [fmt.format(event) for event in events])
 
     def encode(self, events: Sequence[Event]) -> Encoded:
-        """Texts, token id windows (one per event unless the text format reads windows) and,
-        on a shared trunk, the trunk's hidden states of every window."""
+        """Texts, token id windows (one per event unless the text format reads windows), on a
+        shared trunk the trunk's hidden states of every window, and the run's TF-IDF features
+        when a lexical model reads them."""
         fmt = self.hierarchy.text
         texts = [fmt.format(event) for event in events]
         windows = fmt.token_windows(self.tokenizer, texts)
         ids = [w for per_event in windows for w in per_event]
         owner = [i for i, per_event in enumerate(windows) for _ in per_event]
-        return Encoded(ids, texts, self._trunk_states(ids) if self.trunk is not None else None, owner)
+        features = self.lexical_features
+        lexical = features.transform(texts) if features is not None and any(
+            model.features is features for model in self.lexical.values()) else None
+        return Encoded(ids, texts, self._trunk_states(ids) if self.trunk is not None else None, owner, lexical)
 
     @torch.inference_mode()
     def _trunk_states(self, ids: Sequence[Sequence[int]]) -> list[torch.Tensor]:
@@ -165,10 +171,15 @@ class Cascade:
         (at weight 1 the lexical model's alone: no model pass)."""
         if level.lexical not in self.lexical:
             return self._model_probs(level, inputs)
-        lexical = torch.from_numpy(self.lexical[level.lexical].predict_proba(inputs.texts))
+        lexical = torch.from_numpy(self.lexical_probs(self.lexical[level.lexical], inputs))
         if level.lexical_weight >= 1.0:
             return lexical
         return (1 - level.lexical_weight) * self._model_probs(level, inputs) + level.lexical_weight * lexical
+
+    def lexical_probs(self, model: LexicalModel, inputs: Encoded) -> Any:
+        """A lexical model's probabilities, from the batch's features when it reads the run's."""
+        shared = inputs.lexical is not None and model.features is self.lexical_features
+        return model.predict_proba(inputs.texts, inputs.lexical if shared else None)
 
     @torch.inference_mode()
     def _model_probs(self, level: Level, inputs: Encoded) -> torch.Tensor:

@@ -3,7 +3,7 @@ the probabilities a batch's answers are made of. No TorchServe import here."""
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import torch
 
@@ -22,12 +22,14 @@ class PathScores(NamedTuple):
 class Encoded(NamedTuple):
     """Events as the models read them: token id windows for the transformers (one per event
     unless the text format reads windows; ``owner`` says whose each is), texts for TF-IDF,
-    and on a shared trunk its hidden states per window (computed once, read by every level)."""
+    on a shared trunk its hidden states per window, and the run's TF-IDF features per event
+    (each computed once, read by every level)."""
 
     ids: list[list[int]]
     texts: list[str]
     states: list[torch.Tensor] | None = None
     owner: list[int] | None = None
+    lexical: Any = None  # a scipy sparse matrix, one row per event
 
     def take(self, rows: Sequence[int]) -> "Encoded":
         """The events ``rows`` (in that order) with their windows."""
@@ -38,4 +40,4 @@ class Encoded(NamedTuple):
         picked = [(new, w) for new, event in enumerate(rows) for w in windows[event]]
         states = None if self.states is None else [self.states[w] for _, w in picked]
         return Encoded([self.ids[w] for _, w in picked], [self.texts[i] for i in rows], states,
-                       [new for new, _ in picked])
+                       [new for new, _ in picked], None if self.lexical is None else self.lexical[list(rows)])

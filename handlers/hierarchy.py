@@ -15,8 +15,8 @@ from typing import Any, Mapping
 from handlers.text import DEFAULT_MAX_WINDOWS, TextFormat
 
 # 2 added the shared trunk; a version-1 run (one whole checkpoint per level) still loads.
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3  # 3: lexical models read the run's shared features (lexical_features)
+READABLE_VERSIONS = (1, 2, 3)
 HIERARCHY_FILE = "hierarchy.json"
 TOKENIZER_DIR = "tokenizer"
 WEIGHTS_FILE = "model.safetensors"  # a stock checkpoint's weights (and the trunk's)
@@ -133,9 +133,13 @@ class Hierarchy:
     # ``lexical_weight`` (at 1 alone: no head, no pass).
     paths: Level | None = None
     paths_weight: float = 0.0
+    # The TF-IDF features every level's lexical model reads (handlers/lexical.py), stored once.
+    lexical_features: str | None = None
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
+        if self.lexical_features is not None:
+            check_checkpoint_path(self.lexical_features)
         if self.paths is None:
             return
         if not 0.0 <= self.paths_weight <= 1.0:
@@ -154,9 +158,10 @@ class Hierarchy:
         return [self.taxonomy, *self.subtaxonomies.values()]
 
     def lexical_folders(self) -> list[str]:
-        """Every lexical model's folder (the paths level's too), each once."""
+        """The lexical features' folder, then every lexical model's (the paths level's too), each once."""
         levels = self.levels() + ([self.paths] if self.paths is not None else [])
-        return list(dict.fromkeys(lvl.lexical for lvl in levels if lvl.lexical is not None))
+        folders = [self.lexical_features] + [lvl.lexical for lvl in levels]
+        return list(dict.fromkeys(f for f in folders if f is not None))
 
     def checkpoints(self) -> list[str]:
         """Every checkpoint folder, taxonomy first, each once."""
@@ -176,6 +181,7 @@ class Hierarchy:
             "subtaxonomies": {tax: lvl.to_json() for tax, lvl in self.subtaxonomies.items()},
             "trunk": asdict(self.trunk) if self.trunk else None,
             **({"paths": {**self.paths.to_json(), "weight": self.paths_weight}} if self.paths else {}),
+            **({"lexical_features": self.lexical_features} if self.lexical_features else {}),
         }
 
     @classmethod
@@ -204,6 +210,7 @@ class Hierarchy:
                 trunk=Trunk(str(trunk["folder"]), int(trunk["layers"])) if trunk else None,
                 paths=Level.from_json(data["paths"]) if data.get("paths") else None,
                 paths_weight=float((data.get("paths") or {}).get("weight", 0.0)),
+                lexical_features=str(data["lexical_features"]) if data.get("lexical_features") else None,
                 schema_version=SCHEMA_VERSION,
             )
         except HierarchyError:

@@ -28,16 +28,29 @@ def check_run_dir(run_dir: str | Path) -> Hierarchy:
     levels = [(hierarchy.name if hierarchy.single_level else "taxonomy", hierarchy.taxonomy)]
     levels += list(hierarchy.subtaxonomies.items())
     levels += [("paths", hierarchy.paths)] if hierarchy.paths is not None else []
+    features = _check_lexical_features(run_dir, hierarchy.lexical_features)
     for name, level in levels:
         if level.checkpoint is not None:
             _check_checkpoint(run_dir, name, level, hierarchy.trunk)
         if level.lexical is not None:
             from handlers.lexical import check_lexical
 
-            problem = check_lexical(_inside(run_dir, level.lexical, name), level.labels)
+            problem = check_lexical(_inside(run_dir, level.lexical, name), level.labels, features)
             if problem:
                 raise HierarchyError(f"lexical model for {name!r}: {problem}")
     return hierarchy
+
+
+def _check_lexical_features(run_dir: Path, folder: str | None) -> int | None:
+    """The run's lexical feature count (None: it has none), or why its features cannot be read."""
+    if folder is None:
+        return None
+    from handlers.lexical import check_features
+
+    problem, size = check_features(_inside(run_dir, folder, "lexical features"))
+    if problem:
+        raise HierarchyError(f"the lexical features: {problem}")
+    return size
 
 
 def _inside(run_dir: Path, relative: str, name: str) -> Path:

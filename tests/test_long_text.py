@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from handlers.hierarchy import Hierarchy, HierarchyError
+from handlers.hierarchy import Hierarchy, HierarchyError, Level
 from handlers.run_dir import check_run_dir
 from handlers.text import TextFormat, TextFormatError
-from handlers.lexical import LEXICAL_WEIGHTS, LexicalModel
-from tests.tiny import tiny_events
+from handlers.lexical import FAMILIES, LEXICAL_JSON, LEXICAL_WEIGHTS, LexicalFeatures, LexicalModel, check_lexical
+from tests.tiny import add_lexical, tiny_events
 
 
 @pytest.fixture(scope="module")
@@ -46,21 +46,58 @@ def test_an_unknown_truncation_is_refused() -> None:
         TextFormat(truncation="middle")
 
 
+def fitted(texts: list[str], labels: list[str], order: tuple[str, ...], families=FAMILIES) -> LexicalModel:
+    features = LexicalFeatures.fit(texts, families)
+    return LexicalModel.fit(features, features.transform(texts), labels, order)
+
+
+def tiny_texts(**kwargs) -> tuple[list[str], list[str]]:
+    rows = tiny_events(rows_per_class=10, **kwargs)
+    return [f"{r['title']}. {r['description']}" for r in rows], [r["taxonomy"] for r in rows]
+
+
 def test_a_stored_lexical_model_predicts_what_it_predicted_when_fitted(tmp_path: Path) -> None:
-    rows = tiny_events(rows_per_class=10)
-    texts = [f"{r['title']}. {r['description']}" for r in rows]
-    labels = [r["taxonomy"] for r in rows]
+    texts, labels = tiny_texts()
     order = ("music", "nightlife", "sports", "unseen")
-    model = LexicalModel.fit(texts, labels, order)
+    model = fitted(texts, labels, order)
+    model.features.save(tmp_path / "features")
     model.save(tmp_path / "lex")
-    loaded = LexicalModel.load(tmp_path / "lex")
+    loaded = LexicalModel.load(tmp_path / "lex", LexicalFeatures.load(tmp_path / "features"))
     probe = ["saxophone swing trio", "peloton road bike", "words it never saw"]
     assert np.allclose(model.predict_proba(probe), loaded.predict_proba(probe), atol=1e-6)
     probs = loaded.predict_proba(probe)
     assert probs.shape == (3, 4) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     assert [order[i] for i in probs[:2].argmax(axis=1)] == ["music", "sports"]
     assert probs[:, 3].max() < 1e-6  # a label with no training rows is never chosen
-    assert not list((tmp_path / "lex").glob("*.pkl")) and not list((tmp_path / "lex").glob("*.pickle"))
+    assert not list(tmp_path.glob("*/*.pkl")) and not list(tmp_path.glob("*/*.pickle"))
+    with pytest.raises(ValueError, match="needs the run's lexical features"):
+        LexicalModel.load(tmp_path / "lex", None)
+
+
+def test_character_grams_read_a_word_form_the_training_texts_never_had() -> None:
+    texts, labels = tiny_texts()
+    order = ("music", "nightlife", "sports")
+    probe = ["saxophonists", "marathoners"]  # neither word occurs in training; their stems do
+    words_alone = fitted(texts, labels, order, families=FAMILIES[:1]).predict_proba(probe)
+    both = fitted(texts, labels, order).predict_proba(probe)
+    assert np.allclose(words_alone[0], words_alone[1], atol=1e-6)  # nothing to tell them apart
+    assert [order[i] for i in both.argmax(axis=1)] == ["music", "sports"]
+
+
+def test_a_lexical_model_with_its_own_word_vectorizer_still_loads(tmp_path: Path) -> None:
+    """A level stored with a vectorizer of its own (no shared features) reads as it did."""
+    from safetensors.numpy import save_file
+
+    texts, labels = tiny_texts()
+    model = fitted(texts, labels, ("music", "nightlife", "sports"), families=FAMILIES[:1])
+    vectorizer = model.features.vectorizers[0]
+    (tmp_path / LEXICAL_JSON).write_text(json.dumps({
+        "vectorizer": FAMILIES[0], "labels": list(model.labels),
+        "vocabulary": {t: int(i) for t, i in vectorizer.vocabulary_.items()}}))
+    save_file({"idf": vectorizer.idf_, "coef": model.coef, "intercept": model.intercept}, str(tmp_path / LEXICAL_WEIGHTS))
+    assert check_lexical(tmp_path, model.labels, None) is None
+    probe = ["saxophone swing trio", "peloton road bike"]
+    assert np.allclose(LexicalModel.load(tmp_path, None).predict_proba(probe), model.predict_proba(probe), atol=1e-6)
 
 
 def with_lexical(tiny_run: Path, dest: Path, weight: float) -> Path:
@@ -68,9 +105,8 @@ def with_lexical(tiny_run: Path, dest: Path, weight: float) -> Path:
     shutil.copytree(tiny_run, dest)
     hierarchy = Hierarchy.load(dest)
     rows = tiny_events(rows_per_class=10, seed=3)
-    model = LexicalModel.fit([hierarchy.text.format(r) for r in rows], [r["taxonomy"] for r in rows],
-                             hierarchy.taxonomy.labels)
-    model.save(dest / "lexical" / "taxonomy")
+    hierarchy = add_lexical(dest, hierarchy, "lexical/taxonomy", [hierarchy.text.format(r) for r in rows],
+                            [r["taxonomy"] for r in rows], hierarchy.taxonomy.labels)
     level = dataclasses.replace(hierarchy.taxonomy, lexical="lexical/taxonomy", lexical_weight=weight)
     dataclasses.replace(hierarchy, taxonomy=level).save(dest)
     return dest
@@ -86,9 +122,13 @@ def test_the_cascade_mixes_the_lexical_probabilities_with_the_stored_weight(tiny
     mixed, plain = Cascade(run), Cascade(tiny_run)
     level = mixed.hierarchy.taxonomy
     inputs = mixed.encode(events)
-    lexical = LexicalModel.load(run / "lexical" / "taxonomy").predict_proba(inputs.texts)
+    assert inputs.lexical is not None and inputs.lexical.shape[0] == 2  # the features, read once for every level
+    features = LexicalFeatures.load(run / mixed.hierarchy.lexical_features)
+    lexical = LexicalModel.load(run / "lexical" / "taxonomy", features).predict_proba(inputs.texts)
     expected = 0.75 * plain.level_probs(plain.hierarchy.taxonomy, plain.encode(events)).numpy() + 0.25 * lexical
     assert np.allclose(mixed.level_probs(level, inputs).numpy(), expected, atol=1e-5)
+    picked = inputs.take([1])
+    assert np.allclose(mixed.level_probs(level, picked).numpy(), expected[1:], atol=1e-5)
 
 
 def test_a_missing_lexical_file_is_named_at_check_time(tiny_run: Path, tmp_path: Path) -> None:
@@ -96,6 +136,34 @@ def test_a_missing_lexical_file_is_named_at_check_time(tiny_run: Path, tmp_path:
     (run / "lexical" / "taxonomy" / LEXICAL_WEIGHTS).unlink()
     with pytest.raises(HierarchyError, match="lexical model for 'taxonomy'.*lexical.safetensors not found"):
         check_run_dir(run)
+
+
+def test_lexical_features_that_are_missing_or_not_the_models_are_named_at_check_time(tiny_run: Path,
+                                                                                      tmp_path: Path) -> None:
+    run = with_lexical(tiny_run, tmp_path / "run", weight=0.5)
+    meta = json.loads((run / "lexical" / "taxonomy" / LEXICAL_JSON).read_text())
+    meta["features"] += 1
+    (run / "lexical" / "taxonomy" / LEXICAL_JSON).write_text(json.dumps(meta))
+    with pytest.raises(HierarchyError, match="lexical model for 'taxonomy'.*fitted on \\d+ features, the run's have"):
+        check_run_dir(run)
+    shutil.rmtree(run / Hierarchy.load(run).lexical_features)
+    with pytest.raises(HierarchyError, match="the lexical features: .*features.json not found"):
+        check_run_dir(run)
+
+
+def test_features_no_lexical_model_reads_are_dropped_from_the_run(tiny_run: Path, tmp_path: Path) -> None:
+    from training.long_text import drop_unused_features
+
+    run = with_lexical(tiny_run, tmp_path / "run", weight=0.5)
+    hierarchy = Hierarchy.load(run)
+    assert drop_unused_features(run, hierarchy) == hierarchy  # still read by the taxonomy level
+    def strip(level: Level) -> Level:
+        return dataclasses.replace(level, lexical=None, lexical_weight=0.0)
+
+    unused = dataclasses.replace(hierarchy, taxonomy=strip(hierarchy.taxonomy),
+                                 subtaxonomies={t: strip(level) for t, level in hierarchy.subtaxonomies.items()})
+    assert drop_unused_features(run, unused).lexical_features is None
+    assert not (run / "lexical" / "_features").exists()
 
 
 def test_old_hierarchy_files_load_with_head_truncation_and_no_lexical(tiny_run: Path) -> None:

@@ -16,7 +16,7 @@ from handlers.cascade import Cascade
 from handlers.hierarchy import PATHS_DIR, TOP_FILE, Hierarchy, Level, path_label
 from handlers.run_dir import check_run_dir
 from tests.live_server import register
-from tests.tiny import tiny_events
+from tests.tiny import add_lexical, tiny_events
 from training.decoding import PATHS_MIN_GAIN, PATHS_WEIGHTS, choose_paths_weight
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -147,7 +147,6 @@ def test_the_structures_benchmark_runs_on_a_run_with_the_paths_head(paths_run: P
 
 def lexical_paths_run(paths_run: Path, events_csv: Path, dest: Path, weight: float = 0.4) -> Path:
     """A copy of the run whose paths level is a TF-IDF model over the paths alone (no head)."""
-    from handlers.lexical import LexicalModel
     from training.long_text import PATHS_LEXICAL
 
     run = shutil.copytree(paths_run, dest)
@@ -155,8 +154,8 @@ def lexical_paths_run(paths_run: Path, events_csv: Path, dest: Path, weight: flo
     frame = pd.read_csv(run / "split.csv")
     rows = pd.read_csv(events_csv, keep_default_na=False).iloc[frame[frame.split == "train"].row]
     texts = [hierarchy.text.format(r) for r in rows[["title", "description"]].to_dict("records")]
-    LexicalModel.fit(texts, [path_label(t, s) for t, s in zip(rows.taxonomy, rows.subtaxonomy)],
-                     hierarchy.paths.labels).save(run / PATHS_LEXICAL)
+    hierarchy = add_lexical(run, hierarchy, PATHS_LEXICAL, texts,
+                            [path_label(t, s) for t, s in zip(rows.taxonomy, rows.subtaxonomy)], hierarchy.paths.labels)
     shutil.rmtree(run / PATHS_DIR)
     paths = dataclasses.replace(hierarchy.paths, checkpoint=None, lexical=PATHS_LEXICAL, lexical_weight=1.0)
     dataclasses.replace(hierarchy, paths=paths, paths_weight=weight).save(run)

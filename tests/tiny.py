@@ -10,6 +10,10 @@ import csv
 import random
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from handlers.hierarchy import Hierarchy
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -62,3 +66,23 @@ def make_tiny_base(folder: Path, extra_words: list[str] | None = None, seed: int
     DistilBertModel(config).save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def add_lexical(run: Path, hierarchy: "Hierarchy", folder: str, texts: list[str], labels: list[str],
+                order: tuple[str, ...]) -> "Hierarchy":
+    """Fit a lexical model over ``order`` into ``folder``, on the run's TF-IDF features (fitted
+    on ``texts`` when it has none); returns the hierarchy naming the features (levels still to
+    be pointed at the model)."""
+    import dataclasses
+
+    from handlers.lexical import LexicalFeatures, LexicalModel
+    from training.long_text import LEXICAL_FEATURES
+
+    if hierarchy.lexical_features:
+        features = LexicalFeatures.load(run / hierarchy.lexical_features)
+    else:
+        features = LexicalFeatures.fit(texts)
+        features.save(run / LEXICAL_FEATURES)
+        hierarchy = dataclasses.replace(hierarchy, lexical_features=LEXICAL_FEATURES)
+    LexicalModel.fit(features, features.transform(texts), labels, order).save(run / folder)
+    return hierarchy

@@ -21,7 +21,7 @@ import pandas as pd
 from handlers.hierarchy import Level
 from handlers.lexical import LEXICAL_JSON, LexicalModel
 from training.evaluate import evaluate_frame
-from training.long_text import PATHS_LEXICAL
+from training.long_text import PATHS_LEXICAL, drop_unused_features
 
 
 def choose_decoding(cascade: Any, val: pd.DataFrame, wanted: str, run_tmp: Path,
@@ -66,9 +66,11 @@ def choose_paths_weight(cascade: Any, val: pd.DataFrame, run_tmp: Path, metrics:
     scored exactly as a run without one serves). Returns the paths weight."""
     hierarchy = cascade.hierarchy
     lexical_dir = run_tmp / PATHS_LEXICAL
-    lexical = LexicalModel.load(lexical_dir) if (lexical_dir / LEXICAL_JSON).is_file() else None
+    lexical = LexicalModel.load(lexical_dir, cascade.lexical_features) \
+        if (lexical_dir / LEXICAL_JSON).is_file() else None
     head = hierarchy.paths if hierarchy.paths is not None and hierarchy.paths.checkpoint else None
     if head is None and lexical is None:
+        _settle(cascade, run_tmp, hierarchy)
         return 0.0
     labels = head.labels if head is not None else lexical.labels
     cascade.index_paths(labels)
@@ -117,7 +119,7 @@ def _path_accuracy(cascade: Any, val: pd.DataFrame, pairs: list[Pair], head: Any
         n = len(inputs.texts)
         tax = cascade.level_probs(cascade.hierarchy.taxonomy, inputs)
         head_probs = cascade._model_probs(head, inputs) if head is not None else None
-        lexical_probs = torch.from_numpy(lexical.predict_proba(inputs.texts)) if lexical is not None else None
+        lexical_probs = torch.from_numpy(cascade.lexical_probs(lexical, inputs)) if lexical is not None else None
         subs: list[dict[int, torch.Tensor]] = [{} for _ in range(n)]
         for weight, share in pairs:
             paths = None if weight == 0 else lexical_probs if share >= 1 else head_probs if share == 0 \
@@ -151,6 +153,11 @@ def _keep(cascade: Any, run_tmp: Path, pair: Pair, labels: tuple[str, ...], head
                       PATHS_LEXICAL if lexical is not None else None, share if lexical is not None else 0.0)
         if lexical is not None:
             cascade.lexical[PATHS_LEXICAL] = lexical
-    cascade.hierarchy = dataclasses.replace(hierarchy, paths=paths, paths_weight=weight)
     cascade.paths_weight = weight
+    _settle(cascade, run_tmp, dataclasses.replace(hierarchy, paths=paths, paths_weight=weight))
+
+
+def _settle(cascade: Any, run_tmp: Path, hierarchy: Any) -> None:
+    """Save the run's final hierarchy, without lexical features when no lexical model is left."""
+    cascade.hierarchy = drop_unused_features(run_tmp, hierarchy)
     cascade.hierarchy.save(run_tmp)

@@ -9,13 +9,15 @@ Both choices are made from the run's own data and recorded in hierarchy.json, so
   (docs/results.md);
 - lexical models: a TF-IDF classifier per level (handlers/lexical.py) fitted on the
   training split, mixed in with the weight that scores best on the validation split
-  (0, i.e. left out, when it does not help, as on short texts).
+  (0, i.e. left out, when it does not help, as on short texts); all of them read one set of
+  TF-IDF features fitted on the whole training split.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -24,7 +26,7 @@ import pandas as pd
 
 from handlers.hierarchy import Hierarchy, Level, path_label
 from handlers.text import TextFormat
-from handlers.lexical import LexicalModel
+from handlers.lexical import LexicalFeatures, LexicalModel
 
 logger = logging.getLogger("training")
 
@@ -34,6 +36,7 @@ LEXICAL_DIR = "lexical"
 # A TF-IDF classifier over every full path, fitted beside the levels' and mixed into the path
 # scores as (part of) the paths level; training.decoding.choose_paths_weight keeps it or not.
 PATHS_LEXICAL = f"{LEXICAL_DIR}/_paths"  # no level's slug starts with "_"
+LEXICAL_FEATURES = f"{LEXICAL_DIR}/_features"  # the TF-IDF features every lexical model reads
 
 
 def path_labels(hierarchy: Hierarchy) -> tuple[str, ...]:
@@ -88,17 +91,19 @@ def add_lexical_models(run_dir: Path, hierarchy: Hierarchy, train: pd.DataFrame,
     fmt = hierarchy.text
     summary: dict[str, Any] = {}
     fitted: dict[str, LexicalModel] = {}
+    texts = [fmt.format(r) for r in train[["title", "description"]].to_dict("records")]
+    features = LexicalFeatures.fit(texts)  # one vocabulary and idf for every level: each text is read once
+    matrix = features.transform(texts)
 
-    def fit(name: str, level: Level, rows: pd.DataFrame, column: str) -> None:
-        texts = [fmt.format(r) for r in rows[["title", "description"]].to_dict("records")]
-        fitted[name] = LexicalModel.fit(texts, list(rows[column]), level.labels, seed=seed)
+    def fit(name: str, level: Level, rows: np.ndarray, labels: Sequence[str]) -> None:
+        fitted[name] = LexicalModel.fit(features, matrix[rows], labels, level.labels, seed=seed)
 
     def probs(name: str, level: Level, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         inputs = cascade.encode(rows[["title", "description"]].to_dict("records"))
         return cascade.level_probs(level, inputs).numpy(), fitted[name].predict_proba(inputs.texts)
 
     if hierarchy.taxonomy.checkpoint:
-        fit("taxonomy", hierarchy.taxonomy, train, "taxonomy")
+        fit("taxonomy", hierarchy.taxonomy, np.arange(len(train)), list(train.taxonomy))
         target = np.array([hierarchy.taxonomy.labels.index(t) for t in val.taxonomy])
         weight, scores = best_weight([(*probs("taxonomy", hierarchy.taxonomy, val), target)])
         summary["taxonomy"] = {"weight": weight, "val_accuracy_by_weight": scores}
@@ -106,20 +111,34 @@ def add_lexical_models(run_dir: Path, hierarchy: Hierarchy, train: pd.DataFrame,
     for tax, level in hierarchy.subtaxonomies.items():
         if not level.checkpoint:
             continue
-        rows_train, rows_val = train[train.taxonomy == tax], val[val.taxonomy == tax]
-        fit(tax, level, rows_train, "subtaxonomy")
+        among = (train.taxonomy == tax).to_numpy()
+        rows_val = val[val.taxonomy == tax]
+        fit(tax, level, np.flatnonzero(among), list(train.subtaxonomy[among]))
         if len(rows_val):
             target = np.array([level.labels.index(s) for s in rows_val.subtaxonomy])
             pooled.append((*probs(tax, level, rows_val), target))
+    features.save(run_dir / LEXICAL_FEATURES)
     if hierarchy.subtaxonomies:  # a candidate for the paths level, weighed with the paths head
-        texts = [fmt.format(r) for r in train[["title", "description"]].to_dict("records")]
         paths = [path_label(t, s) for t, s in zip(train.taxonomy, train.subtaxonomy)]
-        LexicalModel.fit(texts, paths, path_labels(hierarchy), seed=seed).save(run_dir / PATHS_LEXICAL)
+        LexicalModel.fit(features, matrix, paths, path_labels(hierarchy), seed=seed).save(run_dir / PATHS_LEXICAL)
     sub_weight = 0.0
     if pooled:
         sub_weight, scores = best_weight(pooled)
         summary["subtaxonomy"] = {"weight": sub_weight, "val_accuracy_given_taxonomy_by_weight": scores}
-    return _with_weights(run_dir, hierarchy, fitted, summary.get("taxonomy", {}).get("weight", 0.0), sub_weight), summary
+    summary["features"] = {"families": [f"{f['analyzer']} {f['ngram_range'][0]}-{f['ngram_range'][1]}"
+                                        for f in features.settings], "size": features.size}
+    hierarchy = dataclasses.replace(hierarchy, lexical_features=LEXICAL_FEATURES)
+    hierarchy = _with_weights(run_dir, hierarchy, fitted, summary.get("taxonomy", {}).get("weight", 0.0), sub_weight)
+    return hierarchy, summary
+
+
+def drop_unused_features(run_dir: Path, hierarchy: Hierarchy) -> Hierarchy:
+    """The hierarchy without lexical features when no level kept a lexical model (and the
+    features' folder removed): a run carries nothing it does not read."""
+    if hierarchy.lexical_features is None or hierarchy.lexical_folders() != [hierarchy.lexical_features]:
+        return hierarchy
+    shutil.rmtree(run_dir / hierarchy.lexical_features, ignore_errors=True)
+    return dataclasses.replace(hierarchy, lexical_features=None)
 
 
 def _with_weights(run_dir: Path, hierarchy: Hierarchy, fitted: dict[str, LexicalModel], tax_weight: float,
