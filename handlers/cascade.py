@@ -19,13 +19,15 @@ from typing import Any, Mapping, Sequence
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from handlers import ranking
 from handlers import routing
-from handlers.answers import LevelAnswer, PathAnswer, level_answer, round_score
+from handlers.answers import LevelAnswer, PathAnswer, level_answer
 from handlers.batching import autocast, bf16_is_native, padded_chunks
 from handlers.encoded import Encoded, PathScores
-from handlers.hierarchy import ONNX_FILE, TOKENIZER_DIR, Hierarchy, Level, path_label
+from handlers.hierarchy import ONNX_FILE, TOKENIZER_DIR, Hierarchy, Level
 from handlers.lexical import LexicalFeatures, LexicalModel
 from handlers.onnx_int8 import OnnxGraph
+from handlers.ranking import PathColumns
 from handlers.run_dir import check_run_dir
 from handlers.trunk import TopClassifier, TrunkEncoder
 
@@ -91,7 +93,7 @@ class Cascade:
         self.trunk = self._load(self.hierarchy.trunk.folder, quantize, trunk=True) if self.hierarchy.trunk else None
         self.models: dict[str, Any] = {folder: self._load(folder, quantize) for folder in self.hierarchy.checkpoints()}
         self.paths_weight = self.hierarchy.paths_weight if self.hierarchy.paths is not None else 0.0
-        self._column_taxonomy: torch.Tensor | None = None  # each paths-level column's taxonomy index
+        self.columns: PathColumns | None = None  # where each path sits among the paths level's labels
         if self.hierarchy.paths is not None:
             self.index_paths(self.hierarchy.paths.labels)
         features = self.hierarchy.lexical_features
@@ -102,17 +104,8 @@ class Cascade:
                         for level in levels if level.lexical and level.lexical_weight > 0}
 
     def index_paths(self, labels: Sequence[str]) -> None:
-        """Map every (taxonomy index, subtaxonomy index) pair to its column among the paths
-        level's labels (-1: not among them), and each column to its taxonomy index."""
-        column = {label: i for i, label in enumerate(labels)}
-        self._path_column = {(t, s): column.get(path_label(tax, sub), -1)
-                             for t, tax in enumerate(self.hierarchy.taxonomy.labels)
-                             for s, sub in enumerate(self.hierarchy.subtaxonomies[tax].labels)}
-        self._path_taxonomy = [0] * len(labels)  # every label is a known pair (Hierarchy)
-        for (t, _), col in self._path_column.items():
-            if col >= 0:
-                self._path_taxonomy[col] = t
-        self._column_taxonomy = torch.tensor(self._path_taxonomy, dtype=torch.long)
+        """Read path scores against these paths level labels (handlers/paths.py)."""
+        self.columns = PathColumns(self.hierarchy, labels)
 
     def _load(self, folder: str, quantize: str | None, trunk: bool = False) -> Any:
         """One checkpoint (or the trunk): torch from safetensors, or the int8 ONNX export."""
@@ -288,7 +281,7 @@ class Cascade:
                                             self.beam_width, self.beam_min_prob)
 
     def _best_path_taxonomy(self, paths: torch.Tensor | None) -> list[int] | None:
-        return None if paths is None else [self._path_taxonomy[c] for c in paths.argmax(dim=-1).tolist()]
+        return None if paths is None or self.columns is None else self.columns.best_taxonomies(paths)
 
     def routed_passes(self, inputs: Encoded, tax_probs: torch.Tensor, paths: torch.Tensor | None,
                       ks: Sequence[int]) -> list[dict[int, torch.Tensor]]:
@@ -305,7 +298,7 @@ class Cascade:
         if not any(rest):
             return [dict(sorted(f.items())) for f in found]
         weight = self.paths_weight if paths is not None else 0.0
-        bounds = routing.score_bounds(tax_probs, paths, weight, self._column_taxonomy)
+        bounds = routing.score_bounds(tax_probs, paths, weight, self.columns.taxonomy if self.columns else None)
         for i, k in enumerate(ks):
             if rest[i]:
                 ranked = self.ranked_paths(tax_probs[i], found[i], None if paths is None else paths[i])
@@ -331,47 +324,19 @@ class Cascade:
         return found
 
     def path_answer(self, tax_probs: torch.Tensor, sub_probs: dict[int, torch.Tensor], paths: torch.Tensor | None,
-                     k: int) -> PathAnswer:
-        """The predicted path and the k likeliest paths among those computed.
-
-        A path scores the product of its two levels' probabilities, mixed with the paths
-        level's probability of it when that level is on (``paths_weight``). Greedy decoding
-        keeps the likeliest taxonomy; joint decoding, or any mix with the paths level, the
-        best-scoring path. Either way the prediction does not depend on ``k``.
-        """
-        h, w = self.hierarchy, self.paths_weight if paths is not None else 0.0
-        ranked = self.ranked_paths(tax_probs, sub_probs, paths)
-        if self.decoding == "joint" or w > 0:
-            score, t, s = ranked[0]
-        else:
-            t = int(tax_probs.argmax())
-            s = int(sub_probs[t].argmax())
-            score = float(tax_probs[t]) * float(sub_probs[t][s])
-        taxonomy = h.taxonomy.labels[t]
-        p_tax, p_sub = float(tax_probs[t]), float(sub_probs[t][s])
-        subtaxonomy = h.subtaxonomies[taxonomy].labels[s]
-        return {
-            "taxonomy": {"label": taxonomy, "score": round_score(p_tax)},
-            "subtaxonomy": {"label": subtaxonomy, "score": round_score(p_sub)},
-            "path": [taxonomy, subtaxonomy],
-            "path_score": round_score(score),
-            "top_k": [{"taxonomy": h.taxonomy.labels[tt], "subtaxonomy": h.subtaxonomies[h.taxonomy.labels[tt]].labels[j],
-                       "score": round_score(score)} for score, tt, j in ranked[:k]],
-        }
+                    k: int) -> PathAnswer:
+        """The predicted path and the k likeliest paths among those computed (handlers/ranking.py):
+        greedy decoding keeps the likeliest taxonomy; joint decoding, or any mix with the
+        paths level, the best-scoring path."""
+        best_scored = self.decoding == "joint" or (paths is not None and self.paths_weight > 0)
+        return ranking.path_answer(self.hierarchy, tax_probs, sub_probs,
+                                   self.ranked_paths(tax_probs, sub_probs, paths), best_scored, k)
 
     def ranked_paths(self, tax_probs: torch.Tensor, sub_probs: dict[int, torch.Tensor],
-                     paths: torch.Tensor | None) -> list[tuple[float, int, int]]:
+                     paths: torch.Tensor | None) -> ranking.Ranked:
         """(score, taxonomy index, subtaxonomy index) of every computed path, best first."""
-        w = self.paths_weight if paths is not None else 0.0
-        return sorted(((self._mix(float(tax_probs[t]) * p, paths, w, t, s), t, s)
-                       for t, probs in sub_probs.items() for s, p in enumerate(probs.tolist())),
-                      key=lambda path: -path[0])
-
-    def _mix(self, product: float, paths: torch.Tensor | None, w: float, t: int, s: int) -> float:
-        if paths is None or w == 0:
-            return product
-        column = self._path_column[(t, s)]
-        return (1 - w) * product + w * (float(paths[column]) if column >= 0 else 0.0)
+        weight = self.paths_weight if paths is not None else 0.0
+        return ranking.ranked_paths(tax_probs, sub_probs, paths, weight, self.columns)
 
 
 TAXONOMY_MS, SUBTAXONOMY_MS = "taxonomy_ms", "subtaxonomy_ms"

@@ -89,7 +89,7 @@ def test_single_level_run(tiny_run: Path, tmp_path: Path) -> None:
     single = dataclasses.replace(h, taxonomy=level, subtaxonomies={}, name="sports only")
     shutil.copytree(tiny_run / "tokenizer", tmp_path / "tokenizer")
     shutil.copytree(tiny_run / level.checkpoint, tmp_path / level.checkpoint)
-    for folder in [h.trunk.folder, level.lexical]:
+    for folder in [h.trunk.folder, h.lexical_features, level.lexical]:
         if folder:
             shutil.copytree(tiny_run / folder, tmp_path / folder)
     single.save(tmp_path)
