@@ -283,6 +283,22 @@ def test_the_benchmark_holds_out_the_val_rows_it_does_not_sample(tmp_path: Path)
     assert not (tmp_path / "heldout.csv").exists() and set(baseline(table)) == {"val"}
 
 
+def test_the_feature_comparison_scores_every_feature_set_on_both_val_parts(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from benchmarks.lexical_features import VARIANTS, compare
+    from benchmarks.long_text import sample
+
+    rows = tiny_events(rows_per_class=12)
+    frame = pd.DataFrame(rows).assign(split=["val" if i % 3 == 0 else "train" for i in range(len(rows))])
+    frame.to_csv(tmp_path / "all.csv", index=False)
+    table = sample(tmp_path / "all.csv", per_class=8, val_per_class=2, seed=0, out=tmp_path / "sample.csv")
+    results = compare(table)
+    assert list(results) == ["TF-IDF + LinearSVC", *VARIANTS]
+    for scores in results.values():  # the tiny events' words give their leaves away
+        assert set(scores) == {"val", "heldout"} and min(scores.values()) > 0.6
+
+
 def test_the_serving_cost_reads_the_run_as_served_as_before_and_by_whole_checkpoints(tiny_run: Path,
                                                                                       tmp_path: Path) -> None:
     import pandas as pd
