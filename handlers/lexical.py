@@ -16,7 +16,7 @@ the number of levels; each level keeps only its coefficients (``LexicalModel``).
 Stored without pickle, so loading an archive never runs code from it: the features as
 ``features.json`` (each family's settings and vocabulary) and ``features.safetensors`` (each
 family's idf), a level as ``lexical.json`` (labels) and ``lexical.safetensors``
-(coefficients, intercepts). Training fits with scikit-learn; serving rebuilds the same
+(coefficients, intercepts, and which feature columns they cover when not all). Training fits with scikit-learn; serving rebuilds the same
 vectorizers from the stored vocabularies and idf, so the two transform text identically by
 construction.
 """
@@ -109,11 +109,15 @@ class LexicalModel:
     """Logistic regression on the run's TF-IDF features over one level's labels, in the level's order."""
 
     def __init__(self, features: LexicalFeatures, coef: np.ndarray, intercept: np.ndarray,
-                 labels: Sequence[str]) -> None:
+                 labels: Sequence[str], columns: np.ndarray | None = None) -> None:
         self.features = features
-        self.coef = coef.astype(np.float32)
+        self.coef = np.ascontiguousarray(coef, dtype=np.float32)  # safetensors stores C order
         self.intercept = intercept.astype(np.float32)
         self.labels = tuple(labels)
+        # The feature columns ``coef`` covers (None: all). A subtaxonomy level's model sees only
+        # its taxonomy's rows, so most of the run's features never occur in them and their
+        # coefficients are exactly 0 (the L2 penalty alone acts on them): they are not kept.
+        self.columns = columns
 
     @classmethod
     def fit(cls, features: LexicalFeatures, matrix: Any, labels: Sequence[str], order: Sequence[str],
@@ -133,6 +137,9 @@ class LexicalModel:
             rows, biases = classifier.coef_, classifier.intercept_
         coef[classifier.classes_] = rows
         intercept[classifier.classes_] = biases
+        used = np.flatnonzero(np.any(coef != 0, axis=0))
+        if len(used) < coef.shape[1]:
+            return cls(features, coef[:, used], intercept, order, used.astype(np.int32))
         return cls(features, coef, intercept, order)
 
     def predict_proba(self, texts: Sequence[str], matrix: Any = None) -> np.ndarray:
@@ -140,6 +147,8 @@ class LexicalModel:
         is the features' transform of ``texts``, computed once for every level."""
         if matrix is None:
             matrix = self.features.transform(texts)
+        if self.columns is not None:
+            matrix = matrix[:, self.columns]
         logits = np.asarray(matrix @ self.coef.T + self.intercept, dtype=np.float64)
         logits -= logits.max(axis=1, keepdims=True)
         exp = np.exp(logits)
@@ -151,9 +160,11 @@ class LexicalModel:
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        meta = {"labels": list(self.labels), "features": self.coef.shape[1]}
+        meta = {"labels": list(self.labels), "features": self.features.size}
         (folder / LEXICAL_JSON).write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
-        save_file({"coef": self.coef, "intercept": self.intercept}, str(folder / LEXICAL_WEIGHTS))
+        arrays = {"coef": self.coef, "intercept": self.intercept}
+        save_file({**arrays, "columns": self.columns} if self.columns is not None else arrays,
+                  str(folder / LEXICAL_WEIGHTS))
 
     @classmethod
     def load(cls, folder: str | Path, features: LexicalFeatures | None) -> "LexicalModel":
@@ -169,7 +180,11 @@ class LexicalModel:
             features = LexicalFeatures._rebuilt([meta["vectorizer"]], [meta["vocabulary"]], [arrays["idf"]])
         elif features is None:
             raise ValueError(f"{folder} needs the run's lexical features (hierarchy.json names none)")
-        return cls(features, arrays["coef"], arrays["intercept"], meta["labels"])
+        columns = arrays.get("columns")
+        if columns is not None and (columns.ndim != 1 or len(columns) != arrays["coef"].shape[1]
+                                    or (len(columns) and not 0 <= columns.min() <= columns.max() < features.size)):
+            raise ValueError(f"{folder / LEXICAL_WEIGHTS}: its columns do not fit its coefficients and the features")
+        return cls(features, arrays["coef"], arrays["intercept"], meta["labels"], columns)
 
 
 def _vectorizer(settings: dict[str, Any], vocabulary: dict[str, int] | None = None) -> Any:

@@ -74,6 +74,28 @@ def test_a_stored_lexical_model_predicts_what_it_predicted_when_fitted(tmp_path:
         LexicalModel.load(tmp_path / "lex", None)
 
 
+def test_a_level_that_sees_a_few_rows_keeps_only_the_feature_columns_they_hold(tmp_path: Path) -> None:
+    rows = tiny_events(rows_per_class=10)
+    texts = [f"{r['title']}. {r['description']}" for r in rows]
+    features = LexicalFeatures.fit(texts)
+    matrix = features.transform(texts)
+    music = [i for i, r in enumerate(rows) if r["taxonomy"] == "music"]
+    model = LexicalModel.fit(features, matrix[music], [rows[i]["subtaxonomy"] for i in music], ("jazz", "rock"))
+    assert model.columns is not None and len(model.columns) < features.size
+    assert set(model.columns) == set(np.flatnonzero(matrix[music].getnnz(axis=0)))
+    dense = np.zeros((2, features.size), dtype=np.float32)
+    dense[:, model.columns] = model.coef
+    probe = ["saxophone bebop", "guitar riff", "peloton marathon"]
+    logits = features.transform(probe) @ dense.T + model.intercept
+    expected = np.exp(logits - logits.max(axis=1, keepdims=True))
+    assert np.allclose(model.predict_proba(probe), expected / expected.sum(axis=1, keepdims=True), atol=1e-6)
+    features.save(tmp_path / "features")
+    model.save(tmp_path / "music")
+    loaded = LexicalModel.load(tmp_path / "music", LexicalFeatures.load(tmp_path / "features"))
+    assert np.array_equal(loaded.columns, model.columns)
+    assert np.allclose(loaded.predict_proba(probe), model.predict_proba(probe), atol=1e-6)
+
+
 def test_character_grams_read_a_word_form_the_training_texts_never_had() -> None:
     texts, labels = tiny_texts()
     order = ("music", "nightlife", "sports")
