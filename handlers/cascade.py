@@ -104,7 +104,7 @@ class Cascade:
                         for level in levels if level.lexical and level.lexical_weight > 0}
 
     def index_paths(self, labels: Sequence[str]) -> None:
-        """Read path scores against these paths level labels (handlers/paths.py)."""
+        """Read path scores against these paths level labels (handlers/ranking.py)."""
         self.columns = PathColumns(self.hierarchy, labels)
 
     def _load(self, folder: str, quantize: str | None, trunk: bool = False) -> Any:

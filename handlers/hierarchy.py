@@ -14,8 +14,9 @@ from typing import Any, Mapping
 
 from handlers.text import DEFAULT_MAX_WINDOWS, TextFormat
 
-# 2 added the shared trunk; a version-1 run (one whole checkpoint per level) still loads.
-SCHEMA_VERSION = 3  # 3: lexical models read the run's shared features (lexical_features)
+# 2 added the shared trunk, 3 the lexical features every TF-IDF model reads; runs of version 1
+# (one whole checkpoint per level) and 2 (a word vectorizer per TF-IDF model) still load.
+SCHEMA_VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)
 HIERARCHY_FILE = "hierarchy.json"
 TOKENIZER_DIR = "tokenizer"

@@ -8,10 +8,11 @@ lexical model does not help, as on short texts).
 The features are the run's, shared by every level (``LexicalFeatures``): two families, each
 TF-IDF weighted and L2-normalised on its own, side by side: word 1-2 grams (topics) and
 character 3-5 grams within words (spellings, inflections, names and codes that a word
-vocabulary splits or misses). On 20 Newsgroups posts the pair scored 2.9 points above words
-alone on held-out val rows (docs/results.md); one vocabulary over both, normalised together,
-scored no better than words alone. Shared, an event's text is read once per batch whatever
-the number of levels; each level keeps only its coefficients (``LexicalModel``).
+vocabulary splits or misses). On 20 Newsgroups posts the pair scored 1.1 to 2.9 points above
+words alone (docs/results.md); one vocabulary over both, normalised together, was as good on
+one sample and no better than words alone on the other. Shared, an event's text is read once
+per batch whatever the number of levels; each level keeps only its coefficients
+(``LexicalModel``).
 
 Stored without pickle, so loading an archive never runs code from it: the features as
 ``features.json`` (each family's settings and vocabulary) and ``features.safetensors`` (each

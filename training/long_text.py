@@ -77,8 +77,9 @@ def best_weight(groups: Sequence[Scored]) -> tuple[float, dict[float, float]]:
 
 def add_lexical_models(run_dir: Path, hierarchy: Hierarchy, train: pd.DataFrame, val: pd.DataFrame,
                        seed: int) -> tuple[Hierarchy, dict[str, Any]]:
-    """Fit a TF-IDF model per level, choose the taxonomy weight and one subtaxonomy weight on val;
-    fit one over the full paths too (its weight is chosen with the paths head's, later).
+    """Fit the run's TF-IDF features, then a lexical model per level on them; choose the
+    taxonomy weight and one subtaxonomy weight on val; fit one over the full paths too (its
+    weight is chosen with the paths head's, later; features no model keeps are dropped then).
 
     One weight for all subtaxonomy levels, chosen on their pooled taxonomy-given val
     accuracy: a subtaxonomy level alone often has too few val rows to choose on.
