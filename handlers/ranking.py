@@ -64,18 +64,16 @@ def path_answer(hierarchy: Hierarchy, tax_probs: torch.Tensor, sub_probs: dict[i
         t = int(tax_probs.argmax())
         s = int(sub_probs[t].argmax())
         score = float(tax_probs[t]) * float(sub_probs[t][s])
-    taxonomy = hierarchy.taxonomy.labels[t]
-    subtaxonomy = hierarchy.subtaxonomies[taxonomy].labels[s]
-
     def labels(tt: int, j: int) -> tuple[str, str]:
         tax = hierarchy.taxonomy.labels[tt]
         return tax, hierarchy.subtaxonomies[tax].labels[j]
 
+    taxonomy, subtaxonomy = labels(t, s)
+    top = [(labels(tt, j), sc) for sc, tt, j in ranked[:k]]
     return {
         "taxonomy": {"label": taxonomy, "score": round_score(tax_probs[t])},
         "subtaxonomy": {"label": subtaxonomy, "score": round_score(sub_probs[t][s])},
         "path": [taxonomy, subtaxonomy],
         "path_score": round_score(score),
-        "top_k": [{"taxonomy": labels(tt, j)[0], "subtaxonomy": labels(tt, j)[1], "score": round_score(sc)}
-                  for sc, tt, j in ranked[:k]],
+        "top_k": [{"taxonomy": tax, "subtaxonomy": sub, "score": round_score(sc)} for (tax, sub), sc in top],
     }
