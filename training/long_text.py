@@ -99,25 +99,28 @@ def add_lexical_models(run_dir: Path, hierarchy: Hierarchy, train: pd.DataFrame,
     def fit(name: str, level: Level, rows: np.ndarray, labels: Sequence[str]) -> None:
         fitted[name] = LexicalModel.fit(features, matrix[rows], labels, level.labels, seed=seed)
 
-    def probs(name: str, level: Level, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        inputs = cascade.encode(rows[["title", "description"]].to_dict("records"))
-        return cascade.level_probs(level, inputs).numpy(), fitted[name].predict_proba(inputs.texts)
+    val_texts = [fmt.format(r) for r in val[["title", "description"]].to_dict("records")]
+    val_matrix = features.transform(val_texts) if val_texts else None  # once, not once per level
+
+    def probs(name: str, level: Level, among: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        inputs = cascade.encode(val[among][["title", "description"]].to_dict("records"))
+        return cascade.level_probs(level, inputs).numpy(), fitted[name].predict_proba(inputs.texts, val_matrix[among])
 
     if hierarchy.taxonomy.checkpoint:
         fit("taxonomy", hierarchy.taxonomy, np.arange(len(train)), list(train.taxonomy))
         target = np.array([hierarchy.taxonomy.labels.index(t) for t in val.taxonomy])
-        weight, scores = best_weight([(*probs("taxonomy", hierarchy.taxonomy, val), target)])
+        weight, scores = best_weight([(*probs("taxonomy", hierarchy.taxonomy, np.ones(len(val), bool)), target)])
         summary["taxonomy"] = {"weight": weight, "val_accuracy_by_weight": scores}
     pooled: list[Scored] = []
     for tax, level in hierarchy.subtaxonomies.items():
         if not level.checkpoint:
             continue
         among = (train.taxonomy == tax).to_numpy()
-        rows_val = val[val.taxonomy == tax]
         fit(tax, level, np.flatnonzero(among), list(train.subtaxonomy[among]))
-        if len(rows_val):
-            target = np.array([level.labels.index(s) for s in rows_val.subtaxonomy])
-            pooled.append((*probs(tax, level, rows_val), target))
+        in_val = (val.taxonomy == tax).to_numpy()
+        if in_val.any():
+            target = np.array([level.labels.index(s) for s in val.subtaxonomy[in_val]])
+            pooled.append((*probs(tax, level, in_val), target))
     features.save(run_dir / LEXICAL_FEATURES)
     if hierarchy.subtaxonomies:  # a candidate for the paths level, weighed with the paths head
         paths = [path_label(t, s) for t, s in zip(train.taxonomy, train.subtaxonomy)]
