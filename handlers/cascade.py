@@ -29,7 +29,7 @@ from handlers.lexical import LexicalFeatures, LexicalModel
 from handlers.onnx_int8 import OnnxGraph
 from handlers.ranking import PathColumns
 from handlers.run_dir import check_run_dir
-from handlers.trunk import TopClassifier, TrunkEncoder
+from handlers.trunk import TopClassifier, TrunkEncoder, read_first_position
 
 Event = Mapping[str, Any]
 
@@ -121,7 +121,8 @@ class Cascade:
         elif self.hierarchy.trunk is not None:
             model = TopClassifier.load(self.run_dir / folder, self.hierarchy.trunk.layers)
         else:
-            model = AutoModelForSequenceClassification.from_pretrained(str(self.run_dir / folder), use_safetensors=True)
+            model = read_first_position(AutoModelForSequenceClassification.from_pretrained(
+                str(self.run_dir / folder), use_safetensors=True))
         return model.to(self.device).eval()
 
     # -- text -> model inputs ------------------------------------------------------------

@@ -59,7 +59,9 @@ def _exportable(folder: Path, trunk_layers: int | None, trunk: bool) -> tuple[An
     """The module to export with eager attention, an example input, input names and the output name.
 
     Eager attention exports as plain MatMul/Softmax, which ONNX Runtime fuses into its
-    Attention kernel; the SDPA export does not fuse and runs slower.
+    Attention kernel; the SDPA export does not fuse and runs slower. A top is exported with
+    its stock last layer, not the first-position one the torch cascade runs: that layer's
+    attention (one query) does not fuse.
     """
     from transformers import AutoModelForSequenceClassification
 
@@ -74,7 +76,7 @@ def _exportable(folder: Path, trunk_layers: int | None, trunk: bool) -> tuple[An
         model = TrunkEncoder.load(folder, trunk_layers)
         model.encoder.set_attn_implementation("eager")
         return model.eval(), (ids, torch.ones_like(ids)), ["input_ids", "attention_mask"], "hidden_states"
-    model = TopClassifier.load(folder, trunk_layers)
+    model = TopClassifier.load(folder, trunk_layers, first_position=False)
     model.model.set_attn_implementation("eager")
     hidden = torch.randn((2, 8, model.model.config.dim))
     return model.eval(), (hidden, torch.ones_like(ids)), ["hidden_states", "attention_mask"], "logits"

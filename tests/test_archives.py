@@ -227,8 +227,10 @@ def _ops(graph: Path) -> set[str]:
 
 
 def _assert_int8_agrees(run: Path, int8_dir: Path, events_csv: Path) -> None:
-    """Each level's probabilities within 0.05 of fp32, each from its own encode (so through
-    the int8 trunk on a trunk run), and the same predicted paths."""
+    """Each level's probabilities close to fp32's, each from its own encode (so through the
+    int8 trunk on a trunk run), and the same predicted labels and paths."""
+    import torch
+
     from handlers.cascade import Cascade
     from training.data import load_events
 
@@ -236,7 +238,10 @@ def _assert_int8_agrees(run: Path, int8_dir: Path, events_csv: Path) -> None:
     events = load_events(events_csv).head(60).to_dict("records")
     for level in (fp32.hierarchy.taxonomy, fp32.hierarchy.subtaxonomies["music"]):
         a, b = fp32.level_probs(level, fp32.encode(events)), int8.level_probs(level, int8.encode(events))
-        assert (a - b).abs().max() < 0.05, level.checkpoint
+        # On average within 0.01; a single borderline event of this 32-wide tiny model can
+        # move further under int8 (0.10 seen), a broken export moves them all.
+        assert (a - b).abs().mean() < 0.01 and (a - b).abs().max() < 0.2, level.checkpoint
+        assert torch.equal(a.argmax(1), b.argmax(1)), level.checkpoint
     assert [x["path"] for x in int8.predict(events)] == [x["path"] for x in fp32.predict(events)]
 
 

@@ -138,3 +138,39 @@ def test_a_base_that_is_not_distilbert_needs_top_layers_all(tiny_base: Path, eve
     code = main(["--data", str(events_csv), "--output", str(tmp_path / "run"), "--base-model", str(bert), "--quiet"])
     assert code == 2 and "pass --top-layers all" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_the_last_layer_computes_the_first_position_as_the_stock_layer_does(attention: str) -> None:
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    from handlers.trunk import FirstPositionBlock, read_first_position
+
+    torch.manual_seed(3)
+    config = DistilBertConfig(vocab_size=50, dim=32, hidden_dim=64, n_layers=2, n_heads=4, num_labels=5,
+                              attn_implementation=attention)
+    stock = DistilBertForSequenceClassification(config).train()  # dropout 0 below; train: gradients too
+    stock.config.dropout = stock.config.attention_dropout = 0.0
+    for module in stock.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    ours = DistilBertForSequenceClassification(config)
+    ours.load_state_dict(stock.state_dict())
+    ours = read_first_position(ours).train()
+    for module in ours.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    assert isinstance(ours.distilbert.transformer.layer[-1], FirstPositionBlock)
+    assert set(ours.state_dict()) == set(stock.state_dict())  # saves as the stock checkpoint
+    ids = torch.randint(5, 50, (3, 9))
+    mask = torch.ones_like(ids)
+    mask[1, 4:] = 0  # padded rows: the first position must not attend to padding either
+    mask[2, 7:] = 0
+    labels = torch.tensor([0, 3, 4])
+    outputs = [model(input_ids=ids, attention_mask=mask, labels=labels) for model in (stock, ours)]
+    assert torch.allclose(outputs[0].logits, outputs[1].logits, atol=1e-5)
+    for out in outputs:
+        out.loss.backward()
+    for (name, a), b in zip(stock.named_parameters(), ours.parameters()):
+        assert a.grad is not None and b.grad is not None, name
+        assert torch.allclose(a.grad, b.grad, atol=1e-5), name

@@ -21,6 +21,7 @@ import pandas as pd
 
 from handlers.hierarchy import Hierarchy, Level, path_label
 from handlers.text import TextFormat
+from handlers.trunk import read_first_position
 from training import distributed
 from training.top import TopOnTrunk, pad_states
 
@@ -186,7 +187,8 @@ def train_level(job: LevelJob, base: str, warmup: str, tokenizer: Any, text: Tex
     if job.from_warmup:
         paths = [path_label(job.taxonomy, sub) for sub in labels] if job.taxonomy else None
         _init_head(model, Path(warmup), paths)
-    collator, trained = DataCollatorWithPadding(tokenizer), model
+    # The head reads the first position only: the last layer computes nothing else (same gradient).
+    collator, trained = DataCollatorWithPadding(tokenizer), read_first_position(model)
     top = None
     if args.top_layers and job.role != WARMUP_ROLE:  # the warm-up trains the whole encoder: it becomes the trunk
         top = TopOnTrunk(model, args.top_layers)
