@@ -330,7 +330,7 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(f"- layout {layout}, concurrency {r['concurrency']}: {r['events_per_s']:.1f} events/s, "
                          f"p50 {r['p50_ms']:.1f} ms")
     if report.get("structures"):
-        lines += ["", "In-process, the same weights three ways (events/s; x: of the flat model's):", "",
+        lines += ["", "In-process, the same weights several ways (events/s; x: of the flat model's):", "",
                   structures_table(report["structures"])]
     return "\n".join(lines) + "\n"
 

@@ -11,7 +11,11 @@ run's decoding), which may visit more taxonomies:
   trunk, every candidate
          the trunk run with routing off (handlers/routing.py): what routing saves;
   flat   one single-level classifier (the taxonomy model exported whole): one full pass per
-         event, the floor of any two-level method.
+         event, the floor of any two-level method. Read like every level of the cascade,
+         its last layer computing the first position only (handlers/trunk.py);
+  flat, stock last layer
+         the same model as AutoModelForSequenceClassification computes it: every position
+         through every layer, what a single model served as it comes costs.
 Also each at bf16 autocast when the CPU has native bf16. Prints a markdown table with each
 structure's events/s as a fraction of flat's; ``benchmarks/bench.py`` runs it too.
 """
@@ -42,6 +46,18 @@ def _rate(cascade: Any, events: list[dict], batch: int, top_k: int, max_seconds:
 
 
 EVERY = "trunk, every candidate"  # the trunk run without routing: every candidate taxonomy's model runs
+STOCK = "flat, stock last layer"
+
+
+def _stock_last_layer(cascade: Any) -> None:
+    """Each model's last layer back to transformers' own block (all positions), same weights."""
+    from transformers.models.distilbert.modeling_distilbert import TransformerBlock
+
+    for model in cascade.models.values():
+        layers = model.distilbert.transformer.layer
+        block = TransformerBlock(model.config)
+        block.load_state_dict(layers[-1].state_dict())
+        layers[-1] = block.to(next(layers[-1].parameters())).eval()
 
 
 def compare_structures(run: Path, events: list[dict], batch_sizes: list[int], threads: int,
@@ -66,7 +82,7 @@ def compare_structures(run: Path, events: list[dict], batch_sizes: list[int], th
         export_whole_run(run, flat)
         dataclasses.replace(Hierarchy.load(flat), subtaxonomies={}, name="flat", paths=None, paths_weight=0.0).save(flat)
         default = (hierarchy.decoding, top_k or HandlerSettings().top_k)
-        setups = [("flat", flat, ("greedy", 1))]
+        setups = [("flat", flat, ("greedy", 1)), (STOCK, flat, ("greedy", 1))]
         setups += [(name, source, mode) for mode in dict.fromkeys([("greedy", 1), default])
                    for name, source in (("whole", whole), ("trunk", run))]
         if default[1] > 1 or default[0] == "joint":  # routing matters only where other taxonomies are candidates
@@ -75,12 +91,14 @@ def compare_structures(run: Path, events: list[dict], batch_sizes: list[int], th
             for name, source, (decoding, k) in setups:
                 cascade = Cascade(source, max_batch=max(batch_sizes), decoding=decoding, precision=precision,
                                   routing=name != EVERY)
+                if name == STOCK:
+                    _stock_last_layer(cascade)
                 for batch in batch_sizes:
                     rate = _rate(cascade, events, batch, k, max_seconds)
-                    mode = "-" if name == "flat" else f"{decoding}, top_k {k}"
+                    mode = "-" if name.startswith("flat") else f"{decoding}, top_k {k}"
                     rows.append({"structure": name, "decoding": mode, "precision": precision, "batch": batch,
                                  "events_per_s": round(rate, 1)})
-                    print(f"{name:>5} {mode:>16} {precision} batch {batch:>3}: {rate:8.1f} events/s", flush=True)
+                    print(f"{name:>22} {mode:>16} {precision} batch {batch:>3}: {rate:8.1f} events/s", flush=True)
     return rows
 
 

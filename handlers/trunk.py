@@ -6,7 +6,9 @@ head (``--top-layers``). Every level's lower layers are then the same tensors, s
 stores them once (``trunk/model.safetensors``) and each level's folder only its top
 (``top.safetensors``), both under stock DistilBERT parameter names. Serving computes the
 trunk's hidden states once per event and runs each level's top on them: greedy decoding
-costs L + k layers instead of 2L, and every extra taxonomy visited k layers instead of L.
+costs L + k layers instead of 2L, and every extra taxonomy visited k layers instead of L;
+less, since a top's last layer computes only the position its head reads
+(``FirstPositionBlock``).
 
 ``split_run`` (training) and ``export_level`` (any level back to a stock checkpoint folder
 that ``AutoModelForSequenceClassification`` loads with no code of ours) convert between
@@ -95,7 +97,7 @@ class FirstPositionBlock(TransformerBlock):
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 **kwargs: Any) -> torch.Tensor:
         attention = self.attention
-        batch, length, dim = hidden_states.shape
+        batch, _, dim = hidden_states.shape
         first = hidden_states[:, :1]
 
         def heads(states: torch.Tensor) -> torch.Tensor:
@@ -122,7 +124,7 @@ def read_first_position(model: torch.nn.Module) -> torch.nn.Module:
     if getattr(model.config, "model_type", None) != "distilbert" or not hasattr(model, "distilbert"):
         return model
     layers = model.distilbert.transformer.layer
-    if not isinstance(layers[-1], FirstPositionBlock):
+    if len(layers) and not isinstance(layers[-1], FirstPositionBlock):
         block = FirstPositionBlock(model.config)
         block.load_state_dict(layers[-1].state_dict())
         layers[-1] = block.to(next(layers[-1].parameters()))  # its device and dtype

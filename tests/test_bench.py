@@ -32,7 +32,7 @@ def test_bench_runs_and_reports_every_mode(tiny_run: Path, events_csv: Path, tmp
                                      "served / naive at c4 (events/s)"}
     assert "| ceiling (in-process) | batch 4 |" in (tmp_path / "tiny.md").read_text()
     # the tiny run has a trunk; default requests (top_k 3) name other taxonomies, so routing is measured too
-    assert {r["structure"] for r in report["structures"]} == {"flat", "whole", "trunk", "trunk, every candidate"}
+    assert {r["structure"] for r in report["structures"]} == {"flat", "flat, stock last layer", "whole", "trunk", "trunk, every candidate"}
     assert "| trunk | greedy, top_k 1 |" in (tmp_path / "tiny.md").read_text()
 
 

@@ -142,7 +142,7 @@ def test_the_structures_benchmark_runs_on_a_run_with_the_paths_head(paths_run: P
 
     events = [{"title": e["title"], "description": e["description"]} for e in tiny_events(rows_per_class=2)]
     rows = compare_structures(paths_run, events, [4], threads=1, max_seconds=0.2)
-    assert {r["structure"] for r in rows} == {"flat", "whole", "trunk", "trunk, every candidate"}
+    assert {r["structure"] for r in rows} == {"flat", "flat, stock last layer", "whole", "trunk", "trunk, every candidate"}
 
 
 def lexical_paths_run(paths_run: Path, events_csv: Path, dest: Path, weight: float = 0.4) -> Path:

@@ -116,7 +116,8 @@ def test_structures_benchmark_compares_the_same_weights(tiny_run: Path) -> None:
 
     rows = compare_structures(tiny_run, EVENTS * 2, [1, 4], threads=1, max_seconds=0.5)
     structures = {(r["structure"], r["decoding"]) for r in rows}
-    assert {("flat", "-"), ("whole", "greedy, top_k 1"), ("trunk", "greedy, top_k 1")} <= structures
+    assert {("flat", "-"), ("flat, stock last layer", "-"), ("whole", "greedy, top_k 1"),
+            ("trunk", "greedy, top_k 1")} <= structures
     assert all(r["events_per_s"] > 0 for r in rows)
     text = table(rows)
     assert text.count("| trunk |") == len({(r["decoding"], r["precision"]) for r in rows if r["structure"] == "trunk"})
