@@ -141,7 +141,10 @@ def drop_unused_features(run_dir: Path, hierarchy: Hierarchy) -> Hierarchy:
     features' folder removed): a run carries nothing it does not read."""
     if hierarchy.lexical_features is None or hierarchy.lexical_folders() != [hierarchy.lexical_features]:
         return hierarchy
-    shutil.rmtree(run_dir / hierarchy.lexical_features, ignore_errors=True)
+    features = run_dir / hierarchy.lexical_features
+    shutil.rmtree(features, ignore_errors=True)
+    if features.parent != run_dir and features.parent.is_dir() and not any(features.parent.iterdir()):
+        features.parent.rmdir()  # lexical/ held nothing else: no empty folder in the run
     return dataclasses.replace(hierarchy, lexical_features=None)
 
 
