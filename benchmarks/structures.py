@@ -53,11 +53,10 @@ def _stock_last_layer(cascade: Any) -> None:
     """Each model's last layer back to transformers' own block (all positions), same weights."""
     from transformers.models.distilbert.modeling_distilbert import TransformerBlock
 
+    from handlers.trunk import swap_last_layer
+
     for model in cascade.models.values():
-        layers = model.distilbert.transformer.layer
-        block = TransformerBlock(model.config)
-        block.load_state_dict(layers[-1].state_dict())
-        layers[-1] = block.to(next(layers[-1].parameters())).eval()
+        swap_last_layer(model, TransformerBlock)
 
 
 def compare_structures(run: Path, events: list[dict], batch_sizes: list[int], threads: int,

@@ -121,13 +121,18 @@ def read_first_position(model: torch.nn.Module) -> torch.nn.Module:
     Any other architecture is returned as it is. The parameter names do not change, so the
     model saves and loads as the stock checkpoint it was.
     """
+    return swap_last_layer(model, FirstPositionBlock)
+
+
+def swap_last_layer(model: torch.nn.Module, block_class: type[TransformerBlock]) -> torch.nn.Module:
+    """A DistilBERT classifier with its last layer rebuilt as ``block_class``, same weights."""
     if getattr(model.config, "model_type", None) != "distilbert" or not hasattr(model, "distilbert"):
         return model
     layers = model.distilbert.transformer.layer
-    if len(layers) and not isinstance(layers[-1], FirstPositionBlock):
-        block = FirstPositionBlock(model.config)
+    if len(layers) and type(layers[-1]) is not block_class:
+        block = block_class(model.config)
         block.load_state_dict(layers[-1].state_dict())
-        layers[-1] = block.to(next(layers[-1].parameters()))  # its device and dtype
+        layers[-1] = block.to(next(layers[-1].parameters())).train(layers[-1].training)  # its device, dtype, mode
     return model
 
 

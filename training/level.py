@@ -187,8 +187,7 @@ def train_level(job: LevelJob, base: str, warmup: str, tokenizer: Any, text: Tex
     if job.from_warmup:
         paths = [path_label(job.taxonomy, sub) for sub in labels] if job.taxonomy else None
         _init_head(model, Path(warmup), paths)
-    # The head reads the first position only: the last layer computes nothing else (same gradient).
-    collator, trained = DataCollatorWithPadding(tokenizer), read_first_position(model)
+    collator, trained = DataCollatorWithPadding(tokenizer), read_first_position(model)  # same gradients, less work
     top = None
     if args.top_layers and job.role != WARMUP_ROLE:  # the warm-up trains the whole encoder: it becomes the trunk
         top = TopOnTrunk(model, args.top_layers)
