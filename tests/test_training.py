@@ -120,6 +120,33 @@ def test_top_trains_on_the_trunk_states_and_goes_back_on_the_trunk(tiny_base: Pa
                                                                                      "distilbert.transformer.layer.1.")))
 
 
+def test_a_tops_rows_are_batched_by_length(tiny_base: Path, tmp_path: Path) -> None:
+    """With random batches, one long row padded a whole batch of short ones (the top's cost
+    grows with the padded width): the Trainer, given the arguments training uses, groups them."""
+    import pandas as pd
+    from transformers import Trainer
+
+    from handlers.hierarchy import Level
+    from training.level import LevelJob, _training_args
+    from training.options import parse_args
+    from training.top import TopOnTrunk, pad_states
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_base, num_labels=2)
+    lengths = [4, 60] * 160
+    rows = {"input_ids": [[2] + [7] * (n - 2) + [3] for n in lengths], "labels": [0, 1] * 160}
+    data = TopOnTrunk(model, 1).dataset(rows, pad_id=0, bf16=False)
+    args = parse_args(["--data", "x.csv", "--output", str(tmp_path / "run"), "--batch-size", "8"])
+    job = LevelJob("taxonomy", "taxonomy", "taxonomy", Level(("a", "b"), "taxonomy"), pd.DataFrame(),
+                   pd.DataFrame(), "taxonomy", 1, 1e-4)
+    trainer = Trainer(model=model, args=_training_args(job, args, tmp_path, len(data), False),
+                      train_dataset=data, data_collator=pad_states)
+    batches = list(trainer.get_train_dataloader())
+    assert sum(len(b["labels"]) for b in batches) == len(lengths)
+    padded = sum(b["attention_mask"].numel() - b["attention_mask"].sum().item() for b in batches)
+    assert padded / sum(b["attention_mask"].numel() for b in batches) < 0.15  # random batches: about 0.47
+    assert "input_ids" not in batches[0]  # the top reads the states only
+
+
 def test_subtaxonomy_head_starts_from_the_warmup_rows_of_its_paths(tiny_base: Path, tmp_path: Path) -> None:
     import torch
 

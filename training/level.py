@@ -91,8 +91,7 @@ def _init_head(model: Any, warmup: Path, paths: list[str] | None) -> None:
             torch.nn.init.zeros_(head.bias)
 
 
-def _training_args(job: LevelJob, args: argparse.Namespace, work: Path, train_rows: int, has_val: bool,
-                   by_length: bool) -> Any:
+def _training_args(job: LevelJob, args: argparse.Namespace, work: Path, train_rows: int, has_val: bool) -> Any:
     """The Trainer's arguments for one classifier; under torchrun the Trainer runs DDP with them.
 
     Steps per epoch count the whole job's batch (per-device batch x world size), so the
@@ -133,7 +132,7 @@ def _training_args(job: LevelJob, args: argparse.Namespace, work: Path, train_ro
         disable_tqdm=args.quiet,
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False,
-        train_sampling_strategy="group_by_length" if by_length else "random",
+        train_sampling_strategy="group_by_length",  # batches of rows of about one length: less padding
     )
 
 
@@ -196,7 +195,7 @@ def train_level(job: LevelJob, base: str, warmup: str, tokenizer: Any, text: Tex
         val_ds = top.dataset(val_ds, tokenizer.pad_token_id or 0, bf16) if val_ds is not None else None
         collator, trained = pad_states, top.top.model
 
-    training_args = _training_args(job, args, run_tmp, len(train_ds), val_ds is not None, by_length=top is None)
+    training_args = _training_args(job, args, run_tmp, len(train_ds), val_ds is not None)
     digests: dict[float, str] = {}
     extra = [EarlyStoppingCallback(early_stopping_patience=args.patience)] if val_ds is not None else []
     if distributed.current_size() > 1:

@@ -19,20 +19,26 @@ from handlers.trunk import TopClassifier, TrunkEncoder
 
 
 class StatesDataset(torch.utils.data.Dataset):
-    """Rows as the top reads them: the trunk's hidden states over the row's tokens, and its label."""
+    """Rows as the top reads them: the trunk's hidden states over the row's tokens, and its label.
 
-    def __init__(self, states: list[torch.Tensor], labels: Sequence[int]) -> None:
-        self.states, self.labels = states, list(labels)
+    Each row also carries its token ids, which the top does not read: the Trainer's
+    length-grouped sampler measures rows by them, so a batch of short rows is not padded
+    to the length of one long row (random batches of the sample events padded most of
+    their rows to 128 positions).
+    """
+
+    def __init__(self, states: list[torch.Tensor], labels: Sequence[int], input_ids: Sequence[Sequence[int]]) -> None:
+        self.states, self.labels, self.input_ids = states, list(labels), input_ids
 
     def __len__(self) -> int:
         return len(self.states)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        return {"inputs_embeds": self.states[i], "labels": self.labels[i]}
+        return {"inputs_embeds": self.states[i], "labels": self.labels[i], "input_ids": self.input_ids[i]}
 
 
 def pad_states(rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-    """A batch padded to its longest row; padded positions are masked out of attention."""
+    """A batch padded to its longest row; padded positions are masked out of attention (token ids are dropped)."""
     lengths = torch.tensor([len(r["inputs_embeds"]) for r in rows])
     hidden = torch.nn.utils.rnn.pad_sequence([r["inputs_embeds"] for r in rows], batch_first=True)
     mask = (torch.arange(hidden.shape[1])[None, :] < lengths[:, None]).long()
@@ -61,7 +67,7 @@ class TopOnTrunk:
                 hidden = trunk(input_ids.to(device), mask.to(device))
             for row, i in enumerate(chunk):
                 states[i] = hidden[row, : len(ids[i])].float().cpu().clone()
-        return StatesDataset(states, tokenized["labels"])
+        return StatesDataset(states, tokenized["labels"], ids)
 
     def put_back(self, model: Any) -> Any:
         """The whole model with the trained top on the trunk (its own lower layers, untouched)."""
