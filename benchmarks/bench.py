@@ -7,7 +7,8 @@ Four measurements on the same events, in one run:
   ceiling  the cascade in-process at batch 1, 8 and 32 (events/s, latency per call), with
            default requests (the handler's top_k) and the default archive's precision;
   served   our archive through a real TorchServe on loopback at concurrency 1, 8 and 32,
-           one event per HTTP request (events/s, p50/p95/p99 latency, errors);
+           one event per HTTP request with default request fields, as the ceiling
+           (events/s, p50/p95/p99 latency, errors);
   naive    benchmarks/naive_handler.py served the same way: one request per forward pass,
            padded to max_length, the two levels as separate calls.
   structures  (runs with a shared trunk) the same weights as trunk + tops, as whole
@@ -144,7 +145,7 @@ class Served:
         host, port = self.server.address("inference").removeprefix("http://").split(":")
         key = self.server.key("inference")
         path = f"/predictions/{self.name}"
-        bodies = [json.dumps({**e, "top_k": 1}).encode() for e in events]
+        bodies = [json.dumps(e).encode() for e in events]  # default request fields, as the ceiling
         latencies: list[float] = []
         errors = [0]
         lock = threading.Lock()
@@ -196,7 +197,7 @@ class Served:
         shows how much of the gap to the ceiling is the client's. Time-bounded, not counted.
         """
         host, port = self.server.address("inference").removeprefix("http://").split(":")
-        bodies = ",\n".join(json.dumps(json.dumps({**e, "top_k": 1})) for e in events)
+        bodies = ",\n".join(json.dumps(json.dumps(e)) for e in events)  # default request fields
         script = WRK_SCRIPT.replace("BODIES", bodies).replace("KEY", self.server.key("inference"))
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
             handle.write(script)
@@ -310,7 +311,7 @@ def layout_name(layout: dict[str, int]) -> str:
 def markdown(report: dict[str, Any]) -> str:
     client = " (wrk client)" if report.get("client") == "wrk" else ""
     lines = [f"### {report['run']}{' int8' if report['quantize'] else ''}{client} ({report['events']} events, "
-             f"{report['device']})", ""]
+             f"{report['device']}; default requests)", ""]
     lines += ["| mode | setting | events/s | p50 ms | p95 ms | p99 ms | errors |", "|---|---|---|---|---|---|---|"]
     for r in report["ceiling"]:
         lines.append(f"| ceiling (in-process) | batch {r['batch']} | {r['events_per_s']:.1f} | "
