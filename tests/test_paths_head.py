@@ -92,6 +92,25 @@ def test_the_weight_is_chosen_on_val_and_weight_zero_drops_the_head(paths_run: P
     assert Cascade(run).passes(1) == 2 and cascade.predict(EVENTS) == Cascade(run).predict(EVENTS)
 
 
+def test_choosing_the_decoding_reads_the_taxonomy_given_part_once(paths_run: Path, events_csv: Path,
+                                                                  tmp_path: Path) -> None:
+    """Greedy and joint are both scored on val; the taxonomy-given pass is the same for both."""
+    from training.decoding import choose_decoding
+    from training.evaluate import evaluate_frame
+
+    frame = pd.read_csv(paths_run / "split.csv")
+    rows = pd.read_csv(events_csv, keep_default_na=False).iloc[frame[frame.split == "val"].row]
+    run = shutil.copytree(paths_run, tmp_path / "run")
+    cascade, calls = Cascade(run), []
+    given = cascade.subtaxonomy_given
+    cascade.subtaxonomy_given = lambda *args: calls.append(args) or given(*args)
+    tried = choose_decoding(cascade, rows, "auto", run, {})
+    assert sorted(tried) == ["greedy", "joint"] and len(calls) == 1
+    for mode, result in tried.items():  # the same as scoring each decoding on its own
+        alone = evaluate_frame(Cascade(run, decoding=mode), rows)
+        assert result.scores == alone.scores and result.given == alone.given and result.answers == alone.answers
+
+
 def assert_served_as_the_cascade(run: Path, name: str, server) -> None:
     """Build an archive of ``run``, register it, and check its answers equal the cascade's."""
     built = subprocess.run([sys.executable, "-m", "archives.build", "--run", str(run), "--name", name,

@@ -33,11 +33,11 @@ def choose_decoding(cascade: Any, val: pd.DataFrame, wanted: str, run_tmp: Path,
     choice = "greedy" if wanted == "auto" and val.empty else wanted
     tried = {}
     if choice == "auto":
-        scores = {}
+        scores, given = {}, None
         for mode in ("greedy", "joint"):
             cascade.decoding = mode
-            tried[mode] = evaluate_frame(cascade, val)
-            scores[mode] = tried[mode].scores["path_accuracy"]
+            tried[mode] = evaluate_frame(cascade, val, given=given)
+            scores[mode], given = tried[mode].scores["path_accuracy"], tried[mode].given
         choice = "joint" if scores["joint"] > scores["greedy"] else "greedy"
         metrics["decoding_val_path_accuracy"] = scores
         print(f"decoding on val: greedy {scores['greedy']:.4f}, joint {scores['joint']:.4f} -> {choice}", flush=True)

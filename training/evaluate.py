@@ -30,8 +30,14 @@ class Evaluation(NamedTuple):
     given: list[str]  # each row's subtaxonomy when its true taxonomy is given
 
 
-def evaluate_frame(cascade: Cascade, frame: pd.DataFrame, batch_size: int = 256) -> Evaluation:
-    """Metrics, answers and taxonomy-given subtaxonomies for the rows of ``frame`` (one split)."""
+def evaluate_frame(cascade: Cascade, frame: pd.DataFrame, batch_size: int = 256,
+                   given: list[str] | None = None) -> Evaluation:
+    """Metrics, answers and taxonomy-given subtaxonomies for the rows of ``frame`` (one split).
+
+    ``given``: the taxonomy-given subtaxonomies of an earlier evaluation of the same rows.
+    They depend on neither the decoding nor the paths level, so training's choices score
+    val several times but compute them (a pass over every row) once.
+    """
     events = frame[["title", "description"]].to_dict("records")
     known = set(cascade.hierarchy.taxonomy.labels)
     unknown = sorted(set(frame.taxonomy) - known)
@@ -40,7 +46,8 @@ def evaluate_frame(cascade: Cascade, frame: pd.DataFrame, batch_size: int = 256)
     answers: list[dict] = []
     for start in range(0, len(events), batch_size):
         answers += cascade.predict(events[start : start + batch_size], top_k=1)
-    given = cascade.subtaxonomy_given(events, list(frame.taxonomy))
+    if given is None:
+        given = cascade.subtaxonomy_given(events, list(frame.taxonomy))
     scores = cascade_scores(list(frame.taxonomy), list(frame.subtaxonomy), answers, given)
     return Evaluation(scores, answers, given)
 

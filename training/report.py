@@ -156,15 +156,16 @@ def evaluate_and_report(run_tmp: Path, frame: pd.DataFrame, summaries: list[dict
     hierarchy = cascade.hierarchy
     metrics: dict[str, Any] = {"splits": {}, "precision": cascade.precision}
     tried = choose_decoding(cascade, frame[frame.split == "val"], info["args"]["decoding"], run_tmp, metrics)
+    val_given = next(iter(tried.values())).given if tried else None
     if choose_paths_weight(cascade, frame[frame.split == "val"], run_tmp, metrics, info["args"]["paths_weight"]) > 0:
-        tried = {}  # the paths head changes the answers: val is scored again
+        tried = {}  # the paths level changes the answers: val is scored again (not its taxonomy-given part)
     last = None
     for split in ("val", "test"):
         rows = frame[frame.split == split]
         if rows.empty:
             continue
         result = tried.get(metrics["decoding"]) if split == "val" else None
-        result = result or evaluate_frame(cascade, rows)
+        result = result or evaluate_frame(cascade, rows, given=val_given if split == "val" else None)
         metrics["splits"][split] = result.scores
         print(summary_line(split, result.scores), flush=True)
         last = (split, rows, result)
