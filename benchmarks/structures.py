@@ -12,10 +12,10 @@ run's decoding), which may visit more taxonomies:
          the trunk run with routing off (handlers/routing.py): what routing saves;
   flat   one single-level classifier (the taxonomy model exported whole): one full pass per
          event, the floor of any two-level method. Read like every level of the cascade,
-         its last layer computing the first position only (handlers/trunk.py);
+         its last layer computing the first position only (handlers/distilbert.py);
   flat, stock last layer
-         the same model as AutoModelForSequenceClassification computes it: every position
-         through every layer, what a single model served as it comes costs.
+         the same model as transformers' AutoModelForSequenceClassification computes it:
+         every position through every layer, what a single model served as it comes costs.
 Also each at bf16 autocast when the CPU has native bf16. Prints a markdown table with each
 structure's events/s as a fraction of flat's; ``benchmarks/bench.py`` runs it too.
 """
@@ -49,14 +49,14 @@ EVERY = "trunk, every candidate"  # the trunk run without routing: every candida
 STOCK = "flat, stock last layer"
 
 
-def _stock_last_layer(cascade: Any) -> None:
-    """Each model's last layer back to transformers' own block (all positions), same weights."""
-    from transformers.models.distilbert.modeling_distilbert import TransformerBlock
+def _stock_model(cascade: Any) -> None:
+    """Each model swapped for transformers' own AutoModelForSequenceClassification of the
+    same checkpoint: every position through every layer."""
+    from transformers import AutoModelForSequenceClassification
 
-    from handlers.trunk import swap_last_layer
-
-    for model in cascade.models.values():
-        swap_last_layer(model, TransformerBlock)
+    for folder in cascade.models:
+        cascade.models[folder] = AutoModelForSequenceClassification.from_pretrained(
+            str(cascade.run_dir / folder), use_safetensors=True).eval()
 
 
 def compare_structures(run: Path, events: list[dict], batch_sizes: list[int], threads: int,
@@ -91,7 +91,7 @@ def compare_structures(run: Path, events: list[dict], batch_sizes: list[int], th
                 cascade = Cascade(source, max_batch=max(batch_sizes), decoding=decoding, precision=precision,
                                   routing=name != EVERY)
                 if name == STOCK:
-                    _stock_last_layer(cascade)
+                    _stock_model(cascade)
                 for batch in batch_sizes:
                     rate = _rate(cascade, events, batch, k, max_seconds)
                     mode = "-" if name.startswith("flat") else f"{decoding}, top_k {k}"

@@ -12,24 +12,26 @@ runs only that level's top layers on the trunk's hidden states.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from safetensors.torch import load_file
+from transformers import AutoTokenizer
 
 from handlers import ranking
 from handlers import routing
 from handlers.answers import LevelAnswer, PathAnswer, level_answer
 from handlers.batching import autocast, bf16_is_native, padded_chunks
+from handlers.distilbert import DistilBertPart, Settings
 from handlers.encoded import Encoded, PathScores
-from handlers.hierarchy import ONNX_FILE, TOKENIZER_DIR, Hierarchy, Level
+from handlers.hierarchy import ONNX_FILE, TOKENIZER_DIR, TOP_FILE, WEIGHTS_FILE, Hierarchy, Level
 from handlers.lexical import LexicalFeatures, LexicalModel
 from handlers.onnx_int8 import OnnxGraph
 from handlers.ranking import PathColumns
 from handlers.run_dir import check_run_dir
-from handlers.trunk import TopClassifier, TrunkEncoder, read_first_position
 
 Event = Mapping[str, Any]
 
@@ -116,13 +118,23 @@ class Cascade:
                 raise ValueError(f"{path} not found: int8 archives are built with "
                                  "scripts/build.sh --quantize int8")
             return OnnxGraph(path)
+        path = self.run_dir / folder
+        trunk_layers = self.hierarchy.trunk.layers if self.hierarchy.trunk else 0
         if trunk:
-            model = TrunkEncoder.load(self.run_dir / folder, self.hierarchy.trunk.layers)
+            model = DistilBertPart.from_stock(Settings.load(path), 0, trunk_layers, load_file(path / WEIGHTS_FILE),
+                                              embeddings=True, head=False)
         elif self.hierarchy.trunk is not None:
-            model = TopClassifier.load(self.run_dir / folder, self.hierarchy.trunk.layers)
-        else:
-            model = read_first_position(AutoModelForSequenceClassification.from_pretrained(
-                str(self.run_dir / folder), use_safetensors=True))
+            settings = Settings.load(path)
+            model = DistilBertPart.from_stock(settings, trunk_layers, settings.n_layers, load_file(path / TOP_FILE),
+                                              embeddings=False, head=True)
+        elif _model_type(path) == "distilbert":
+            settings = Settings.load(path)
+            model = DistilBertPart.from_stock(settings, 0, settings.n_layers, load_file(path / WEIGHTS_FILE),
+                                              embeddings=True, head=True)
+        else:  # another architecture: transformers' own class (imported only then: it is large)
+            from transformers import AutoModelForSequenceClassification
+
+            model = AutoModelForSequenceClassification.from_pretrained(str(path), use_safetensors=True)
         return model.to(self.device).eval()
 
     # -- text -> model inputs ------------------------------------------------------------
@@ -341,6 +353,10 @@ class Cascade:
 
 
 TAXONOMY_MS, SUBTAXONOMY_MS = "taxonomy_ms", "subtaxonomy_ms"
+
+
+def _model_type(folder: Path) -> str | None:
+    return json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
 
 
 def _add(timings: dict[str, float] | None, key: str, since: float) -> None:

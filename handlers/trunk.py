@@ -10,16 +10,18 @@ costs L + k layers instead of 2L, and every extra taxonomy visited k layers inst
 less, since a top's last layer computes only the position its head reads
 (``FirstPositionBlock``).
 
-``split_run`` (training) and ``export_level`` (any level back to a stock checkpoint folder
-that ``AutoModelForSequenceClassification`` loads with no code of ours) convert between
-the two layouts. No TorchServe import here.
+Serving runs trunk and tops with handlers/distilbert.py (plain torch). ``TrunkEncoder``
+and ``TopClassifier`` here are the same parts built from transformers' classes, for
+training (the Trainer trains a ``TopClassifier``) and the ONNX export. ``split_run``
+(training) and ``export_level`` (any level back to a stock checkpoint folder that
+``AutoModelForSequenceClassification`` loads with no code of ours) convert between the two
+layouts. No TorchServe import here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -27,20 +29,16 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 from transformers import DistilBertConfig, DistilBertForSequenceClassification, DistilBertModel
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.models.distilbert.modeling_distilbert import TransformerBlock, eager_attention_forward
 
+from handlers.distilbert import STOCK_EMBEDDINGS, STOCK_LAYER, FirstPositionBlock
 from handlers.hierarchy import (TOKENIZER_DIR, TOP_FILE, TRUNK_DIR, WEIGHTS_FILE, Hierarchy, HierarchyError,
                                 Trunk)
-
-_LAYER = re.compile(r"^distilbert\.transformer\.layer\.(\d+)\.(.+)$")
-_EMBEDDINGS = "distilbert.embeddings."
 
 
 def in_trunk(key: str, trunk_layers: int) -> bool:
     """Whether a stock DistilBERT parameter belongs to a trunk of ``trunk_layers`` layers."""
-    match = _LAYER.match(key)
-    return key.startswith(_EMBEDDINGS) or (match is not None and int(match[1]) < trunk_layers)
+    match = STOCK_LAYER.match(key)
+    return key.startswith(STOCK_EMBEDDINGS) or (match is not None and int(match[1]) < trunk_layers)
 
 
 def _config(folder: Path) -> DistilBertConfig:
@@ -83,38 +81,6 @@ class _HiddenStatesIn(torch.nn.Module):
         return inputs_embeds
 
 
-class FirstPositionBlock(TransformerBlock):
-    """A last layer that computes the first position only: the one the head reads.
-
-    The classification head reads the last layer's output at the first position (``[CLS]``)
-    and nothing else, so this layer needs every position's keys and values but the query,
-    attention output and feed-forward of one position: about a sixth of a whole layer's
-    work on a batch of 30-token texts, less on longer ones. Same parameters (and names) as
-    the stock block and the same result up to float rounding; the gradient of a loss on
-    the head is the same too, so training the top uses it as well. Returns (batch, 1, dim).
-    """
-
-    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                **kwargs: Any) -> torch.Tensor:
-        attention = self.attention
-        batch, _, dim = hidden_states.shape
-        first = hidden_states[:, :1]
-
-        def heads(states: torch.Tensor) -> torch.Tensor:
-            return states.view(batch, states.shape[1], -1, attention.attention_head_size).transpose(1, 2)
-
-        if attention_mask is not None and attention_mask.dim() == 4:  # (batch, 1, queries, keys): keep query 0
-            attention_mask = attention_mask[:, :, :1]
-        interface = ALL_ATTENTION_FUNCTIONS.get_interface(attention.config._attn_implementation,
-                                                          eager_attention_forward)
-        out, _ = interface(attention, heads(attention.q_lin(first)), heads(attention.k_lin(hidden_states)),
-                           heads(attention.v_lin(hidden_states)), attention_mask,
-                           dropout=attention.dropout.p if attention.training else 0.0,
-                           scaling=attention.scaling)
-        out = self.sa_layer_norm(attention.out_lin(out.reshape(batch, 1, dim)) + first)
-        return self.output_layer_norm(self.ffn(out) + out)
-
-
 def read_first_position(model: torch.nn.Module) -> torch.nn.Module:
     """A DistilBERT classifier's last layer swapped for a ``FirstPositionBlock`` with its weights.
 
@@ -124,7 +90,7 @@ def read_first_position(model: torch.nn.Module) -> torch.nn.Module:
     return swap_last_layer(model, FirstPositionBlock)
 
 
-def swap_last_layer(model: torch.nn.Module, block_class: type[TransformerBlock]) -> torch.nn.Module:
+def swap_last_layer(model: torch.nn.Module, block_class: type[torch.nn.Module]) -> torch.nn.Module:
     """A DistilBERT classifier with its last layer rebuilt as ``block_class``, same weights."""
     if getattr(model.config, "model_type", None) != "distilbert" or not hasattr(model, "distilbert"):
         return model
@@ -141,8 +107,8 @@ class TopClassifier(torch.nn.Module):
 
     A stock DistilBertForSequenceClassification with only the top layers, whose embedding
     module passes the hidden states through and whose last layer computes the one position
-    the head reads (``FirstPositionBlock``): attention masking and the head are
-    transformers' own code, so the cascade and an exported checkpoint compute the same.
+    the head reads (``FirstPositionBlock``): what training trains and the ONNX export reads.
+    Serving runs the same tensors as a ``handlers.distilbert.DistilBertPart``.
     """
 
     def __init__(self, config: DistilBertConfig, trunk_layers: int, first_position: bool = True) -> None:
@@ -179,7 +145,7 @@ class TopClassifier(torch.nn.Module):
         """Layer i of the stored top (stock numbering) is layer i + shift of this module, and back."""
         out = {}
         for key, value in state.items():
-            match = _LAYER.match(key)
+            match = STOCK_LAYER.match(key)
             out[f"distilbert.transformer.layer.{int(match[1]) + shift}.{match[2]}" if match else key] = value
         return out
 

@@ -175,3 +175,32 @@ def test_the_last_layer_computes_the_first_position_as_the_stock_layer_does(atte
     for (name, a), b in zip(stock.named_parameters(), ours.parameters()):
         assert a.grad is not None and b.grad is not None, name
         assert torch.allclose(a.grad, b.grad, atol=1e-5), name
+
+
+@pytest.mark.parametrize("activation", ["gelu", "relu"])
+def test_the_served_layers_give_transformers_logits_whole_or_split(activation: str) -> None:
+    """Serving runs stock DistilBERT tensors with handlers/distilbert.py, not transformers' classes."""
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    from handlers.distilbert import DistilBertPart, Settings
+
+    torch.manual_seed(4)
+    config = DistilBertConfig(vocab_size=60, dim=32, hidden_dim=64, n_layers=3, n_heads=4, num_labels=5,
+                              activation=activation)
+    stock = DistilBertForSequenceClassification(config).eval()
+    state, settings = stock.state_dict(), Settings.of(config.to_dict())
+    ids = torch.randint(5, 60, (4, 11))
+    mask = torch.ones_like(ids)
+    mask[1, 5:] = 0
+    mask[3, 2:] = 0
+    with torch.inference_mode():
+        expected = stock(input_ids=ids, attention_mask=mask).logits
+        whole = DistilBertPart.from_stock(settings, 0, 3, state, embeddings=True, head=True)(ids, mask)
+        for trunk_layers in (2, 0):  # a trunk of 0 layers: the embeddings alone
+            trunk = DistilBertPart.from_stock(settings, 0, trunk_layers, state, embeddings=True, head=False)
+            top = DistilBertPart.from_stock(settings, trunk_layers, 3, state, embeddings=False, head=True)
+            assert torch.allclose(top(trunk(ids, mask), mask), expected, atol=1e-5), trunk_layers
+    assert torch.allclose(whole, expected, atol=1e-5)
+    with pytest.raises(RuntimeError, match="Missing key"):  # a part needs every tensor it covers
+        DistilBertPart.from_stock(settings, 2, 3, {k: v for k, v in state.items() if k != "classifier.bias"},
+                                  embeddings=False, head=True)
