@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +15,11 @@ import pytest
 from handlers.hierarchy import Hierarchy, HierarchyError, Level
 from handlers.run_dir import check_run_dir
 from handlers.text import TextFormat, TextFormatError
-from handlers.lexical import FAMILIES, LEXICAL_JSON, LEXICAL_WEIGHTS, LexicalFeatures, LexicalModel, check_lexical
+from handlers.lexical import (FAMILIES, LEXICAL_JSON, LEXICAL_WEIGHTS, LexicalFeatures, LexicalModel, TermVectorizer,
+                              check_lexical)
 from tests.tiny import add_lexical, tiny_events
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +125,46 @@ def test_a_lexical_model_with_its_own_word_vectorizer_still_loads(tmp_path: Path
     assert check_lexical(tmp_path, model.labels, None) is None
     probe = ["saxophone swing trio", "peloton road bike"]
     assert np.allclose(LexicalModel.load(tmp_path, None).predict_proba(probe), model.predict_proba(probe), atol=1e-6)
+
+
+@pytest.mark.parametrize("family", FAMILIES, ids=[f["analyzer"] for f in FAMILIES])
+def test_the_transform_is_scikit_learns_for_the_same_vocabulary_and_idf(family: dict) -> None:
+    """Training fits with scikit-learn; every transform (training's and serving's) is TermVectorizer's."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    texts, _ = tiny_texts()
+    fitted = TfidfVectorizer(**{**family, "min_df": 1, "ngram_range": tuple(family["ngram_range"])},
+                             dtype=np.float32).fit(texts + ["Déjà vu au café naïf", "Straße ﬁne ½"])
+    ours = TermVectorizer(family, fitted.vocabulary_, fitted.idf_)
+    probe = texts[:20] + ["", "   ", "x", "a b", "DÉJÀ VU au Café", "Straße  ﬁne\t½\nlines", "never seen words",
+                          "don't stop-believing 4x4 at 9pm", "日本語 café"]
+    expected, got = fitted.transform(probe), ours.transform(probe)
+    assert got.shape == expected.shape and got.dtype == np.float32
+    assert np.array_equal(got.indptr, expected.indptr) and np.array_equal(got.indices, expected.indices)
+    assert np.allclose(got.data, expected.data, atol=1e-6)
+    assert got[20].nnz == 0 and got[24].nnz > 0  # "" has no term; "DÉJÀ VU au Café" reads as "deja vu au cafe"
+
+
+def test_a_feature_family_this_code_cannot_transform_is_refused() -> None:
+    with pytest.raises(ValueError, match="cannot transform"):
+        TermVectorizer({**FAMILIES[0], "analyzer": "char"}, {"ab": 0}, np.ones(1))
+    with pytest.raises(ValueError, match="cannot transform"):
+        TermVectorizer({**FAMILIES[0], "stop_words": "english"}, {"ab": 0}, np.ones(1))
+
+
+def test_serving_imports_neither_scikit_learn_nor_transformers_model_code(tiny_run: Path, tmp_path: Path) -> None:
+    """Each is about 100 MB of a worker's memory; serving needs neither (handlers/lexical.py,
+    handlers/distilbert.py). Checked in a fresh interpreter, as a worker starts."""
+    run = with_lexical(tiny_run, tmp_path / "run", weight=0.5)
+    script = (f"import sys; from handlers.cascade import Cascade; c = Cascade({str(run)!r}); "
+              "assert c.lexical and c.trunk is not None; "
+              "print(c.predict([{'title': 'jazz night', 'description': 'a saxophone trio'}], top_k=3)[0]['path']); "
+              "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'sympy') "
+              "or m.startswith(('transformers.models.distilbert.modeling', 'transformers.modeling_utils'))))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    path, imported = result.stdout.strip().splitlines()[-2:]
+    assert path.startswith("[") and imported == "[]", imported
 
 
 def with_lexical(tiny_run: Path, dest: Path, weight: float) -> Path:
