@@ -52,3 +52,17 @@ def test_bench_int8_with_the_wrk_client(tiny_run: Path, events_csv: Path, tmp_pa
     assert [r["concurrency"] for r in report["served"]] == [1, 4]
     assert all(r["errors"] == 0 and r["requests"] > 0 and r["events_per_s"] > 0 for r in report["served"])
     assert "(wrk client)" in (tmp_path / "tiny-int8-wrk.md").read_text()
+
+
+def test_memory_benchmark_measures_each_structure_in_a_fresh_process(tiny_run: Path, events_csv: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.memory", "--run", str(tiny_run), "--data", str(events_csv),
+         "--events", "12", "--batch", "4", "--threads", "1"],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and "structure" not in line]
+    assert [row.split(" | ")[0] for row in rows] == ["| as trained", "| whole checkpoints"]
+    for row in rows:
+        imports, loaded, answered, peak = (float(cell) for cell in row.strip(" |").split(" | ")[1:])
+        assert 0 < imports < loaded <= peak and answered <= peak
