@@ -12,24 +12,21 @@ runs only that level's top layers on the trunk's hidden states.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
-from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
 from handlers import ranking
 from handlers import routing
 from handlers.answers import LevelAnswer, PathAnswer, level_answer
 from handlers.batching import autocast, bf16_is_native, padded_chunks
-from handlers.distilbert import DistilBertPart, Settings
+from handlers.checkpoints import load_model
 from handlers.encoded import Encoded, PathScores
-from handlers.hierarchy import ONNX_FILE, TOKENIZER_DIR, TOP_FILE, WEIGHTS_FILE, Hierarchy, Level
+from handlers.hierarchy import TOKENIZER_DIR, Hierarchy, Level
 from handlers.lexical import LexicalFeatures, LexicalModel
-from handlers.onnx_int8 import OnnxGraph
 from handlers.ranking import PathColumns
 from handlers.run_dir import check_run_dir
 
@@ -92,8 +89,10 @@ class Cascade:
         if precision == "auto":
             precision = "bf16" if self.device.type == "cpu" and not quantize and bf16_is_native() else "fp32"
         self.precision = "fp32" if quantize else precision  # ONNX Runtime runs its own int8 graph
-        self.trunk = self._load(self.hierarchy.trunk.folder, quantize, trunk=True) if self.hierarchy.trunk else None
-        self.models: dict[str, Any] = {folder: self._load(folder, quantize) for folder in self.hierarchy.checkpoints()}
+        self.trunk = load_model(self.run_dir, self.hierarchy, self.hierarchy.trunk.folder, self.device, quantize,
+                                trunk=True) if self.hierarchy.trunk else None
+        self.models: dict[str, Any] = {folder: load_model(self.run_dir, self.hierarchy, folder, self.device, quantize)
+                                       for folder in self.hierarchy.checkpoints()}
         self.paths_weight = self.hierarchy.paths_weight if self.hierarchy.paths is not None else 0.0
         self.columns: PathColumns | None = None  # where each path sits among the paths level's labels
         if self.hierarchy.paths is not None:
@@ -108,34 +107,6 @@ class Cascade:
     def index_paths(self, labels: Sequence[str]) -> None:
         """Read path scores against these paths level labels (handlers/ranking.py)."""
         self.columns = PathColumns(self.hierarchy, labels)
-
-    def _load(self, folder: str, quantize: str | None, trunk: bool = False) -> Any:
-        """One checkpoint (or the trunk): torch from safetensors, or the int8 ONNX export."""
-        if quantize == "int8":
-            # The int8 ONNX export that scripts/build.sh --quantize int8 made (CPU only).
-            path = self.run_dir / folder / ONNX_FILE
-            if not path.is_file():
-                raise ValueError(f"{path} not found: int8 archives are built with "
-                                 "scripts/build.sh --quantize int8")
-            return OnnxGraph(path)
-        path = self.run_dir / folder
-        trunk_layers = self.hierarchy.trunk.layers if self.hierarchy.trunk else 0
-        if trunk:
-            model = DistilBertPart.from_stock(Settings.load(path), 0, trunk_layers, load_file(path / WEIGHTS_FILE),
-                                              embeddings=True, head=False)
-        elif self.hierarchy.trunk is not None:
-            settings = Settings.load(path)
-            model = DistilBertPart.from_stock(settings, trunk_layers, settings.n_layers, load_file(path / TOP_FILE),
-                                              embeddings=False, head=True)
-        elif _model_type(path) == "distilbert":
-            settings = Settings.load(path)
-            model = DistilBertPart.from_stock(settings, 0, settings.n_layers, load_file(path / WEIGHTS_FILE),
-                                              embeddings=True, head=True)
-        else:  # another architecture: transformers' own class (imported only then: it is large)
-            from transformers import AutoModelForSequenceClassification
-
-            model = AutoModelForSequenceClassification.from_pretrained(str(path), use_safetensors=True)
-        return model.to(self.device).eval()
 
     # -- text -> model inputs ------------------------------------------------------------
     def window_counts(self, events: Sequence[Event]) -> list[int]:
@@ -228,23 +199,9 @@ class Cascade:
         return out
 
     def passes(self, top_k: int, windows: int | None = None) -> int:
-        """The most model passes one event with this ``top_k`` can cost (for the handler's cap).
-
-        One taxonomy pass, then one subtaxonomy pass per candidate taxonomy: as many as
-        ``top_k`` asks for, or the beam under joint decoding, at most every taxonomy; with
-        the paths level, its head's pass (none when its lexical model reads it alone) and the
-        taxonomy of its best path. Each pass reads every window of the event: ``windows`` (see
-        ``window_counts``), or at most ``max_windows`` under ``windows`` when not given.
-        """
-        fmt = self.hierarchy.text
-        if windows is None:
-            windows = fmt.max_windows if fmt.truncation == "windows" else 1
-        if self.hierarchy.single_level:
-            return windows
-        width = max(top_k, self.beam_width) if self.decoding == "joint" else top_k
-        extra = 1 if self.paths_weight > 0 else 0  # the paths level's best path's taxonomy
-        head = extra if self.hierarchy.paths is not None and self.hierarchy.paths.lexical_weight < 1.0 else 0
-        return windows * (1 + head + min(max(1, width) + extra, len(self.hierarchy.taxonomy.labels)))
+        """The most model passes one event with this ``top_k`` can cost, for the handler's cap
+        (``routing.max_passes``); ``windows``: the event's, as ``window_counts`` counts them."""
+        return routing.max_passes(self.hierarchy, self.decoding, self.beam_width, self.paths_weight, top_k, windows)
 
     # -- the cascade ---------------------------------------------------------------------
     def predict(
@@ -353,10 +310,6 @@ class Cascade:
 
 
 TAXONOMY_MS, SUBTAXONOMY_MS = "taxonomy_ms", "subtaxonomy_ms"
-
-
-def _model_type(folder: Path) -> str | None:
-    return json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
 
 
 def _add(timings: dict[str, float] | None, key: str, since: float) -> None:

@@ -20,22 +20,19 @@ family's idf), a level as ``lexical.json`` (labels) and ``lexical.safetensors``
 (coefficients, intercepts, and which feature columns they cover when not all).
 
 Training fits the vocabularies, idf and regressions with scikit-learn; every transform of
-text into features, in training and in serving, is ``TermVectorizer``'s: scikit-learn's
-TfidfVectorizer transform for a fixed vocabulary and idf, in a few lines of Python. Serving
-so never imports scikit-learn (and the parts of scipy it pulls in): about 100 MB less per
-worker. A test checks the two transforms agree (tests/test_long_text.py).
+text into features, in training and in serving, is handlers/tfidf.py's, so serving never
+imports scikit-learn.
 """
 
 from __future__ import annotations
 
 import json
-import re
-import unicodedata
-from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+
+from handlers.tfidf import TermVectorizer
 
 LEXICAL_JSON = "lexical.json"
 LEXICAL_WEIGHTS = "lexical.safetensors"
@@ -48,7 +45,6 @@ FAMILIES = (
     {"analyzer": "char_wb", "ngram_range": [3, 5], "sublinear_tf": True, "min_df": 2, "max_features": 100_000,
      "lowercase": True, "strip_accents": "unicode"},
 )
-_FIT_ONLY = ("min_df", "max_features")
 
 
 class LexicalFeatures:
@@ -203,88 +199,6 @@ def _sklearn_vectorizer(settings: dict[str, Any]) -> Any:
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     return TfidfVectorizer(**{**settings, "ngram_range": tuple(settings["ngram_range"])}, dtype=np.float32)
-
-
-class TermVectorizer:
-    """One feature family's transform, as scikit-learn's TfidfVectorizer computes it for a
-    fixed vocabulary and idf: lowercase, accents stripped (NFKD, combining marks dropped),
-    word n-grams of ``\\b\\w\\w+\\b`` tokens or character n-grams within space-padded words
-    (``char_wb``), counts (1 + log with ``sublinear_tf``) times idf, each row L2-normalised.
-    Terms outside the vocabulary are dropped. ``vocabulary_`` and ``idf_`` are named as
-    scikit-learn names them."""
-
-    _SETTINGS = {"analyzer", "ngram_range", "sublinear_tf", "lowercase", "strip_accents"} | set(_FIT_ONLY)
-
-    def __init__(self, settings: dict[str, Any], vocabulary: dict[str, int], idf: np.ndarray) -> None:
-        unknown = set(settings) - self._SETTINGS
-        if unknown or settings.get("analyzer", "word") not in ("word", "char_wb") \
-                or settings.get("strip_accents") not in (None, "unicode"):
-            raise ValueError(f"a lexical feature family this code cannot transform: {settings}")
-        self.analyzer = settings.get("analyzer", "word")
-        self.ngram_range = tuple(settings.get("ngram_range", (1, 1)))
-        self.sublinear_tf = bool(settings.get("sublinear_tf", False))
-        self.lowercase = settings.get("lowercase", True)
-        self.strip_accents = settings.get("strip_accents") == "unicode"
-        self.vocabulary_ = vocabulary
-        self.idf_ = np.asarray(idf, dtype=np.float32)
-
-    def transform(self, texts: Sequence[str]) -> Any:
-        """A CSR matrix (rows: texts, columns: the vocabulary's indices), float32."""
-        from scipy.sparse import csr_matrix
-
-        indices: list[int] = []
-        counts: list[int] = []
-        indptr = [0]
-        lookup = self.vocabulary_.get
-        for text in texts:
-            found = Counter(map(lookup, self.terms(text)))
-            found.pop(None, None)  # terms outside the vocabulary
-            indices.extend(found.keys())
-            counts.extend(found.values())
-            indptr.append(len(indices))
-        matrix = csr_matrix((np.asarray(counts, dtype=np.float32), np.asarray(indices, dtype=np.int32), indptr),
-                            shape=(len(texts), len(self.idf_)))
-        matrix.sort_indices()
-        if self.sublinear_tf:
-            np.log(matrix.data, out=matrix.data)
-            matrix.data += 1.0
-        matrix.data *= self.idf_[matrix.indices]
-        row_of = np.repeat(np.arange(len(texts)), np.diff(matrix.indptr))
-        norms = np.sqrt(np.bincount(row_of, weights=matrix.data.astype(np.float64) ** 2, minlength=len(texts)))
-        matrix.data /= np.where(norms > 0, norms, 1.0)[row_of].astype(np.float32)
-        return matrix
-
-    def terms(self, text: str) -> list[str]:
-        """The n-grams of one text, in order, repeats kept."""
-        if self.lowercase:
-            text = text.lower()
-        if self.strip_accents:
-            text = _strip_accents(text)
-        low, high = self.ngram_range
-        if self.analyzer == "char_wb":
-            grams = []
-            for word in text.split():  # str.split: any run of whitespace, as the n-grams' padding sees it
-                word = f" {word} "
-                for n in range(low, high + 1):
-                    if len(word) <= n:  # a short word counts once, whole
-                        grams.append(word)
-                        break
-                    grams.extend(word[i : i + n] for i in range(len(word) - n + 1))
-            return grams
-        tokens = _TOKEN.findall(text)
-        grams = list(tokens) if low == 1 else []
-        for n in range(max(low, 2), min(high, len(tokens)) + 1):
-            grams.extend(" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
-        return grams
-
-
-_TOKEN = re.compile(r"(?u)\b\w\w+\b")  # scikit-learn's default token pattern
-
-
-def _strip_accents(text: str) -> str:
-    if text.isascii():
-        return text
-    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
 
 
 def check_lexical(folder: Path, labels: Sequence[str], features: int | None) -> str | None:

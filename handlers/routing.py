@@ -17,6 +17,8 @@ from typing import Sequence
 
 import torch
 
+from handlers.hierarchy import Hierarchy
+
 
 def candidate_taxonomies(tax_probs: torch.Tensor, ks: Sequence[int], best_path_taxonomy: Sequence[int] | None,
                          decoding: str, beam_width: int, beam_min_prob: float) -> list[set[int]]:
@@ -63,3 +65,24 @@ def kth_best(scores: Sequence[float], k: int) -> float:
     if len(scores) < k:
         return float("-inf")
     return sorted(scores, reverse=True)[max(1, k) - 1]
+
+
+def max_passes(hierarchy: Hierarchy, decoding: str, beam_width: int, paths_weight: float, top_k: int,
+               windows: int | None = None) -> int:
+    """The most model passes one event with this ``top_k`` can cost (for the handler's cap).
+
+    One taxonomy pass, then one subtaxonomy pass per candidate taxonomy: as many as
+    ``top_k`` asks for, or the beam under joint decoding, at most every taxonomy; with
+    the paths level, its head's pass (none when its lexical model reads it alone) and the
+    taxonomy of its best path. Each pass reads every window of the event: ``windows``, or at
+    most ``max_windows`` under ``windows`` truncation when not given.
+    """
+    fmt = hierarchy.text
+    if windows is None:
+        windows = fmt.max_windows if fmt.truncation == "windows" else 1
+    if hierarchy.single_level:
+        return windows
+    width = max(top_k, beam_width) if decoding == "joint" else top_k
+    extra = 1 if paths_weight > 0 else 0  # the paths level's best path's taxonomy
+    head = extra if hierarchy.paths is not None and hierarchy.paths.lexical_weight < 1.0 else 0
+    return windows * (1 + head + min(max(1, width) + extra, len(hierarchy.taxonomy.labels)))

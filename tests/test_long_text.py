@@ -15,8 +15,9 @@ import pytest
 from handlers.hierarchy import Hierarchy, HierarchyError, Level
 from handlers.run_dir import check_run_dir
 from handlers.text import TextFormat, TextFormatError
-from handlers.lexical import (FAMILIES, LEXICAL_JSON, LEXICAL_WEIGHTS, LexicalFeatures, LexicalModel, TermVectorizer,
+from handlers.lexical import (FAMILIES, LEXICAL_JSON, LEXICAL_WEIGHTS, LexicalFeatures, LexicalModel,
                               check_lexical)
+from handlers.tfidf import TermVectorizer
 from tests.tiny import add_lexical, tiny_events
 
 ROOT = Path(__file__).resolve().parent.parent
