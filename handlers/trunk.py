@@ -10,9 +10,10 @@ costs L + k layers instead of 2L, and every extra taxonomy visited k layers inst
 less, since a top's last layer computes only the position its head reads
 (``FirstPositionBlock``).
 
-Serving runs trunk and tops with handlers/distilbert.py (plain torch). ``TrunkEncoder``
-and ``TopClassifier`` here are the same parts built from transformers' classes, for
-training (the Trainer trains a ``TopClassifier``) and the ONNX export. ``split_run``
+Serving runs trunk and tops with handlers/distilbert.py (plain torch), and so does training
+when it computes the trunk's states. ``TrunkEncoder`` and ``TopClassifier`` here are the
+same parts built from transformers' classes: the Trainer trains a ``TopClassifier``, and the
+ONNX export reads both (ONNX Runtime fuses the attention of transformers' eager layers). ``split_run``
 (training) and ``export_level`` (any level back to a stock checkpoint folder that
 ``AutoModelForSequenceClassification`` loads with no code of ours) convert between the two
 layouts. No TorchServe import here.

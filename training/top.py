@@ -3,8 +3,9 @@
 With a shared trunk (``--top-layers K``) the trunk is frozen, so a row's hidden states never
 change: they are computed once per job instead of once per epoch, and the Trainer trains
 only the top (K layers and the head), a stock DistilBertForSequenceClassification whose
-input is those states (handlers/trunk.py's TopClassifier, the very module serving runs).
-The trained top then goes back on the trunk as a whole checkpoint, which
+input is those states (handlers/trunk.py's TopClassifier). The states come from the trunk
+module serving runs (handlers/distilbert.py), so a top trains on what it will read. The
+trained top then goes back on the trunk as a whole checkpoint, which
 ``handlers.trunk.split_run`` splits again, checking that no trunk tensor moved.
 """
 
@@ -15,7 +16,8 @@ from typing import Any, Sequence
 import torch
 
 from handlers.batching import padded_chunks
-from handlers.trunk import TopClassifier, TrunkEncoder
+from handlers.distilbert import DistilBertPart, Settings
+from handlers.trunk import TopClassifier
 
 
 class StatesDataset(torch.utils.data.Dataset):
@@ -52,7 +54,8 @@ class TopOnTrunk:
         config = model.config
         self.trunk_layers = max(0, config.n_layers - top_layers)
         state = model.state_dict()
-        self.trunk = TrunkEncoder.from_state(config, self.trunk_layers, state)
+        self.trunk = DistilBertPart.from_stock(Settings.of(config), 0, self.trunk_layers, state,
+                                               embeddings=True, head=False)
         self.top = TopClassifier.from_state(config, self.trunk_layers, state)
 
     @torch.no_grad()  # not inference_mode: these tensors are the inputs of a training graph
