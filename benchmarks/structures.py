@@ -60,9 +60,16 @@ def _stock_model(cascade: Any) -> None:
 
 
 def compare_structures(run: Path, events: list[dict], batch_sizes: list[int], threads: int,
-                       max_seconds: float = 20.0, top_k: int | None = None) -> list[dict[str, Any]]:
-    """events/s per structure, decoding, precision and batch size (see the module docstring)."""
+                       max_seconds: float = 20.0, top_k: int | None = None, repeats: int = 1) -> list[dict[str, Any]]:
+    """events/s per structure, decoding, precision and batch size (see the module docstring).
+
+    With ``repeats`` > 1 every cell is measured that many times, the structures in a rotated
+    order each round, and the row holds the median (``events_per_s``) and every run
+    (``events_per_s_runs``): on a 2-core machine single runs move 15-25% per cell, more than
+    the differences the structures are compared for.
+    """
     import dataclasses
+    import statistics
 
     import torch
 
@@ -86,18 +93,32 @@ def compare_structures(run: Path, events: list[dict], batch_sizes: list[int], th
                    for name, source in (("whole", whole), ("trunk", run))]
         if default[1] > 1 or default[0] == "joint":  # routing matters only where other taxonomies are candidates
             setups.append((EVERY, run, default))
-        for precision in precisions:
-            for name, source, (decoding, k) in setups:
-                cascade = Cascade(source, max_batch=max(batch_sizes), decoding=decoding, precision=precision,
-                                  routing=name != EVERY)
-                if name == STOCK:
-                    _stock_model(cascade)
-                for batch in batch_sizes:
-                    rate = _rate(cascade, events, batch, k, max_seconds)
+        runs: dict[tuple[str, str, str, int], list[float]] = {}
+        for round_ in range(max(1, repeats)):
+            turn = round_ % len(setups)
+            for precision in precisions:
+                for name, source, (decoding, k) in setups[turn:] + setups[:turn]:
+                    cascade = Cascade(source, max_batch=max(batch_sizes), decoding=decoding, precision=precision,
+                                      routing=name != EVERY)
+                    if name == STOCK:
+                        _stock_model(cascade)
                     mode = "-" if name.startswith("flat") else f"{decoding}, top_k {k}"
-                    rows.append({"structure": name, "decoding": mode, "precision": precision, "batch": batch,
-                                 "events_per_s": round(rate, 1)})
-                    print(f"{name:>22} {mode:>16} {precision} batch {batch:>3}: {rate:8.1f} events/s", flush=True)
+                    for batch in batch_sizes:
+                        rate = _rate(cascade, events, batch, k, max_seconds)
+                        runs.setdefault((name, mode, precision, batch), []).append(rate)
+                        print(f"{name:>22} {mode:>16} {precision} batch {batch:>3}: {rate:8.1f} events/s"
+                              + (f" (round {round_ + 1})" if repeats > 1 else ""), flush=True)
+        order = [(name, "-" if name.startswith("flat") else f"{decoding}, top_k {k}")
+                 for name, _, (decoding, k) in setups]
+        for precision in precisions:
+            for name, mode in order:
+                for batch in batch_sizes:
+                    rates = runs[name, mode, precision, batch]
+                    row = {"structure": name, "decoding": mode, "precision": precision, "batch": batch,
+                           "events_per_s": round(statistics.median(rates), 1)}
+                    if len(rates) > 1:
+                        row["events_per_s_runs"] = [round(rate, 1) for rate in rates]
+                    rows.append(row)
     return rows
 
 
@@ -129,10 +150,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2, help="torch threads (the fp32 archive's default)")
     p.add_argument("--max-seconds", type=float, default=20.0, help="time limit per measurement")
     p.add_argument("--top-k", type=int, default=None, help="top_k per request (default: the handler's default)")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="measure every cell this many times, structures in rotated order, and report the median")
     args = p.parse_args(argv)
     events = load_events(args.data, Path(args.run), args.events)
     rows = compare_structures(Path(args.run), events, [int(b) for b in args.batch_sizes.split(",")], args.threads,
-                              args.max_seconds, args.top_k)
+                              args.max_seconds, args.top_k, args.repeats)
     print(table(rows))
     return 0
 

@@ -124,6 +124,18 @@ def test_structures_benchmark_compares_the_same_weights(tiny_run: Path) -> None:
     assert "x) |" in text
 
 
+def test_structures_benchmark_repeats_report_the_median_of_every_round(tiny_run: Path) -> None:
+    import statistics
+
+    from benchmarks.structures import compare_structures
+
+    rows = compare_structures(tiny_run, EVENTS, [2], threads=1, max_seconds=0.2, repeats=3)
+    assert len({(r["structure"], r["decoding"], r["precision"]) for r in rows}) == len(rows)  # one row per cell
+    for row in rows:
+        assert len(row["events_per_s_runs"]) == 3
+        assert row["events_per_s"] == round(statistics.median(row["events_per_s_runs"]), 1)
+
+
 def test_a_base_that_is_not_distilbert_needs_top_layers_all(tiny_base: Path, events_csv: Path, tmp_path: Path,
                                                             capsys: pytest.CaptureFixture) -> None:
     from transformers import BertConfig, BertModel
