@@ -35,20 +35,18 @@ def load_model(run_dir: Path, hierarchy: Hierarchy, folder: str, device: torch.d
             raise ValueError(f"{path / ONNX_FILE} not found: int8 archives are built with "
                              "scripts/build.sh --quantize int8")
         return OnnxGraph(path / ONNX_FILE)
-    trunk_layers = hierarchy.trunk.layers if hierarchy.trunk else 0
-    if trunk:
-        model = DistilBertPart.from_stock(Settings.load(path), 0, trunk_layers, load_file(path / WEIGHTS_FILE),
-                                          embeddings=True, head=False)
-    elif hierarchy.trunk is not None:
-        settings = Settings.load(path)
-        model = DistilBertPart.from_stock(settings, trunk_layers, settings.n_layers, load_file(path / TOP_FILE),
-                                          embeddings=False, head=True)
-    elif json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type") == "distilbert":
-        settings = Settings.load(path)
-        model = DistilBertPart.from_stock(settings, 0, settings.n_layers, load_file(path / WEIGHTS_FILE),
-                                          embeddings=True, head=True)
-    else:
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    if hierarchy.trunk is None and config.get("model_type") != "distilbert":
         from transformers import AutoModelForSequenceClassification
 
-        model = AutoModelForSequenceClassification.from_pretrained(str(path), use_safetensors=True)
+        return AutoModelForSequenceClassification.from_pretrained(str(path), use_safetensors=True).to(device).eval()
+    settings = Settings.of(config)
+    trunk_layers = hierarchy.trunk.layers if hierarchy.trunk else 0
+    if trunk:  # embeddings and the lower layers
+        first, last, file, embeddings, head = 0, trunk_layers, WEIGHTS_FILE, True, False
+    elif hierarchy.trunk is not None:  # a level's top: the upper layers and the head
+        first, last, file, embeddings, head = trunk_layers, settings.n_layers, TOP_FILE, False, True
+    else:  # a whole checkpoint
+        first, last, file, embeddings, head = 0, settings.n_layers, WEIGHTS_FILE, True, True
+    model = DistilBertPart.from_stock(settings, first, last, load_file(path / file), embeddings=embeddings, head=head)
     return model.to(device).eval()

@@ -17,10 +17,8 @@ nothing else. No TorchServe or transformers import here.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Mapping
 
 import torch
@@ -60,10 +58,6 @@ class Settings:
             raise ValueError(f"unknown DistilBERT activation {get('activation')!r}: one of {sorted(_ACTIVATIONS)}")
         values = {name: get(name) for name in cls.__dataclass_fields__ if get(name) is not None}
         return cls(**values)
-
-    @classmethod
-    def load(cls, folder: str | Path) -> "Settings":
-        return cls.of(json.loads((Path(folder) / "config.json").read_text(encoding="utf-8")))
 
 
 _ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu}
