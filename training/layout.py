@@ -1,15 +1,22 @@
-"""The hierarchy a table of events implies: labels sorted, one checkpoint folder per model.
+"""The hierarchy a table of events implies (labels sorted, one checkpoint folder per model),
+and the run's final layout on a shared trunk (one trunk, a top per level, the paths head).
 
-Training builds it once; from then on hierarchy.json (handlers/hierarchy.py) is the record.
+Training builds the hierarchy once; from then on hierarchy.json (handlers/hierarchy.py) is
+the record.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
+import shutil
+from pathlib import Path
 from typing import Any
 
-from handlers.hierarchy import SUBTAXONOMY_DIR, TAXONOMY_DIR, Hierarchy, Level
+from handlers.hierarchy import PATHS_DIR, SUBTAXONOMY_DIR, TAXONOMY_DIR, Hierarchy, Level
 from handlers.text import TextFormat
+from handlers.trunk import split_run
 
 
 def slugify(label: str, taken: set[str] | None = None) -> str:
@@ -44,3 +51,24 @@ def build_hierarchy(
         subtaxonomies=subtaxonomies,
         base_model=dict(base_model or {}),
     )
+
+
+def store_trunk(run_tmp: Path, hierarchy: Hierarchy, warmup: Path, top_layers: int, paths_head: bool) -> None:
+    """The trained run as it is stored on a shared trunk: the warm-up kept as the paths head
+    (``paths_head``), then every level split into the one trunk and its top."""
+    if paths_head:
+        hierarchy = keep_paths_head(hierarchy, warmup, run_tmp)
+    split_run(run_tmp, hierarchy, top_layers).save(run_tmp)
+
+
+def keep_paths_head(hierarchy: Hierarchy, warmup: Path, run_tmp: Path) -> Hierarchy:
+    """The path warm-up, kept in the run as the paths head (its weight is chosen on val later).
+
+    Its lower layers are the trunk, so on the trunk it costs one top pass per event.
+    """
+    if hierarchy.single_level or not (warmup / "config.json").is_file():
+        return hierarchy
+    shutil.copytree(warmup, run_tmp / PATHS_DIR)
+    config = json.loads((warmup / "config.json").read_text(encoding="utf-8"))
+    labels = tuple(config["id2label"][str(i)] for i in range(len(config["id2label"])))
+    return dataclasses.replace(hierarchy, paths=Level(labels, PATHS_DIR))

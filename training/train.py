@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import os
 import shutil
@@ -28,10 +27,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from handlers.hierarchy import PATHS_DIR, TOKENIZER_DIR, Hierarchy, Level
-from training.layout import build_hierarchy
+from handlers.hierarchy import TOKENIZER_DIR, Hierarchy
+from training.layout import build_hierarchy, store_trunk
 from handlers.text import TextFormat
-from handlers.trunk import split_run
 from training import distributed, parallel
 from training.data import Columns, DataError, load_events, split_events
 from training.level import SUBTAXONOMY_ROLE, WARMUP_DIR, LevelJob, cpu_bf16, plan_jobs, train_level
@@ -168,22 +166,14 @@ def _run(args: argparse.Namespace, world: distributed.World) -> int:
         meter = None
         if world.distributed:
             parallel.assemble_on_main(jobs, world, work, run_tmp)
-        if run_tmp is not None and args.top_layers:
-            if args.paths_weight != "off":
-                hierarchy = keep_paths_head(hierarchy, work / WARMUP_DIR, run_tmp)
-            split_run(run_tmp, hierarchy, args.top_layers).save(run_tmp)  # one trunk, a top per level
         if run_tmp is not None:
+            if args.top_layers:
+                store_trunk(run_tmp, hierarchy, work / WARMUP_DIR, args.top_layers, args.paths_weight != "off")
             metrics, info = _finish_on_main(args, frame, split_report, base_record, summaries, energy, tracker,
                                             run_tmp, started, world, truncation_note)
         distributed.barrier()  # every rank returns once the run folder is in place
     except BaseException:
-        with distributed.shielded():
-            if run_tmp is not None:
-                shutil.rmtree(run_tmp, ignore_errors=True)
-            if meter is not None:
-                meter.stop()
-            if tracker is not None:
-                tracker.finish(None, None, summaries)
+        _abandon(run_tmp, meter, tracker, summaries)
         raise
     finally:
         if world.distributed and world.local_main and work is not None:
@@ -196,17 +186,16 @@ def _run(args: argparse.Namespace, world: distributed.World) -> int:
     return 0
 
 
-def keep_paths_head(hierarchy: Hierarchy, warmup: Path, run_tmp: Path) -> Hierarchy:
-    """The path warm-up, kept in the run as the paths head (its weight is chosen on val later).
-
-    Its lower layers are the trunk, so on the trunk it costs one top pass per event.
-    """
-    if hierarchy.single_level or not (warmup / "config.json").is_file():
-        return hierarchy
-    shutil.copytree(warmup, run_tmp / PATHS_DIR)
-    config = json.loads((warmup / "config.json").read_text(encoding="utf-8"))
-    labels = tuple(config["id2label"][str(i)] for i in range(len(config["id2label"])))
-    return dataclasses.replace(hierarchy, paths=Level(labels, PATHS_DIR))
+def _abandon(run_tmp: Path | None, meter: Any, tracker: Any, summaries: list[dict[str, Any]]) -> None:
+    """A failed or interrupted run: no half-written run folder, the energy meter stopped, the
+    tracked run closed as failed; shielded from the launcher's SIGTERM, so it runs to its end."""
+    with distributed.shielded():
+        if run_tmp is not None:
+            shutil.rmtree(run_tmp, ignore_errors=True)
+        if meter is not None:
+            meter.stop()
+        if tracker is not None:
+            tracker.finish(None, None, summaries)
 
 
 def _prepare(args: argparse.Namespace, world: distributed.World) -> tuple[str | None, dict[str, Any]]:
