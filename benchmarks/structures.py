@@ -54,9 +54,13 @@ def _stock_model(cascade: Any) -> None:
     same checkpoint: every position through every layer."""
     from transformers import AutoModelForSequenceClassification
 
+    from handlers.batching import bf16_linears
+
     for folder in cascade.models:
         cascade.models[folder] = AutoModelForSequenceClassification.from_pretrained(
             str(cascade.run_dir / folder), use_safetensors=True).eval()
+        if cascade.precision == "bf16":  # as the cascade holds its own models
+            bf16_linears(cascade.models[folder])
 
 
 def compare_structures(run: Path, events: list[dict], batch_sizes: list[int], threads: int,

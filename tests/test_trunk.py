@@ -54,6 +54,18 @@ def test_exported_level_is_a_stock_checkpoint_with_the_cascade_probabilities(tin
         assert json.loads((out / "config.json").read_text())["id2label"]
 
 
+def test_bf16_keeps_linear_weights_in_bf16_with_the_answers_of_autocast(tiny_run: Path) -> None:
+    """Casting the Linear weights once at load gives what autocast gives casting them per call."""
+    cascade = Cascade(tiny_run, precision="bf16")
+    per_call = Cascade(tiny_run, precision="fp32")
+    per_call.precision = "bf16"  # autocast over the fp32 weights
+    modules = [m for model in [cascade.trunk, *cascade.models.values()] for m in model.modules()]
+    assert all(m.weight.dtype == torch.bfloat16 for m in modules if isinstance(m, torch.nn.Linear))
+    assert all(m.weight.dtype == torch.float32 for m in modules if isinstance(m, (torch.nn.Embedding, torch.nn.LayerNorm)))
+    for folder in cascade.hierarchy.checkpoints():
+        assert torch.equal(_level_probs(cascade, folder, EVENTS), _level_probs(per_call, folder, EVENTS)), folder
+
+
 def test_trunk_runs_once_per_event(tiny_run: Path) -> None:
     cascade = Cascade(tiny_run, decoding="joint", beam_width=3, beam_min_prob=0.0)
     calls = []
