@@ -82,7 +82,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     q.add_argument("--data", help="events table for that check (default: the one the run was trained on)")
     q.add_argument("--max-drop", type=float, default=0.5,
                    help="largest val path-accuracy drop, in points, that --quantize accepts (default 0.5)")
-    p.add_argument("--handler", default=str(HANDLER), help=argparse.SUPPRESS)  # the benchmark's baseline
+    p.add_argument("--handler", default=str(HANDLER), help=argparse.SUPPRESS)  # the benchmarks' baseline and floor
     d = p.add_argument_group("deployment (deploy/, README: Deploying beyond one machine)")
     d.add_argument("--versioned", action="store_true",
                    help="name the archive file NAME-VERSION.mar (model name NAME), to register beside other versions")

@@ -3,7 +3,7 @@
 
     python -m benchmarks.bench --run artifacts/clinc150 --data ../shared/data/clinc150.csv
 
-Four measurements on the same events, in one run:
+Five measurements on the same events, in one run:
   ceiling  the cascade in-process at batch 1, 8 and 32 (events/s, latency per call), with
            default requests (the handler's top_k) and the default archive's precision;
   served   our archive through a real TorchServe on loopback at concurrency 1, 8 and 32,
@@ -11,6 +11,8 @@ Four measurements on the same events, in one run:
            (events/s, p50/p95/p99 latency, errors);
   naive    benchmarks/naive_handler.py served the same way: one request per forward pass,
            padded to max_length, the two levels as separate calls.
+  floor    benchmarks/empty_handler.py (no model) served with the main layout: what TorchServe
+           itself adds to a request, batch delay included.
   structures  (runs with a shared trunk) the same weights as trunk + tops, as whole
            checkpoints, and as one flat model: benchmarks/structures.py.
 It prints a markdown table with the ratios and writes it with the raw figures (JSON) to
@@ -279,18 +281,24 @@ def served(run: Path, events: list[dict], concurrencies: list[int], layout: dict
             return results
 
 
-def ratios(ceiling_rows: list[dict], served_rows: list[dict], naive_rows: list[dict]) -> dict[str, float]:
+def ratios(ceiling_rows: list[dict], served_rows: list[dict], naive_rows: list[dict],
+           floor_rows: list[dict] = ()) -> dict[str, float]:
     """Served against the in-process ceiling (largest concurrency vs largest batch, and the
-    latency added at concurrency 1) and against the naive handler, where measured."""
+    latency added at concurrency 1), against the naive handler, and what of the added
+    latency the server floor does not explain, where measured."""
     ceil = {r["batch"]: r for r in ceiling_rows}
     serv = {r["concurrency"]: r for r in served_rows}
     naive = {r["concurrency"]: r for r in naive_rows}
+    floor = {r["concurrency"]: r for r in floor_rows}
     out: dict[str, float] = {}
     top_c, top_b = max(serv, default=None), max(ceil, default=None)
     if top_c is not None and top_b is not None:
         out[f"served c{top_c} / ceiling b{top_b} (events/s)"] = serv[top_c]["events_per_s"] / ceil[top_b]["events_per_s"]
     if 1 in serv and 1 in ceil:
         out["served c1 p50 - ceiling b1 latency (ms)"] = serv[1]["p50_ms"] - ceil[1]["latency_ms_p50"]
+    if 1 in serv and 1 in ceil and 1 in floor:
+        out["served c1 p50 - ceiling b1 - floor c1 p50 (ms): the handler's own share"] = (
+            serv[1]["p50_ms"] - ceil[1]["latency_ms_p50"] - floor[1]["p50_ms"])
     if top_c in naive:
         out[f"served / naive at c{top_c} (events/s)"] = serv[top_c]["events_per_s"] / naive[top_c]["events_per_s"]
     return out
@@ -316,7 +324,8 @@ def markdown(report: dict[str, Any]) -> str:
     for r in report["ceiling"]:
         lines.append(f"| ceiling (in-process) | batch {r['batch']} | {r['events_per_s']:.1f} | "
                      f"{r['latency_ms_p50']:.1f} | | | |")
-    for key, title in (("served", f"served {report['layout']}"), ("naive", "naive handler")):
+    for key, title in (("served", f"served {report['layout']}"), ("floor", "server floor (empty handler)"),
+                       ("naive", "naive handler")):
         for r in report.get(key, []):
             lines.append(f"| {title} | concurrency {r['concurrency']} | {r['events_per_s']:.1f} | {r['p50_ms']:.1f} | "
                          f"{r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} |")
@@ -353,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"load generator: Python keep-alive threads, counted; or wrk ({WRK_SECONDS:.0f} s per "
                         "concurrency; Debian package wrk), which leaves more CPU to the server")
     p.add_argument("--skip-naive", action="store_true", help="leave out the naive handler")
+    p.add_argument("--skip-floor", action="store_true",
+                   help="leave out the server floor (benchmarks/empty_handler.py with the main layout)")
     p.add_argument("--skip-structures", action="store_true",
                    help="leave out the trunk / whole checkpoints / flat comparison (benchmarks/structures.py)")
     p.add_argument("--naive-requests", type=int, default=128, help="events for the naive handler (it is slow)")
@@ -380,6 +391,9 @@ def main(argv: list[str] | None = None) -> int:
                                                         args.max_seconds, f"served {layout_name(layout)}",
                                                         client=args.client, precision=args.precision)
     report["served"] = report["layouts"][report["layout"]]
+    if not args.skip_floor:
+        report["floor"] = served(run, events, concurrencies, layouts[0], None, args.max_seconds, "floor",
+                                 ROOT / "benchmarks" / "empty_handler.py", args.client)
     if not args.skip_naive:
         naive_layout = {"workers": 1, "threads": args.threads, "batch": 1, "delay": 0}
         with tempfile.TemporaryDirectory(prefix="bench-whole-") as tmp:
@@ -387,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
             whole = export_whole_run(run, Path(tmp) / run.name)
             report["naive"] = served(whole, events[: args.naive_requests], concurrencies, naive_layout, None,
                                      args.max_seconds, "naive", ROOT / "benchmarks" / "naive_handler.py", args.client)
-    report["ratios"] = ratios(report["ceiling"], report["served"], report.get("naive", []))
+    report["ratios"] = ratios(report["ceiling"], report["served"], report.get("naive", []), report.get("floor", []))
     if not args.skip_structures and not args.quantize and Hierarchy.load(run).trunk is not None:
         report["structures"] = compare_structures(run, events, batch_sizes, args.threads, min(args.max_seconds, 20))
     out = Path(args.output)

@@ -17,8 +17,7 @@ if [ -f "$RUN/hierarchy.json" ] && [ -z "${RETRAIN:-}" ]; then
   echo "== reusing the trained run in $RUN (RETRAIN=1 to train again)"
 else
   echo "== training on training/sample_events.csv (synthetic events) into $RUN"
-  $PY -m training.train --data training/sample_events.csv --output "$RUN" --overwrite \
-    --path-warmup-epochs 4 --epochs 3 --subtaxonomy-epochs 4
+  $PY -m training.train --data training/sample_events.csv --output "$RUN" --overwrite
 fi
 
 echo "== building model_store/$NAME.mar"

@@ -28,8 +28,11 @@ def test_bench_runs_and_reports_every_mode(tiny_run: Path, events_csv: Path, tmp
     assert [r["concurrency"] for r in report["served"]] == [1, 4]
     assert all(r["errors"] == 0 and r["requests"] == 24 for r in report["served"])
     assert [r["requests"] for r in report["naive"]] == [8, 8] and all(r["errors"] == 0 for r in report["naive"])
+    assert [r["requests"] for r in report["floor"]] == [24, 24] and all(r["errors"] == 0 for r in report["floor"])
     assert set(report["ratios"]) == {"served c4 / ceiling b4 (events/s)", "served c1 p50 - ceiling b1 latency (ms)",
-                                     "served / naive at c4 (events/s)"}
+                                     "served / naive at c4 (events/s)",
+                                     "served c1 p50 - ceiling b1 - floor c1 p50 (ms): the handler's own share"}
+    assert "| server floor (empty handler) | concurrency 4 |" in (tmp_path / "tiny.md").read_text()
     assert "| ceiling (in-process) | batch 4 |" in (tmp_path / "tiny.md").read_text()
     # the tiny run has a trunk; default requests (top_k 3) name other taxonomies, so routing is measured too
     assert {r["structure"] for r in report["structures"]} == {"flat", "flat, stock last layer", "whole", "trunk", "trunk, every candidate"}
@@ -42,7 +45,7 @@ def test_bench_int8_with_the_wrk_client(tiny_run: Path, events_csv: Path, tmp_pa
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks.bench", "--run", str(tiny_run), "--data", str(events_csv),
          "--requests", "24", "--batch-sizes", "1,4", "--concurrency", "1,4", "--configs", "1x1:b4:d5",
-         "--quantize", "int8", "--client", "wrk", "--skip-naive", "--max-seconds", "3", "--threads", "1",
+         "--quantize", "int8", "--client", "wrk", "--skip-naive", "--skip-floor", "--max-seconds", "3", "--threads", "1",
          "--output", str(tmp_path)],
         capture_output=True, text=True, timeout=600,
     )
