@@ -22,7 +22,8 @@ from transformers import AutoTokenizer
 from handlers import ranking
 from handlers import routing
 from handlers.answers import LevelAnswer, PathAnswer, level_answer
-from handlers.batching import autocast, bf16_is_native, bf16_linears, padded_chunks
+from handlers.batching import (IDS_CALL_COST, STATES_CALL_COST, autocast, bf16_is_native, bf16_linears,
+                               padded_chunks)
 from handlers.checkpoints import load_model
 from handlers.encoded import Encoded, PathScores
 from handlers.hierarchy import TOKENIZER_DIR, Hierarchy, Level
@@ -136,15 +137,15 @@ class Cascade:
     def _trunk_states(self, ids: Sequence[Sequence[int]]) -> list[torch.Tensor]:
         """Per event, the trunk's hidden states over its own tokens (no padding)."""
         states: list[torch.Tensor] = [torch.empty(0)] * len(ids)
-        for chunk, input_ids, mask in self._chunks(ids):
+        for chunk, input_ids, mask in self._chunks(ids, IDS_CALL_COST):
             with autocast(self.precision, self.device):
                 hidden = self.trunk(input_ids.to(self.device), mask.to(self.device))
             for row, i in enumerate(chunk):
                 states[i] = hidden[row, : len(ids[i])]
         return states
 
-    def _chunks(self, ids: Sequence[Sequence[int]]):
-        return padded_chunks(ids, self.max_batch, self.pad_id)
+    def _chunks(self, ids: Sequence[Sequence[int]], call_cost: int):
+        return padded_chunks(ids, self.max_batch, self.pad_id, call_cost)
 
     # -- one level -----------------------------------------------------------------------
     def level_probs(self, level: Level, inputs: Encoded) -> torch.Tensor:
@@ -170,7 +171,8 @@ class Cascade:
             return torch.ones((n, 1))
         model = self.models[level.checkpoint]
         out = torch.empty((len(inputs.ids), len(level.labels)))
-        for chunk, input_ids, mask in self._chunks(inputs.ids):
+        call_cost = IDS_CALL_COST if inputs.states is None else STATES_CALL_COST
+        for chunk, input_ids, mask in self._chunks(inputs.ids, call_cost):
             if inputs.states is None:
                 first = input_ids.to(self.device)
             else:  # the trunk's hidden states, padded like the ids (masked positions are never attended to)
