@@ -12,9 +12,10 @@ from typing import Any, Sequence
 import torch
 
 
-# What one model call costs beyond its tokens, in tokens' worth, measured on 2 cores (docs/results.md,
-# "Chunks cut by length"): a call from token ids (embeddings and lower layers), and a top's call on
-# the trunk's hidden states, whose tokens cost about a quarter as much for the same fixed cost.
+# What one model call costs beyond its tokens, in tokens' worth, chosen by measurement on 2 cores
+# (docs/results.md, "bf16 weights stored once, chunks cut by length"): a call from token ids
+# (embeddings and lower layers), and a top's call on the trunk's hidden states, whose tokens
+# cost about a quarter as much for the same fixed cost.
 IDS_CALL_COST = 128
 STATES_CALL_COST = 512
 
@@ -75,7 +76,7 @@ def bf16_linears(model: Any) -> Any:
     Autocast casts an fp32 weight to bf16 on every call that reads it (its cache keeps only
     casts of weights that require grad, and only within one autocast region), so a call pays
     for converting every matrix it touches however few events it carries: on a 2-layer top
-    called for three events, about a third of the call. Casting once gives the same answers to
+    called for three events, a quarter to a third of the call. Casting once gives the same answers to
     the bit (autocast runs a Linear in bf16 either way; embeddings and layer norms stay fp32)
     in half the weights' memory. Other models (ONNX Runtime sessions) pass unchanged.
     """
