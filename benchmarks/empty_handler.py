@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 
+from handlers.parsing import request_body  # the archive carries the handlers package
+
 
 class EmptyHandler:
     def initialize(self, context) -> None:
@@ -19,8 +21,7 @@ class EmptyHandler:
     def handle(self, data, context):
         answers = []
         for request in data:
-            body = request.get("body") or request.get("data")
-            if isinstance(body, (bytes, bytearray)):
-                body = json.loads(body.decode("utf-8"))
-            answers.append(json.dumps({"path": [], "path_score": 0.0, "fields": sorted(body or {})}))
+            body = request_body(request)
+            fields = json.loads(body) if isinstance(body, (bytes, bytearray, str)) else body
+            answers.append(json.dumps({"path": [], "path_score": 0.0, "fields": sorted(fields or {})}))
         return answers

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from handlers.cascade import SUBTAXONOMY_MS, TAXONOMY_MS, Cascade
-from handlers.parsing import ParsedRequest, RequestError, parse_request
+from handlers.parsing import ParsedRequest, RequestError, parse_request, request_body
 from handlers.settings import HandlerSettings
 
 logger = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ class EventTaxonomyHandler:
         budget, used = self.settings.max_batch_cost, 0
         for idx, request in enumerate(data):
             try:
-                parsed = parse_request(_body(request), self.settings)
+                parsed = parse_request(request_body(request), self.settings)
                 cost = sum(self.cascade.passes(k, windows)
                            for k, windows in zip(parsed.top_k, self.cascade.window_counts(parsed.events)))
             except RequestError as exc:
@@ -184,14 +184,6 @@ def _own_request(context: Any, idx: int) -> bool:
     """
     processors = getattr(context, "request_processor", None)
     return processors is None or idx < len(processors)
-
-
-def _body(request: Any) -> Any:
-    """TorchServe puts the body under "body" or "data", depending on the client."""
-    if not isinstance(request, dict):
-        return None
-    body = request.get("body")
-    return request.get("data") if body is None else body
 
 
 def _answer_text(parsed: ParsedRequest, results: list[dict[str, Any]]) -> str:

@@ -32,6 +32,14 @@ class ParsedRequest:
     is_array: bool
 
 
+def request_body(request: Any) -> Any:
+    """One request's body as TorchServe hands it over: under "body" or "data", depending on the client."""
+    if not isinstance(request, dict):
+        return None
+    body = request.get("body")
+    return request.get("data") if body is None else body
+
+
 def parse_request(body: Any, limits: HandlerSettings = HandlerSettings()) -> ParsedRequest:
     """Events and their top_k from one request body; ``RequestError`` when unusable."""
     if isinstance(body, (bytes, bytearray)):
