@@ -187,23 +187,6 @@ class Cascade:
         pooled = torch.zeros((n, out.shape[1])).index_add_(0, owner, out)
         return pooled / torch.bincount(owner, minlength=n).unsqueeze(1)
 
-    def subtaxonomy_given(self, events: Sequence[Event], taxonomies: Sequence[str]) -> list[str]:
-        """The subtaxonomy each event gets when its taxonomy is given, not predicted.
-
-        Evaluation uses it to score the second level apart from the first's errors.
-        """
-        inputs = self.encode(events)
-        groups: dict[str, list[int]] = {}
-        for i, tax in enumerate(taxonomies):
-            groups.setdefault(tax, []).append(i)
-        out = [""] * len(events)
-        for tax, members in groups.items():
-            level = self.hierarchy.subtaxonomies[tax]
-            best = self.level_probs(level, inputs.take(members)).argmax(dim=-1).tolist()
-            for i, b in zip(members, best):
-                out[i] = level.labels[b]
-        return out
-
     def passes(self, top_k: int, windows: int | None = None) -> int:
         """The most model passes one event with this ``top_k`` can cost, for the handler's cap
         (``routing.max_passes``); ``windows``: the event's, as ``window_counts`` counts them."""

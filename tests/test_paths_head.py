@@ -93,8 +93,9 @@ def test_the_weight_is_chosen_on_val_and_weight_zero_drops_the_head(paths_run: P
 
 
 def test_choosing_the_decoding_reads_the_taxonomy_given_part_once(paths_run: Path, events_csv: Path,
-                                                                  tmp_path: Path) -> None:
+                                                                  tmp_path: Path, monkeypatch) -> None:
     """Greedy and joint are both scored on val; the taxonomy-given pass is the same for both."""
+    from training import evaluate
     from training.decoding import choose_decoding
     from training.evaluate import evaluate_frame
 
@@ -102,8 +103,8 @@ def test_choosing_the_decoding_reads_the_taxonomy_given_part_once(paths_run: Pat
     rows = pd.read_csv(events_csv, keep_default_na=False).iloc[frame[frame.split == "val"].row]
     run = shutil.copytree(paths_run, tmp_path / "run")
     cascade, calls = Cascade(run), []
-    given = cascade.subtaxonomy_given
-    cascade.subtaxonomy_given = lambda *args: calls.append(args) or given(*args)
+    given = evaluate.subtaxonomy_given
+    monkeypatch.setattr(evaluate, "subtaxonomy_given", lambda *args: calls.append(args) or given(*args))
     tried = choose_decoding(cascade, rows, "auto", run, {})
     assert sorted(tried) == ["greedy", "joint"] and len(calls) == 1
     for mode, result in tried.items():  # the same as scoring each decoding on its own
