@@ -9,7 +9,8 @@ val row, or ``--val-per-class``), then on exactly those rows:
   variants  python -m training.train once per variant (default: all of them: the defaults,
             which choose truncation and the lexical weight from the data; head-only and
             head+tail without lexical models; head+tail with them; 256 tokens head+tail;
-            four windows instead of two), each with the same flags;
+            four windows instead of two; one or two top layers over the shared trunk),
+            each with the same flags;
 and for each run: val leaf and path accuracy, training minutes, and the in-process cost per
 event at batch 32 for the val texts over and under max_length tokens. With --val-per-class,
 the val rows outside the sample score the baseline and every run too: every weight a run
@@ -42,6 +43,8 @@ VARIANTS = {
     "head+tail": ["--truncation", "head_tail"],
     "256 tokens": ["--max-length", "256", "--truncation", "head_tail"],
     "4 windows": ["--max-windows", "4"],
+    "top 1": ["--top-layers", "1"],
+    "top 2": ["--top-layers", "2"],
 }
 
 
