@@ -39,10 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     from training.data import Columns, load_events, split_events
     from training.distributed import World
     from training.level import plan_jobs, train_level
+    from training.long_text import choose_top_layers
     from training.options import parse_args
 
     targs = parse_args(["--data", args.data, "--output", "unused", "--quiet", *rest, *args.train_args.split()])
     targs.parallel_models = args.workers
+    targs.top_layers, _ = choose_top_layers(targs.top_layers, long=False)  # the texts are read head-only here
     if args.threads:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()

@@ -62,6 +62,19 @@ def tiny_texts(**kwargs) -> tuple[list[str], list[str]]:
     return [f"{r['title']}. {r['description']}" for r in rows], [r["taxonomy"] for r in rows]
 
 
+def test_given_top_layers_are_kept_whatever_the_texts_length() -> None:
+    from training.long_text import choose_top_layers
+    from training.options import parse_args
+
+    def given(flag: str, long: bool) -> tuple[int, str]:
+        return choose_top_layers(parse_args(["--data", "x", "--output", "y", "--top-layers", flag]).top_layers, long)
+
+    assert given("3", True) == (3, "3 (given)") and given("1", False) == (1, "1 (given)")
+    assert given("all", True) == (0, "all (given)")
+    assert given("auto", True)[0] == 1 and given("auto", False)[0] == 2
+    assert parse_args(["--data", "x", "--output", "y"]).top_layers == "auto"
+
+
 def test_a_stored_lexical_model_predicts_what_it_predicted_when_fitted(tmp_path: Path) -> None:
     texts, labels = tiny_texts()
     order = ("music", "nightlife", "sports", "unseen")

@@ -68,6 +68,9 @@ def test_the_defaults_choose_windows_and_a_lexical_mix(long_run) -> None:
     assert (run / "lexical" / "taxonomy" / "lexical.safetensors").is_file()
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["long_text"]["truncation"].startswith("windows (auto")
+    # Long texts: --top-layers auto trains one layer per top over a trunk of the other.
+    assert metrics["long_text"]["top_layers"] == "1 (auto: long texts -> 1)" and hierarchy.trunk.layers == 1
+    assert "Reading: truncation windows (auto" in (run / "report.md").read_text()
     scores = metrics["long_text"]["lexical"]["taxonomy"]["val_accuracy_by_weight"]
     weight = hierarchy.taxonomy.lexical_weight
     assert scores[str(weight)] == max(scores.values()) and scores[str(weight)] > scores["0.0"]
@@ -89,6 +92,7 @@ def test_head_tail_is_recorded_when_given(head_tail_run) -> None:
     assert hierarchy.text.truncation == "head_tail"
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["long_text"]["truncation"].startswith("head_tail (given)")
+    assert metrics["long_text"]["top_layers"] == "1 (auto: long texts -> 1)"  # the texts are long, however read
     assert metrics["splits"]["val"]["taxonomy"]["accuracy"] >= 0.9
 
 

@@ -167,7 +167,11 @@ def test_path_warmup_run(tiny_base: Path, events_csv: Path, tmp_path: Path) -> N
     out = tmp_path / "run"
     assert train_main(["--data", str(events_csv), "--output", str(out), "--base-model", str(tiny_base),
                        "--path-warmup-epochs", "2", "--epochs", "1", "--quiet", "--max-length", "16"]) == 0
-    names = [s["name"] for s in json.loads((out / "metrics.json").read_text())["models"]]
+    metrics = json.loads((out / "metrics.json").read_text())
+    names = [s["name"] for s in metrics["models"]]
     assert names[:2] == ["paths (warm-up)", "taxonomy"]
     assert not (out / "_warmup").exists()
     assert sorted(Hierarchy.load(out).checkpoints()) == ["subtaxonomy/music", "subtaxonomy/sports", "taxonomy"]
+    # Short texts: --top-layers auto keeps two layers per top, all the tiny base has.
+    assert metrics["long_text"]["top_layers"] == "2 (auto: short texts -> 2)"
+    assert Hierarchy.load(out).trunk.layers == 0

@@ -69,17 +69,18 @@ def _model_options(p: argparse.ArgumentParser) -> None:
                    help="first fine-tune the base on full paths (every taxonomy/subtaxonomy pair as one "
                         "class) for this many epochs; every classifier then starts from that encoder, so "
                         "each small subtaxonomy model inherits what all the data taught (default 3; 0: off)")
-    m.add_argument("--top-layers", type=_top_layers, default=2, metavar="K",
+    m.add_argument("--top-layers", type=_top_layers, default="auto", metavar="K",
                    help="after the path warm-up, freeze the embeddings and lower layers as a trunk shared by "
                         "every classifier, and train only each one's top K layers and head: serving runs the "
-                        "trunk once per event, the archive holds it once, training is faster (default 2; "
-                        "'all': every classifier fine-tunes the whole encoder, one whole checkpoint each)")
+                        "trunk once per event, the archive holds it once, training is faster; auto (default): "
+                        "1 when the texts are long (as --truncation auto decides), else 2; "
+                        "'all': every classifier fine-tunes the whole encoder, one whole checkpoint each")
 
 
-def _top_layers(value: str) -> int:
-    """K as a number of top layers; 'all' is 0 (no shared trunk)."""
-    if value == "all":
-        return 0
+def _top_layers(value: str) -> int | str:
+    """K as a number of top layers; 'all' is 0 (no shared trunk); 'auto' is resolved from the data."""
+    if value in ("all", "auto"):
+        return 0 if value == "all" else value
     return _positive_int(value)
 
 

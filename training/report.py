@@ -84,6 +84,10 @@ def write_report(run_dir: Path, metrics: dict[str, Any], summaries: list[dict[st
     lines += [f"Data: `{info['data']}` ({info['split']['source']} split: "
               + ", ".join(f"{k} {v}" for k, v in info["split"]["counts"].items()) + ")",
               f"Base model: `{info['base_model'].get('id') or info['base_model'].get('path')}`", ""]
+    reading = metrics.get("long_text", {})
+    if reading.get("truncation"):
+        lines += [f"Reading: truncation {reading['truncation']}"
+                  + (f"; top layers {reading['top_layers']}" if reading.get("top_layers") else ""), ""]
     if "decoding" in metrics:
         tried = metrics.get("decoding_val_path_accuracy")
         detail = (f" (val path accuracy: greedy {_pct(tried['greedy'])}, joint {_pct(tried['joint'])})"

@@ -33,7 +33,7 @@ from handlers.text import TextFormat
 from training import distributed, parallel
 from training.data import Columns, DataError, load_events, split_events
 from training.level import SUBTAXONOMY_ROLE, WARMUP_DIR, LevelJob, cpu_bf16, plan_jobs, train_level
-from training.long_text import add_lexical_models, choose_truncation
+from training.long_text import add_lexical_models, choose_top_layers, choose_truncation
 from training.record import TrainingRecord, save_split, sha256_of
 from training.options import parse_args
 from training.tracking import EnergyMeter, ExtraMissing, MlflowTracker
@@ -143,7 +143,7 @@ def _run(args: argparse.Namespace, world: distributed.World) -> int:
     if base is None:
         return 2
     tokenizer = AutoTokenizer.from_pretrained(base)
-    text, truncation_note = _text_format(args, tokenizer, frame, world)
+    text, reading = _text_format(args, tokenizer, frame, world)
     hierarchy = build_hierarchy(list(zip(frame.taxonomy, frame.subtaxonomy)), text, base_record)
     extras = _open_extras(args, output, world)
     if distributed.agree_exit_code(extras if isinstance(extras, int) else 0):
@@ -170,7 +170,7 @@ def _run(args: argparse.Namespace, world: distributed.World) -> int:
             if args.top_layers:
                 store_trunk(run_tmp, hierarchy, work / WARMUP_DIR, args.top_layers, args.paths_weight != "off")
             metrics, info = _finish_on_main(args, frame, split_report, base_record, summaries, energy, tracker,
-                                            run_tmp, started, world, truncation_note)
+                                            run_tmp, started, world, reading)
         distributed.barrier()  # every rank returns once the run folder is in place
     except BaseException:
         _abandon(run_tmp, meter, tracker, summaries)
@@ -232,21 +232,24 @@ def _run_folders(output: Path, world: distributed.World) -> tuple[Path | None, P
 
 
 def _text_format(args: argparse.Namespace, tokenizer: Any, frame: Any,
-                 world: distributed.World) -> tuple[TextFormat, str]:
-    """How events become text and tokens, truncation chosen from the training texts' lengths."""
+                 world: distributed.World) -> tuple[TextFormat, dict[str, str]]:
+    """How events become text and tokens: truncation and the tops' layers (``args.top_layers``,
+    resolved in place) chosen from the training texts' lengths; the notes say why."""
     text = TextFormat(separator=args.separator, max_length=args.max_length,
                       max_chars=max(8192, args.max_length * args.max_windows * 16), max_windows=args.max_windows)
     train_texts = [text.format(r) for r in frame[frame.split == "train"][["title", "description"]].to_dict("records")]
-    truncation, note = choose_truncation(text, tokenizer, train_texts, args.truncation)
+    truncation, note, long = choose_truncation(text, tokenizer, train_texts, args.truncation)
+    args.top_layers, top_note = choose_top_layers(args.top_layers, long)
     if world.main:
         print(f"truncation: {note}", flush=True)
-    return dataclasses.replace(text, truncation=truncation), note
+        print(f"top layers: {top_note}", flush=True)
+    return dataclasses.replace(text, truncation=truncation), {"truncation": note, "top_layers": top_note}
 
 
 def _finish_on_main(args: argparse.Namespace, frame: Any, split_report: Any, base_record: dict[str, Any],
                     summaries: list[dict[str, Any]], energy: dict[str, Any] | None, tracker: Any, run_tmp: Path,
                     started: float, world: distributed.World,
-                    truncation_note: str) -> tuple[dict[str, Any], dict[str, Any]]:
+                    reading: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Lexical models, evaluation, report, record; then rename the run into place (global rank 0 only)."""
     import torch
 
@@ -256,7 +259,7 @@ def _finish_on_main(args: argparse.Namespace, frame: Any, split_report: Any, bas
     shutil.rmtree(run_tmp / "_trainer", ignore_errors=True)
     shutil.rmtree(run_tmp / WARMUP_DIR, ignore_errors=True)
     train_seconds = round(time.perf_counter() - started, 1)
-    long_text: dict[str, Any] = {"truncation": truncation_note}
+    long_text: dict[str, Any] = dict(reading)
     if args.lexical == "auto":
         hierarchy, long_text["lexical"] = add_lexical_models(
             run_tmp, Hierarchy.load(run_tmp), frame[frame.split == "train"], frame[frame.split == "val"], args.seed)
