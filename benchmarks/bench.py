@@ -111,6 +111,12 @@ def ceiling(run: Path, events: list[dict], batch_sizes: list[int], threads: int,
 
 # -- served --------------------------------------------------------------------------------
 WRK_SECONDS = 20.0
+# Before measuring, a server answers this many requests (or for WARMUP_SECONDS): TorchServe's
+# Java frontend runs its request path interpreted until the JIT has compiled it, which on
+# 2 cores added about 15 ms to each of the first few hundred requests.
+WARMUP_REQUESTS, WARMUP_SECONDS = 1000, 15.0
+
+
 class Served:
     """A TorchServe of its own (free loopback ports, temp serve dir) with one archive registered."""
 
@@ -262,13 +268,13 @@ def build(run: Path, store: Path, name: str, layout: dict[str, int], quantize: s
 
 def served(run: Path, events: list[dict], concurrencies: list[int], layout: dict[str, int], quantize: str | None,
            max_seconds: float, label: str, handler: Path | None = None, client: str = "python",
-           precision: str = HandlerSettings().precision) -> list[dict[str, Any]]:
+           precision: str = HandlerSettings().precision, warmup: int = WARMUP_REQUESTS) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         tmp = Path(tmp)
         (tmp / "store").mkdir()
         archive = build(run, tmp / "store", "bench", layout, quantize, handler, precision)
         with Served(tmp / "store", archive, tmp) as srv:
-            srv.load(events[:16], 4, max_seconds)  # warm-up
+            srv.load([events[i % len(events)] for i in range(warmup)], 8, min(max_seconds, WARMUP_SECONDS))
             results = []
             for c in concurrencies:
                 if client == "wrk":
@@ -319,7 +325,9 @@ def layout_name(layout: dict[str, int]) -> str:
 def markdown(report: dict[str, Any]) -> str:
     client = " (wrk client)" if report.get("client") == "wrk" else ""
     lines = [f"### {report['run']}{' int8' if report['quantize'] else ''}{client} ({report['events']} events, "
-             f"{report['device']}; default requests)", ""]
+             f"{report['device']}; default requests"
+             + (f"; each server warmed by {report['warmup_requests']} requests" if "warmup_requests" in report else "")
+             + ")", ""]
     lines += ["| mode | setting | events/s | p50 ms | p95 ms | p99 ms | errors |", "|---|---|---|---|---|---|---|"]
     for r in report["ceiling"]:
         lines.append(f"| ceiling (in-process) | batch {r['batch']} | {r['events_per_s']:.1f} | "
@@ -368,6 +376,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="leave out the trunk / whole checkpoints / flat comparison (benchmarks/structures.py)")
     p.add_argument("--naive-requests", type=int, default=128, help="events for the naive handler (it is slow)")
     p.add_argument("--max-seconds", type=float, default=120, help="time cap per measurement")
+    p.add_argument("--warmup-requests", type=int, default=WARMUP_REQUESTS,
+                   help=f"requests each server answers before it is measured, {WARMUP_SECONDS:.0f} s at most "
+                        f"(default {WARMUP_REQUESTS}: the frontend's JIT warm; a few, to see a just-started server)")
     p.add_argument("--output", default=str(ROOT / "bench_results"), help="folder for JSON and markdown")
     args = p.parse_args(argv)
 
@@ -383,24 +394,26 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     report: dict[str, Any] = {"run": run.name, "events": len(events), "quantize": args.quantize, "client": args.client,
                               "device": f"{os.cpu_count()} CPU cores, torch {torch.__version__}",
-                              "layout": layout_name(layouts[0])}
+                              "layout": layout_name(layouts[0]), "warmup_requests": args.warmup_requests}
     report["ceiling"] = ceiling(run, events, batch_sizes, args.threads, args.quantize, args.max_seconds, args.precision)
     report["layouts"] = {}
     for layout in layouts:
         report["layouts"][layout_name(layout)] = served(run, events, concurrencies, layout, args.quantize,
                                                         args.max_seconds, f"served {layout_name(layout)}",
-                                                        client=args.client, precision=args.precision)
+                                                        client=args.client, precision=args.precision,
+                                                        warmup=args.warmup_requests)
     report["served"] = report["layouts"][report["layout"]]
     if not args.skip_floor:
         report["floor"] = served(run, events, concurrencies, layouts[0], None, args.max_seconds, "floor",
-                                 ROOT / "benchmarks" / "empty_handler.py", args.client)
+                                 ROOT / "benchmarks" / "empty_handler.py", args.client, warmup=args.warmup_requests)
     if not args.skip_naive:
         naive_layout = {"workers": 1, "threads": args.threads, "batch": 1, "delay": 0}
         with tempfile.TemporaryDirectory(prefix="bench-whole-") as tmp:
             # The hand-rolled way serves one whole checkpoint per level: a trunk run exported so.
             whole = export_whole_run(run, Path(tmp) / run.name)
             report["naive"] = served(whole, events[: args.naive_requests], concurrencies, naive_layout, None,
-                                     args.max_seconds, "naive", ROOT / "benchmarks" / "naive_handler.py", args.client)
+                                     args.max_seconds, "naive", ROOT / "benchmarks" / "naive_handler.py", args.client,
+                                     warmup=args.warmup_requests)
     report["ratios"] = ratios(report["ceiling"], report["served"], report.get("naive", []), report.get("floor", []))
     if not args.skip_structures and not args.quantize and Hierarchy.load(run).trunk is not None:
         report["structures"] = compare_structures(run, events, batch_sizes, args.threads, min(args.max_seconds, 20))

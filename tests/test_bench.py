@@ -19,7 +19,8 @@ def test_bench_runs_and_reports_every_mode(tiny_run: Path, events_csv: Path, tmp
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks.bench", "--run", str(tiny_run), "--data", str(events_csv),
          "--requests", "24", "--batch-sizes", "1,4", "--concurrency", "1,4", "--configs", "1x1:b4:d5",
-         "--naive-requests", "8", "--max-seconds", "30", "--threads", "1", "--output", str(tmp_path)],
+         "--naive-requests", "8", "--max-seconds", "30", "--threads", "1", "--warmup-requests", "48",
+         "--output", str(tmp_path)],
         capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
@@ -34,6 +35,7 @@ def test_bench_runs_and_reports_every_mode(tiny_run: Path, events_csv: Path, tmp
                                      "served c1 p50 - ceiling b1 - floor c1 p50 (ms): the handler's own share"}
     assert "| server floor (empty handler) | concurrency 4 |" in (tmp_path / "tiny.md").read_text()
     assert "| ceiling (in-process) | batch 4 |" in (tmp_path / "tiny.md").read_text()
+    assert report["warmup_requests"] == 48 and "each server warmed by 48 requests)" in (tmp_path / "tiny.md").read_text()
     # the tiny run has a trunk; default requests (top_k 3) name other taxonomies, so routing is measured too
     assert {r["structure"] for r in report["structures"]} == {"flat", "flat, stock last layer", "whole", "trunk", "trunk, every candidate"}
     assert "| trunk | greedy, top_k 1 |" in (tmp_path / "tiny.md").read_text()
