@@ -69,7 +69,7 @@ def choose_truncation(text: TextFormat, tokenizer: Any, texts: Sequence[str], wa
 def choose_top_layers(wanted: int | str, long: bool) -> tuple[int, str]:
     """K, the top layers each level trains over the shared trunk (0: no trunk), and why.
 
-    auto: one on long texts, where it served 1.7 x faster at equal accuracy, two on short
+    auto: one on long texts, where it served 1.2-1.7 x faster at equal accuracy, two on short
     ones, where the second layer gained a few tenths of a point (docs/results.md).
     """
     if wanted != "auto":
