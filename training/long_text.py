@@ -78,6 +78,18 @@ def choose_top_layers(wanted: int | str, long: bool) -> tuple[int, str]:
     return k, f"{k} (auto: {'long' if long else 'short'} texts -> {k})"
 
 
+def choose_reading(args: Any, tokenizer: Any, frame: pd.DataFrame) -> tuple[TextFormat, dict[str, str]]:
+    """How a run's events become text and tokens: truncation, and the tops' layers
+    (``args.top_layers``, resolved in place), chosen from the training texts' lengths; the
+    notes say why (printed, and kept in metrics.json)."""
+    text = TextFormat(separator=args.separator, max_length=args.max_length,
+                      max_chars=max(8192, args.max_length * args.max_windows * 16), max_windows=args.max_windows)
+    train_texts = [text.format(r) for r in frame[frame.split == "train"][["title", "description"]].to_dict("records")]
+    truncation, note, long = choose_truncation(text, tokenizer, train_texts, args.truncation)
+    args.top_layers, top_note = choose_top_layers(args.top_layers, long)
+    return dataclasses.replace(text, truncation=truncation), {"truncation": note, "top_layers": top_note}
+
+
 Scored = tuple[np.ndarray, np.ndarray, np.ndarray]  # model probs, lexical probs, true label ids
 
 

@@ -17,7 +17,6 @@ and taxonomy models with DDP, the subtaxonomy models are spread over the ranks
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import os
 import shutil
@@ -33,7 +32,7 @@ from handlers.text import TextFormat
 from training import distributed, parallel
 from training.data import Columns, DataError, load_events, split_events
 from training.level import SUBTAXONOMY_ROLE, WARMUP_DIR, LevelJob, cpu_bf16, plan_jobs, train_level
-from training.long_text import add_lexical_models, choose_top_layers, choose_truncation
+from training.long_text import add_lexical_models, choose_reading
 from training.record import TrainingRecord, save_split, sha256_of
 from training.options import parse_args
 from training.tracking import EnergyMeter, ExtraMissing, MlflowTracker
@@ -143,7 +142,10 @@ def _run(args: argparse.Namespace, world: distributed.World) -> int:
     if base is None:
         return 2
     tokenizer = AutoTokenizer.from_pretrained(base)
-    text, reading = _text_format(args, tokenizer, frame, world)
+    text, reading = choose_reading(args, tokenizer, frame)
+    if world.main:
+        for choice, note in reading.items():
+            print(f"{choice.replace('_', ' ')}: {note}", flush=True)
     hierarchy = build_hierarchy(list(zip(frame.taxonomy, frame.subtaxonomy)), text, base_record)
     extras = _open_extras(args, output, world)
     if distributed.agree_exit_code(extras if isinstance(extras, int) else 0):
@@ -229,21 +231,6 @@ def _run_folders(output: Path, world: distributed.World) -> tuple[Path | None, P
         run_tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent))
     run_id = distributed.broadcast(run_tmp.name.split(".")[-2] if run_tmp is not None else None)
     return run_tmp, distributed.scratch_dir(world, run_id) if world.distributed else run_tmp
-
-
-def _text_format(args: argparse.Namespace, tokenizer: Any, frame: Any,
-                 world: distributed.World) -> tuple[TextFormat, dict[str, str]]:
-    """How events become text and tokens: truncation and the tops' layers (``args.top_layers``,
-    resolved in place) chosen from the training texts' lengths; the notes say why."""
-    text = TextFormat(separator=args.separator, max_length=args.max_length,
-                      max_chars=max(8192, args.max_length * args.max_windows * 16), max_windows=args.max_windows)
-    train_texts = [text.format(r) for r in frame[frame.split == "train"][["title", "description"]].to_dict("records")]
-    truncation, note, long = choose_truncation(text, tokenizer, train_texts, args.truncation)
-    args.top_layers, top_note = choose_top_layers(args.top_layers, long)
-    if world.main:
-        print(f"truncation: {note}", flush=True)
-        print(f"top layers: {top_note}", flush=True)
-    return dataclasses.replace(text, truncation=truncation), {"truncation": note, "top_layers": top_note}
 
 
 def _finish_on_main(args: argparse.Namespace, frame: Any, split_report: Any, base_record: dict[str, Any],
