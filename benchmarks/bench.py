@@ -26,6 +26,7 @@ import argparse
 import http.client
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -312,10 +313,11 @@ def ratios(ceiling_rows: list[dict], served_rows: list[dict], naive_rows: list[d
 
 def parse_layout(text: str) -> dict[str, int]:
     """'1x2:b8:d10' -> 1 worker, 2 threads, batchSize 8, maxBatchDelay 10 ms."""
-    workers_threads, batch, delay = text.split(":")
-    workers, threads = workers_threads.split("x")
-    return {"workers": int(workers), "threads": int(threads), "batch": int(batch.lstrip("b")),
-            "delay": int(delay.lstrip("d"))}
+    match = re.fullmatch(r"(\d+)x(\d+):b(\d+):d(\d+)", text.strip())
+    if match is None:
+        raise ValueError(f"server layout {text!r} is not WORKERSxTHREADS:bBATCH:dDELAY (e.g. 1x2:b32:d5)")
+    workers, threads, batch, delay = (int(g) for g in match.groups())
+    return {"workers": workers, "threads": threads, "batch": batch, "delay": delay}
 
 
 def layout_name(layout: dict[str, int]) -> str:
@@ -382,11 +384,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", default=str(ROOT / "bench_results"), help="folder for JSON and markdown")
     args = p.parse_args(argv)
 
+    try:
+        layouts = [parse_layout(x) for x in args.configs.split(",")]
+    except ValueError as exc:
+        p.error(str(exc))
+    names = [layout_name(x) for x in layouts]
+    if len(set(names)) < len(names):  # the report keys each layout's rows by its name
+        p.error(f"--configs names a layout twice: {args.configs}")
     run = Path(args.run)
     events = load_events(args.data, run, args.requests)
     batch_sizes = [int(x) for x in args.batch_sizes.split(",")]
     concurrencies = [int(x) for x in args.concurrency.split(",")]
-    layouts = [parse_layout(x) for x in args.configs.split(",")]
     import torch
 
     if args.client == "wrk" and shutil.which("wrk") is None:

@@ -65,3 +65,15 @@ def test_memory_growth_between_two_marks() -> None:
     assert growth_pct({1000: 400.0, 5000: 420.0}, 1000, 5000) == pytest.approx(5.0)
     assert growth_pct({1000: 400.0, 5000: 380.0}, 1000, 5000) == pytest.approx(-5.0)
     assert math.isnan(growth_pct({500: 400.0}, 1000, 500))  # the run ended before request 1,000
+
+
+@pytest.mark.parametrize("configs, message", [("1x2:b32:d5,1x2:b32:d5", "names a layout twice"),
+                                              ("1x2:b32", "is not WORKERSxTHREADS:bBATCH:dDELAY")])
+def test_bench_refuses_bad_configs_before_any_work(configs: str, message: str, capsys: pytest.CaptureFixture) -> None:
+    """A layout named twice would overwrite its own rows in the report; a malformed one used to be a traceback."""
+    from benchmarks.bench import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--run", "no-such-run", "--configs", configs])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
