@@ -147,6 +147,28 @@ def test_a_tops_rows_are_batched_by_length(tiny_base: Path, tmp_path: Path) -> N
     assert "input_ids" not in batches[0]  # the top reads the states only
 
 
+def test_a_level_starts_quietly_unless_weights_outside_its_head_are_missing(
+        tiny_base: Path, tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
+    """The new head is expected and says nothing; an encoder weight the checkpoint lacks gets one line."""
+    from safetensors.torch import load_file, save_file
+
+    from training.level import _start_model
+
+    model = _start_model(str(tiny_base), ("a", "b", "c"))
+    assert model.config.id2label == {0: "a", 1: "b", 2: "c"} and model.classifier.out_features == 3
+    out, err = capfd.readouterr()
+    assert "LOAD REPORT" not in out + err and "warning" not in out + err
+    model.save_pretrained(tmp_path / "holed")
+    weights = load_file(tmp_path / "holed" / "model.safetensors")
+    dropped = next(key for key in weights if "layer.0.ffn" in key)
+    save_file({k: v for k, v in weights.items() if k != dropped}, tmp_path / "holed" / "model.safetensors",
+              metadata={"format": "pt"})
+    _start_model(str(tmp_path / "holed"), ("x", "y"))
+    out, err = capfd.readouterr()
+    assert f"warning: 1 weights outside the classification head are not in {tmp_path / 'holed'}" in out
+    assert dropped in out and "LOAD REPORT" not in out + err
+
+
 def test_subtaxonomy_head_starts_from_the_warmup_rows_of_its_paths(tiny_base: Path, tmp_path: Path) -> None:
     import torch
 

@@ -158,10 +158,28 @@ def file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+@contextmanager
+def quiet_load_report() -> Iterator[None]:
+    """transformers logs a table of every weight a load did not match, at warning level.
+
+    Where the difference is by design (the pooler left out here, a new head for a level),
+    the table only alarms; callers that need to know read ``output_loading_info`` instead.
+    """
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
 def _convert_into(source: Path, target: Path) -> None:
     """Convert the embedded BERT into ``target`` through a temporary folder and a rename."""
     logger.info("converting the embedded all-MiniLM-L6-v2 to DistilBERT into %s", target)
-    bert = BertModel.from_pretrained(str(source), add_pooling_layer=False)
+    with quiet_load_report():  # the checkpoint's pooler is left out on purpose: DistilBERT has none
+        bert = BertModel.from_pretrained(str(source), add_pooling_layer=False)
     model = convert_bert(bert)
     tokenizer = AutoTokenizer.from_pretrained(str(source))
     tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))

@@ -91,6 +91,33 @@ def _init_head(model: Any, warmup: Path, paths: list[str] | None) -> None:
             torch.nn.init.zeros_(head.bias)
 
 
+HEAD_PREFIXES = ("pre_classifier.", "classifier.")  # a sequence-classification head (DistilBERT's, BERT's)
+
+
+def _start_model(start: str, labels: tuple[str, ...]) -> Any:
+    """The checkpoint a level starts from, with a new head for its labels.
+
+    A new head is the point (the base has none, the warm-up's predicts paths), so transformers'
+    load report, a table per level that calls it MISSING or MISMATCH, says nothing a reader
+    needs. It is read here instead: only weights outside the head that were not loaded are
+    worth a line.
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    from training.base_model import quiet_load_report
+
+    with quiet_load_report():
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            start, id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)},
+            ignore_mismatched_sizes=True, output_loading_info=True)
+    fresh = [*info["missing_keys"], *(key for key, *_ in info["mismatched_keys"])]
+    odd = sorted(key for key in fresh if not key.startswith(HEAD_PREFIXES))
+    if odd:
+        print(f"warning: {len(odd)} weights outside the classification head are not in {start} and start "
+              f"from random values: {', '.join(odd[:6])}{', ...' if len(odd) > 6 else ''}", flush=True)
+    return model
+
+
 def _training_args(job: LevelJob, args: argparse.Namespace, work: Path, train_rows: int, has_val: bool) -> Any:
     """The Trainer's arguments for one classifier; under torchrun the Trainer runs DDP with them.
 
@@ -172,17 +199,13 @@ def train_level(job: LevelJob, base: str, warmup: str, tokenizer: Any, text: Tex
     best-epoch weights).
     ``callbacks``: extra TrainerCallbacks (experiment tracking).
     """
-    from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, EarlyStoppingCallback, Trainer
+    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer
 
     started = time.perf_counter()
     labels = job.level.labels
     train_ds = _tokenized(job.train, labels, job.label_column, tokenizer, text)
     val_ds = _tokenized(job.val, labels, job.label_column, tokenizer, text) if len(job.val) else None
-    start = warmup if job.from_warmup else base
-    model = AutoModelForSequenceClassification.from_pretrained(
-        start, num_labels=len(labels), id2label=dict(enumerate(labels)),
-        label2id={label: i for i, label in enumerate(labels)}, ignore_mismatched_sizes=True,
-    )
+    model = _start_model(warmup if job.from_warmup else base, labels)
     if job.from_warmup:
         paths = [path_label(job.taxonomy, sub) for sub in labels] if job.taxonomy else None
         _init_head(model, Path(warmup), paths)
