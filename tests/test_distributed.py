@@ -21,7 +21,7 @@ import pytest
 
 from handlers.hierarchy import Hierarchy
 from handlers.trunk import TopClassifier
-from training.distributed import weights_digest
+from training.rank_weights import weights_digest
 
 ROOT = Path(__file__).resolve().parent.parent
 # tiny_run's flags (tests/conftest.py) with half its batch per rank: two ranks then take

@@ -22,7 +22,7 @@ import pandas as pd
 from handlers.hierarchy import Hierarchy, Level, path_label
 from handlers.text import TextFormat
 from handlers.trunk import read_first_position
-from training import distributed
+from training import distributed, rank_weights
 from training.top import TopOnTrunk, pad_states
 
 
@@ -124,7 +124,7 @@ def _training_args(job: LevelJob, args: argparse.Namespace, work: Path, train_ro
     Steps per epoch count the whole job's batch (per-device batch x world size), so the
     warm-up share is the same fraction of training whatever the number of ranks. Rank 0
     saves the epoch checkpoints into ``work`` (node-local); ranks on other machines get
-    the best epoch's weights from rank 0 afterwards (distributed.adopt_main_weights).
+    the best epoch's weights from rank 0 afterwards (rank_weights.adopt_main_weights).
     """
     import torch
     from transformers import TrainingArguments
@@ -222,7 +222,7 @@ def train_level(job: LevelJob, base: str, warmup: str, tokenizer: Any, text: Tex
     digests: dict[float, str] = {}
     extra = [EarlyStoppingCallback(early_stopping_patience=args.patience)] if val_ds is not None else []
     if distributed.current_size() > 1:
-        extra.append(distributed.epoch_digests_callback(digests))
+        extra.append(rank_weights.epoch_digests_callback(digests))
     trainer = Trainer(
         model=trained, args=training_args, train_dataset=train_ds, eval_dataset=val_ds,
         data_collator=collator, compute_metrics=_accuracy,
@@ -231,10 +231,10 @@ def train_level(job: LevelJob, base: str, warmup: str, tokenizer: Any, text: Tex
         callbacks=extra + list(callbacks or []),
     )
     trainer.train()
-    distributed.adopt_main_weights(trainer.model)  # rank 0 holds the best epoch; now every rank does
-    digest = distributed.check_ranks_agree(trainer.model, job.name)  # also: every rank is done loading
+    rank_weights.adopt_main_weights(trainer.model)  # rank 0 holds the best epoch; now every rank does
+    digest = rank_weights.check_ranks_agree(trainer.model, job.name)  # also: every rank is done loading
     if trainer.is_local_process_zero():
-        distributed.save_node_copy(model if top is None else top.put_back(model), run_tmp / job.folder)
+        rank_weights.save_node_copy(model if top is None else top.put_back(model), run_tmp / job.folder)
         shutil.rmtree(training_args.output_dir, ignore_errors=True)
     distributed.barrier()  # the saved checkpoint exists on every node before anyone reads it
     summary = _summary(job, trainer.state, len(train_ds), time.perf_counter() - started)
