@@ -70,6 +70,18 @@ def bf16_is_native() -> bool:
     return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
 
 
+def serving_precision(precision: str, device: torch.device, quantize: str | None) -> str:
+    """The torch arithmetic a cascade runs: ``auto`` is bf16 on a CPU that computes it natively,
+    fp32 elsewhere (and on GPUs); int8 archives run ONNX Runtime's own graph, reported as fp32."""
+    if precision not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', not {precision!r}")
+    if quantize:
+        return "fp32"
+    if precision == "auto":
+        return "bf16" if device.type == "cpu" and bf16_is_native() else "fp32"
+    return precision
+
+
 def bf16_linears(model: Any) -> Any:
     """Store a torch model's Linear layers in bfloat16, once, for running under ``autocast``.
 

@@ -22,8 +22,8 @@ from transformers import AutoTokenizer
 from handlers import ranking
 from handlers import routing
 from handlers.answers import LevelAnswer, PathAnswer, level_answer
-from handlers.batching import (IDS_CALL_COST, STATES_CALL_COST, autocast, bf16_is_native, bf16_linears,
-                               padded_chunks)
+from handlers.batching import (IDS_CALL_COST, STATES_CALL_COST, autocast, bf16_linears, padded_chunks,
+                               serving_precision)
 from handlers.checkpoints import load_model
 from handlers.encoded import Encoded, PathScores
 from handlers.hierarchy import TOKENIZER_DIR, Hierarchy, Level
@@ -86,11 +86,7 @@ class Cascade:
         self.pad_id = self.tokenizer.pad_token_id or 0
         if quantize not in (None, "", "int8"):
             raise ValueError(f"quantize must be 'int8' or empty, not {quantize!r}")
-        if precision not in ("auto", "fp32", "bf16"):
-            raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', not {precision!r}")
-        if precision == "auto":
-            precision = "bf16" if self.device.type == "cpu" and not quantize and bf16_is_native() else "fp32"
-        self.precision = "fp32" if quantize else precision  # ONNX Runtime runs its own int8 graph
+        self.precision = serving_precision(precision, self.device, quantize)
         self.trunk = load_model(self.run_dir, self.hierarchy, self.hierarchy.trunk.folder, self.device, quantize,
                                 trunk=True) if self.hierarchy.trunk else None
         self.models: dict[str, Any] = {folder: load_model(self.run_dir, self.hierarchy, folder, self.device, quantize)
@@ -137,15 +133,12 @@ class Cascade:
     def _trunk_states(self, ids: Sequence[Sequence[int]]) -> list[torch.Tensor]:
         """Per event, the trunk's hidden states over its own tokens (no padding)."""
         states: list[torch.Tensor] = [torch.empty(0)] * len(ids)
-        for chunk, input_ids, mask in self._chunks(ids, IDS_CALL_COST):
+        for chunk, input_ids, mask in padded_chunks(ids, self.max_batch, self.pad_id, IDS_CALL_COST):
             with autocast(self.precision, self.device):
                 hidden = self.trunk(input_ids.to(self.device), mask.to(self.device))
             for row, i in enumerate(chunk):
                 states[i] = hidden[row, : len(ids[i])]
         return states
-
-    def _chunks(self, ids: Sequence[Sequence[int]], call_cost: int):
-        return padded_chunks(ids, self.max_batch, self.pad_id, call_cost)
 
     # -- one level -----------------------------------------------------------------------
     def level_probs(self, level: Level, inputs: Encoded) -> torch.Tensor:
@@ -172,7 +165,7 @@ class Cascade:
         model = self.models[level.checkpoint]
         out = torch.empty((len(inputs.ids), len(level.labels)))
         call_cost = IDS_CALL_COST if inputs.states is None else STATES_CALL_COST
-        for chunk, input_ids, mask in self._chunks(inputs.ids, call_cost):
+        for chunk, input_ids, mask in padded_chunks(inputs.ids, self.max_batch, self.pad_id, call_cost):
             if inputs.states is None:
                 first = input_ids.to(self.device)
             else:  # the trunk's hidden states, padded like the ids (masked positions are never attended to)
@@ -248,8 +241,7 @@ class Cascade:
         first the sure ones, then the other candidates whose paths could still score into its
         top k. The answers are those of running every candidate (see handlers/routing.py)."""
         best_path = self._best_path_taxonomy(paths)
-        candidates = routing.candidate_taxonomies(tax_probs, ks, best_path, self.decoding, self.beam_width,
-                                                  self.beam_min_prob)
+        candidates = self.candidate_taxonomies(tax_probs, ks, paths)
         if not self.routing:
             return [dict(sorted(f.items())) for f in self.subtaxonomy_passes(inputs, candidates)]
         found = self.subtaxonomy_passes(inputs, routing.sure_taxonomies(tax_probs, best_path))
