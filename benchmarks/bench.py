@@ -18,6 +18,9 @@ Five measurements on the same events, in one run:
 It prints a markdown table with the ratios and writes it with the raw figures (JSON) to
 --output. Every loop is bounded by --requests and --max-seconds; traffic stays on 127.0.0.1.
 ``--configs`` compares server layouts (workers x threads, batchSize, maxBatchDelay).
+``--rounds N`` serves the main layout and the naive handler N times, alternately, and gives
+the served/naive ratio of each round and their median: on a shared machine the naive
+handler's rate alone moves by a quarter between runs.
 """
 
 from __future__ import annotations
@@ -311,6 +314,20 @@ def ratios(ceiling_rows: list[dict], served_rows: list[dict], naive_rows: list[d
     return out
 
 
+def paired_rounds(rounds: list[tuple[list[dict], list[dict]]]) -> list[dict[str, float]]:
+    """Per round (served rows, naive rows measured one after the other), both rates at the
+    largest concurrency the two share, and their ratio."""
+    out = []
+    for number, (served_rows, naive_rows) in enumerate(rounds, start=1):
+        serv = {r["concurrency"]: r for r in served_rows}
+        naive = {r["concurrency"]: r for r in naive_rows}
+        top = max(serv.keys() & naive.keys())
+        out.append({"round": number, "concurrency": top, "served_events_per_s": serv[top]["events_per_s"],
+                    "naive_events_per_s": naive[top]["events_per_s"],
+                    "ratio": serv[top]["events_per_s"] / naive[top]["events_per_s"]})
+    return out
+
+
 def parse_layout(text: str) -> dict[str, int]:
     """'1x2:b8:d10' -> 1 worker, 2 threads, batchSize 8, maxBatchDelay 10 ms."""
     match = re.fullmatch(r"(\d+)x(\d+):b(\d+):d(\d+)", text.strip())
@@ -343,6 +360,9 @@ def markdown(report: dict[str, Any]) -> str:
     ratios = report.get("ratios", {})
     if ratios:
         lines += ["| ratio | value |", "|---|---|"] + [f"| {k} | {v:.2f} |" for k, v in ratios.items()] + [""]
+    for r in report.get("rounds", []):
+        lines.append(f"- round {r['round']}: served {r['served_events_per_s']:.1f}, naive {r['naive_events_per_s']:.1f} "
+                     f"events/s at concurrency {r['concurrency']}: {r['ratio']:.2f} x")
     for layout, rows in report.get("layouts", {}).items():
         if layout == report["layout"]:
             continue
@@ -377,6 +397,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-structures", action="store_true",
                    help="leave out the trunk / whole checkpoints / flat comparison (benchmarks/structures.py)")
     p.add_argument("--naive-requests", type=int, default=128, help="events for the naive handler (it is slow)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="serve the main layout and the naive handler this many times, alternately, and report the "
+                        "median served/naive ratio (default 1)")
     p.add_argument("--max-seconds", type=float, default=120, help="time cap per measurement")
     p.add_argument("--warmup-requests", type=int, default=WARMUP_REQUESTS,
                    help=f"requests each server answers before it is measured, {WARMUP_SECONDS:.0f} s at most "
@@ -388,6 +411,8 @@ def main(argv: list[str] | None = None) -> int:
         layouts = [parse_layout(x) for x in args.configs.split(",")]
     except ValueError as exc:
         p.error(str(exc))
+    if args.rounds < 1 or (args.rounds > 1 and args.skip_naive):
+        p.error("--rounds must be 1 or more, and more than 1 needs the naive handler (no --skip-naive)")
     names = [layout_name(x) for x in layouts]
     if len(set(names)) < len(names):  # the report keys each layout's rows by its name
         p.error(f"--configs names a layout twice: {args.configs}")
@@ -419,10 +444,25 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="bench-whole-") as tmp:
             # The hand-rolled way serves one whole checkpoint per level: a trunk run exported so.
             whole = export_whole_run(run, Path(tmp) / run.name)
-            report["naive"] = served(whole, events[: args.naive_requests], concurrencies, naive_layout, None,
-                                     args.max_seconds, "naive", ROOT / "benchmarks" / "naive_handler.py", args.client,
-                                     warmup=args.warmup_requests)
+
+            def naive(label: str) -> list[dict]:
+                return served(whole, events[: args.naive_requests], concurrencies, naive_layout, None,
+                              args.max_seconds, label, ROOT / "benchmarks" / "naive_handler.py", args.client,
+                              warmup=args.warmup_requests)
+
+            report["naive"] = naive("naive")
+            rounds = [(report["served"], report["naive"])]
+            for number in range(2, args.rounds + 1):
+                label = f"served {report['layout']} (round {number})"
+                again = served(run, events, concurrencies, layouts[0], args.quantize, args.max_seconds, label,
+                               client=args.client, precision=args.precision, warmup=args.warmup_requests)
+                rounds.append((again, naive(f"naive (round {number})")))
     report["ratios"] = ratios(report["ceiling"], report["served"], report.get("naive", []), report.get("floor", []))
+    if args.rounds > 1:
+        report["rounds"] = paired_rounds(rounds)
+        top = report["rounds"][0]["concurrency"]
+        report["ratios"][f"served / naive at c{top}, median of {args.rounds} rounds (events/s)"] = statistics.median(
+            r["ratio"] for r in report["rounds"])
     if not args.skip_structures and not args.quantize and Hierarchy.load(run).trunk is not None:
         report["structures"] = compare_structures(run, events, batch_sizes, args.threads, min(args.max_seconds, 20))
     out = Path(args.output)

@@ -20,7 +20,7 @@ def test_bench_runs_and_reports_every_mode(tiny_run: Path, events_csv: Path, tmp
         [sys.executable, "-m", "benchmarks.bench", "--run", str(tiny_run), "--data", str(events_csv),
          "--requests", "24", "--batch-sizes", "1,4", "--concurrency", "1,4", "--configs", "1x1:b4:d5",
          "--naive-requests", "8", "--max-seconds", "30", "--threads", "1", "--warmup-requests", "48",
-         "--output", str(tmp_path)],
+         "--rounds", "2", "--output", str(tmp_path)],
         capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
@@ -32,7 +32,16 @@ def test_bench_runs_and_reports_every_mode(tiny_run: Path, events_csv: Path, tmp
     assert [r["requests"] for r in report["floor"]] == [24, 24] and all(r["errors"] == 0 for r in report["floor"])
     assert set(report["ratios"]) == {"served c4 / ceiling b4 (events/s)", "served c1 p50 - ceiling b1 latency (ms)",
                                      "served / naive at c4 (events/s)",
-                                     "served c1 p50 - ceiling b1 - floor c1 p50 (ms): the handler's own share"}
+                                     "served c1 p50 - ceiling b1 - floor c1 p50 (ms): the handler's own share",
+                                     "served / naive at c4, median of 2 rounds (events/s)"}
+    # --rounds 2: round 1 is the table's served and naive rows, round 2 a second pair measured after them
+    first, second = report["rounds"]
+    assert first["served_events_per_s"] == report["served"][1]["events_per_s"]
+    assert first["naive_events_per_s"] == report["naive"][1]["events_per_s"]
+    assert second["round"] == 2 and second["served_events_per_s"] > 0 and second["naive_events_per_s"] > 0
+    assert report["ratios"]["served / naive at c4, median of 2 rounds (events/s)"] == pytest.approx(
+        (first["ratio"] + second["ratio"]) / 2)
+    assert "- round 2: served" in (tmp_path / "tiny.md").read_text()
     assert "| server floor (empty handler) | concurrency 4 |" in (tmp_path / "tiny.md").read_text()
     assert "| ceiling (in-process) | batch 4 |" in (tmp_path / "tiny.md").read_text()
     assert report["warmup_requests"] == 48 and "each server warmed by 48 requests)" in (tmp_path / "tiny.md").read_text()

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from benchmarks.bench import layout_name, parse_layout, percentile, ratios
+from benchmarks.bench import layout_name, paired_rounds, parse_layout, percentile, ratios
 from benchmarks.soak import growth_pct, kill_summary
 
 
@@ -67,13 +67,28 @@ def test_memory_growth_between_two_marks() -> None:
     assert math.isnan(growth_pct({500: 400.0}, 1000, 500))  # the run ended before request 1,000
 
 
-@pytest.mark.parametrize("configs, message", [("1x2:b32:d5,1x2:b32:d5", "names a layout twice"),
-                                              ("1x2:b32", "is not WORKERSxTHREADS:bBATCH:dDELAY")])
-def test_bench_refuses_bad_configs_before_any_work(configs: str, message: str, capsys: pytest.CaptureFixture) -> None:
+@pytest.mark.parametrize("flags, message", [
+    (["--configs", "1x2:b32:d5,1x2:b32:d5"], "names a layout twice"),
+    (["--configs", "1x2:b32"], "is not WORKERSxTHREADS:bBATCH:dDELAY"),
+    (["--rounds", "0"], "--rounds must be 1 or more"),
+    (["--rounds", "3", "--skip-naive"], "more than 1 needs the naive handler"),
+])
+def test_bench_refuses_bad_flags_before_any_work(flags: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
     """A layout named twice would overwrite its own rows in the report; a malformed one used to be a traceback."""
     from benchmarks.bench import main
 
     with pytest.raises(SystemExit) as exit_info:
-        main(["--run", "no-such-run", "--configs", configs])
+        main(["--run", "no-such-run", *flags])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_paired_rounds_divide_each_round_by_its_own_naive_figure() -> None:
+    served = [{"concurrency": 1, "events_per_s": 40.0}, {"concurrency": 32, "events_per_s": 90.0}]
+    naive_a = [{"concurrency": 1, "events_per_s": 18.0}, {"concurrency": 32, "events_per_s": 15.0}]
+    naive_b = [{"concurrency": 1, "events_per_s": 17.0}, {"concurrency": 32, "events_per_s": 18.0}]
+    rows = paired_rounds([(served, naive_a), (served[:1], naive_b)])  # round 2 served only concurrency 1
+    assert rows == [
+        {"round": 1, "concurrency": 32, "served_events_per_s": 90.0, "naive_events_per_s": 15.0, "ratio": 6.0},
+        {"round": 2, "concurrency": 1, "served_events_per_s": 40.0, "naive_events_per_s": 17.0, "ratio": 40.0 / 17.0},
+    ]
