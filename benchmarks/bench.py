@@ -429,12 +429,12 @@ def main(argv: list[str] | None = None) -> int:
                               "device": f"{os.cpu_count()} CPU cores, torch {torch.__version__}",
                               "layout": layout_name(layouts[0]), "warmup_requests": args.warmup_requests}
     report["ceiling"] = ceiling(run, events, batch_sizes, args.threads, args.quantize, args.max_seconds, args.precision)
-    report["layouts"] = {}
-    for layout in layouts:
-        report["layouts"][layout_name(layout)] = served(run, events, concurrencies, layout, args.quantize,
-                                                        args.max_seconds, f"served {layout_name(layout)}",
-                                                        client=args.client, precision=args.precision,
-                                                        warmup=args.warmup_requests)
+
+    def ours(layout: dict[str, int], label: str) -> list[dict]:
+        return served(run, events, concurrencies, layout, args.quantize, args.max_seconds, label,
+                      client=args.client, precision=args.precision, warmup=args.warmup_requests)
+
+    report["layouts"] = {layout_name(layout): ours(layout, f"served {layout_name(layout)}") for layout in layouts}
     report["served"] = report["layouts"][report["layout"]]
     if not args.skip_floor:
         report["floor"] = served(run, events, concurrencies, layouts[0], None, args.max_seconds, "floor",
@@ -453,9 +453,7 @@ def main(argv: list[str] | None = None) -> int:
             report["naive"] = naive("naive")
             rounds = [(report["served"], report["naive"])]
             for number in range(2, args.rounds + 1):
-                label = f"served {report['layout']} (round {number})"
-                again = served(run, events, concurrencies, layouts[0], args.quantize, args.max_seconds, label,
-                               client=args.client, precision=args.precision, warmup=args.warmup_requests)
+                again = ours(layouts[0], f"served {report['layout']} (round {number})")
                 rounds.append((again, naive(f"naive (round {number})")))
     report["ratios"] = ratios(report["ceiling"], report["served"], report.get("naive", []), report.get("floor", []))
     if args.rounds > 1:

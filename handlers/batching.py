@@ -11,6 +11,8 @@ from typing import Any, Sequence
 
 import torch
 
+from handlers.settings import PRECISIONS
+
 
 # What one model call costs beyond its tokens, in tokens' worth, chosen by measurement on 2 cores
 # (docs/results.md, "bf16 weights stored once, chunks cut by length"): a call from token ids
@@ -70,10 +72,10 @@ def bf16_is_native() -> bool:
     return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
 
 
-def serving_precision(precision: str, device: torch.device, quantize: str | None) -> str:
-    """The torch arithmetic a cascade runs: ``auto`` is bf16 on a CPU that computes it natively,
+def resolve_precision(precision: str, device: torch.device, quantize: str | None = None) -> str:
+    """The torch arithmetic a cascade runs (and CPU training): ``auto`` is bf16 on a CPU that computes it natively,
     fp32 elsewhere (and on GPUs); int8 archives run ONNX Runtime's own graph, reported as fp32."""
-    if precision not in ("auto", "fp32", "bf16"):
+    if precision not in PRECISIONS:
         raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', not {precision!r}")
     if quantize:
         return "fp32"

@@ -23,7 +23,7 @@ from handlers import ranking
 from handlers import routing
 from handlers.answers import LevelAnswer, PathAnswer, level_answer
 from handlers.batching import (IDS_CALL_COST, STATES_CALL_COST, autocast, bf16_linears, padded_chunks,
-                               serving_precision)
+                               resolve_precision)
 from handlers.checkpoints import load_model
 from handlers.encoded import Encoded, PathScores
 from handlers.hierarchy import TOKENIZER_DIR, Hierarchy, Level
@@ -86,7 +86,7 @@ class Cascade:
         self.pad_id = self.tokenizer.pad_token_id or 0
         if quantize not in (None, "", "int8"):
             raise ValueError(f"quantize must be 'int8' or empty, not {quantize!r}")
-        self.precision = serving_precision(precision, self.device, quantize)
+        self.precision = resolve_precision(precision, self.device, quantize)
         self.trunk = load_model(self.run_dir, self.hierarchy, self.hierarchy.trunk.folder, self.device, quantize,
                                 trunk=True) if self.hierarchy.trunk else None
         self.models: dict[str, Any] = {folder: load_model(self.run_dir, self.hierarchy, folder, self.device, quantize)

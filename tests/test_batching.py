@@ -8,7 +8,7 @@ import random
 import pytest
 import torch
 
-from handlers.batching import bf16_is_native, length_cuts, padded_chunks, serving_precision
+from handlers.batching import bf16_is_native, length_cuts, padded_chunks, resolve_precision
 
 
 def _cost(lengths: list[int], cuts: list[tuple[int, int]], call_cost: int) -> int:
@@ -55,11 +55,11 @@ def test_padded_chunks_hold_every_row_once_with_its_mask() -> None:
     assert sorted(seen) == list(range(50))
 
 
-def test_serving_precision_resolves_auto_by_the_cpu_and_int8_to_its_own_graph() -> None:
+def test_resolve_precision_resolves_auto_by_the_cpu_and_int8_to_its_own_graph() -> None:
     cpu, gpu = torch.device("cpu"), torch.device("cuda")  # a device object needs no GPU
-    assert serving_precision("auto", cpu, None) == ("bf16" if bf16_is_native() else "fp32")
-    assert serving_precision("auto", gpu, None) == "fp32"
-    assert serving_precision("bf16", cpu, None) == "bf16" and serving_precision("fp32", cpu, "") == "fp32"
-    assert serving_precision("bf16", cpu, "int8") == "fp32"  # ONNX Runtime runs the int8 graph
+    assert resolve_precision("auto", cpu, None) == ("bf16" if bf16_is_native() else "fp32")
+    assert resolve_precision("auto", gpu, None) == "fp32"
+    assert resolve_precision("bf16", cpu, None) == "bf16" and resolve_precision("fp32", cpu, "") == "fp32"
+    assert resolve_precision("bf16", cpu, "int8") == "fp32"  # ONNX Runtime runs the int8 graph
     with pytest.raises(ValueError, match="precision must be 'auto', 'fp32' or 'bf16', not 'fp16'"):
-        serving_precision("fp16", cpu, None)
+        resolve_precision("fp16", cpu, None)

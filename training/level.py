@@ -165,9 +165,11 @@ def _training_args(job: LevelJob, args: argparse.Namespace, work: Path, train_ro
 
 def cpu_bf16(precision: str) -> bool:
     """Whether CPU training runs under bf16 autocast: asked for, or ``auto`` on a CPU with native bf16."""
-    from handlers.batching import bf16_is_native
+    import torch
 
-    return precision == "bf16" or (precision == "auto" and bf16_is_native())
+    from handlers.batching import resolve_precision
+
+    return resolve_precision(precision, torch.device("cpu")) == "bf16"
 
 
 def _weighted_loss(train_labels: Any, n_labels: int) -> Any:
