@@ -36,6 +36,13 @@ def call(url: str, body: object = None, method: str = "POST", timeout: float = 1
         return code, text
 
 
+def metric(url: str, name: str) -> float:
+    """A Prometheus metric of TorchServe's metrics listener at ``url``, summed over its labels."""
+    code, text = call(url + "/metrics")
+    assert code == 200, text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
+
+
 def v1(url: str, name: str, instances: list[Any]) -> tuple[int, Any]:
     return call(f"{url}/v1/models/{name}:predict", {"instances": instances})
 

@@ -11,9 +11,7 @@ non-root, read-only root filesystem, a tmpfs at /tmp, published on 127.0.0.1 onl
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,24 +20,15 @@ from pathlib import Path
 import pytest
 
 from archives import kserve
-from serving import tsctl
-from tests.protocol_calls import EVENTS, assert_same, call, in_process, v1, v2, v2_answers
+from serving.container import IMAGE_SH, Container, engine
+from tests.protocol_calls import EVENTS, assert_same, call, in_process, metric, v1, v2, v2_answers
 from tests.requirements import missing
 
 pytestmark = [pytest.mark.slow, pytest.mark.image, pytest.mark.e2e]
-ROOT = Path(__file__).resolve().parent.parent
-IMAGE_SH = ROOT / "scripts" / "image.sh"
 TAG = "localhost/event-taxonomy:test"
 
 if not (shutil.which("podman") or shutil.which("docker")):
     missing("podman (or docker) is", "apt-get install podman runc mmdebstrap")
-
-
-def engine() -> list[str]:
-    """The engine and flags scripts/image.sh picks, for inspect/exec/kill from the test."""
-    if os.environ.get("ENGINE", "podman" if shutil.which("podman") else "docker") == "docker":
-        return ["docker"]
-    return ["podman", *(["--runtime", "runc"] if shutil.which("runc") else [])]
 
 
 @pytest.fixture(scope="module")
@@ -53,58 +42,14 @@ def image(tmp_path_factory: pytest.TempPathFactory, model_store: Path) -> str:
     return TAG
 
 
-class Container:
-    """One `scripts/image.sh run` in the foreground, on free loopback ports."""
-
-    def __init__(self, tag: str, log: Path) -> None:
-        self.port, self.metrics_port = tsctl.free_ports(2)
-        self.name = f"event-taxonomy-test-{os.getpid()}-{self.port}"
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.metrics = f"http://127.0.0.1:{self.metrics_port}"
-        self.log = log
-        self.process = subprocess.Popen(
-            [str(IMAGE_SH), "run", "--tag", tag, "--port", str(self.port), "--metrics-port", str(self.metrics_port),
-             "--name", self.name], stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
-
-    def wait_ready(self, timeout: float = 300) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.log.read_text()[-3000:]
-            try:
-                if call(self.url + "/ping", timeout=5) == (200, {"status": "Healthy"}):
-                    return
-            except OSError:
-                pass
-            time.sleep(1)
-        raise AssertionError(f"the container did not answer /ping within {timeout:.0f} s")
-
-    def exec(self, *command: str) -> subprocess.CompletedProcess:
-        return subprocess.run([*engine(), "exec", self.name, *command], capture_output=True, text=True, timeout=60)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            subprocess.run([*engine(), "rm", "--force", self.name], capture_output=True, timeout=120)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-
-
 @pytest.fixture(scope="module")
 def container(image: str, tmp_path_factory: pytest.TempPathFactory):
     running = Container(image, tmp_path_factory.mktemp("container") / "run.log")
     try:
-        running.wait_ready()
+        running.wait_ready()  # RuntimeError with the container's log if it exits or never answers
         yield running
     finally:
         running.stop()
-
-
-def metric(url: str, name: str) -> float:
-    code, text = call(url + "/metrics")
-    assert code == 200, text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
 
 
 def test_non_root_and_read_only(container: Container) -> None:
@@ -155,7 +100,7 @@ def test_sigterm_answers_the_requests_in_flight_then_exits(container: Container)
             time.sleep(0.05)
         in_flight = metric(container.metrics, "ts_inference_requests_total") - metric(container.metrics,
                                                                                        "HandlerRequests")
-        subprocess.run([*engine(), "kill", "--signal", "TERM", container.name], check=True, timeout=60)
+        container.signal("TERM")
         codes = [f.result()[0] for f in futures]
     assert in_flight > 1, "all answered before SIGTERM: the test proves nothing"
     assert codes == [200] * 48

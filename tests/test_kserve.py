@@ -20,7 +20,7 @@ import pytest
 from archives import kserve
 from serving import tsctl
 from serving.replicas import Replica
-from tests.protocol_calls import EVENTS, assert_same, call, in_process, v1, v2, v2_answers
+from tests.protocol_calls import EVENTS, assert_same, call, in_process, metric, v1, v2, v2_answers
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,12 +55,6 @@ def test_layout_is_what_the_runtime_reads(layout: Path, model_store: Path) -> No
     assert version["batchSize"] == 8 and version["maxBatchDelay"] == 50  # the archive's (tests/conftest.py)
     assert kserve.KSERVE_ARGS == ["torchserve", "--start", "--model-store=/mnt/models/model-store",
                                   "--ts-config=/mnt/models/config/config.properties"]
-
-
-def metric(url: str, name: str) -> float:
-    code, text = call(url + "/metrics")
-    assert code == 200
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
 
 
 def worker_pid(replica: Replica) -> int:
