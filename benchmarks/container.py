@@ -79,17 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-container-") as tmp:
         for round_ in range(args.rounds):
             replica = Replica(args.layout, Path(tmp) / f"outside{round_}")
-            try:
-                replica.start()
-                rows["outside"].append(measure(replica.url, name, events, args.concurrency, args.seconds))
-            finally:
-                replica.stop()
-            container = Container(args.tag, Path(tmp) / f"container{round_}.log")
-            try:
-                container.wait_ready()
-                rows["container"].append(measure(container.url, name, events, args.concurrency, args.seconds))
-            finally:
-                container.stop()
+            container = Container(args.tag, Path(tmp) / f"container{round_}.log", start=False)
+            for where, server, start in (("outside", replica, replica.start), ("container", container, container.run)):
+                try:
+                    start()
+                    rows[where].append(measure(server.url, name, events, args.concurrency, args.seconds))
+                finally:
+                    server.stop()
             for where in rows:
                 r = rows[where][-1]
                 print(f"round {round_ + 1} {where:>9}: {r['events_per_s']:7.1f} events/s, p50 {r['p50_ms']:6.1f} ms, "

@@ -34,17 +34,28 @@ def engine() -> list[str]:
 class Container:
     """One `scripts/image.sh run TAG` on free loopback ports (inference and metrics)."""
 
-    def __init__(self, tag: str, log: Path) -> None:
+    def __init__(self, tag: str, log: Path, start: bool = True) -> None:
+        self.tag = tag
         self.port, self.metrics_port = tsctl.free_ports(2)
         self.name = f"event-taxonomy-{os.getpid()}-{self.port}"
         self.url = f"http://127.0.0.1:{self.port}"
         self.metrics = f"http://127.0.0.1:{self.metrics_port}"
         self.log = log
-        with log.open("w") as out:
+        self.process: subprocess.Popen | None = None
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        with self.log.open("w") as out:
             self.process = subprocess.Popen(
-                [str(IMAGE_SH), "run", "--tag", tag, "--port", str(self.port), "--metrics-port",
+                [str(IMAGE_SH), "run", "--tag", self.tag, "--port", str(self.port), "--metrics-port",
                  str(self.metrics_port), "--name", self.name], stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True)
+
+    def run(self, timeout: float = 300) -> None:
+        """Start and wait until ready."""
+        self.start()
+        self.wait_ready(timeout)
 
     def wait_ready(self, timeout: float = 300) -> None:
         """Until /ping answers Healthy; RuntimeError if the container exits or time runs out."""
@@ -69,7 +80,7 @@ class Container:
         subprocess.run([*engine(), "kill", "--signal", name, self.name], check=True, capture_output=True, timeout=60)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
+        if self.process is not None and self.process.poll() is None:
             subprocess.run([*engine(), "rm", "--force", self.name], capture_output=True, timeout=120)
             try:
                 self.process.wait(timeout=60)
