@@ -20,7 +20,7 @@ import torch
 
 from handlers.cascade import SUBTAXONOMY_MS, TAXONOMY_MS, Cascade
 from handlers.parsing import ParsedRequest, RequestError, parse_request, request_body
-from handlers.protocols import Envelope, TooLarge, unwrap, wrap
+from handlers.protocols import Envelope, TooLarge, bound, unwrap, wrap
 from handlers.settings import HandlerSettings
 
 logger = logging.getLogger(__name__)
@@ -105,9 +105,8 @@ class EventTaxonomyHandler:
                 envelope = unwrap(request_body(request), self.settings)
                 parsed = [_parse(body, label, self.settings) for body, label in zip(envelope.bodies, envelope.labels)]
                 events = [event for p in parsed for event in p.events]
-                if len(events) > self.settings.max_items and envelope.protocol:
-                    raise TooLarge(f"this request has {len(events)} events; the limit is {self.settings.max_items} "
-                                   "per request: split it into several requests")
+                if envelope.protocol:  # v2 elements may each hold an array of events
+                    bound(len(events), "events", self.settings)
                 cost = sum(self.cascade.passes(k, windows) for k, windows in zip(
                     [k for p in parsed for k in p.top_k], self.cascade.window_counts(events)))
             except TooLarge as exc:

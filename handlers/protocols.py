@@ -52,9 +52,9 @@ def unwrap(body: Any, limits: HandlerSettings) -> Envelope:
         instances = body["instances"]
         if not isinstance(instances, list) or not instances:
             raise RequestError("'instances' must be a non-empty array of events")
-        _bound(len(instances), "instances", limits)
+        bound(len(instances), "instances", limits)
         bodies = [_instance(item) for item in instances]
-        _bound(sum(len(b) if isinstance(b, list) else 1 for b in bodies), "events", limits)
+        bound(sum(len(b) if isinstance(b, list) else 1 for b in bodies), "events", limits)
         return Envelope(V1, bodies, [f"instance {i}: " for i in range(len(bodies))])
     inputs = body["inputs"]
     if not isinstance(inputs, list) or not inputs:
@@ -68,7 +68,7 @@ def unwrap(body: Any, limits: HandlerSettings) -> Envelope:
             raise RequestError(f"input {index}: 'name' must be a string of 1 to {limits.max_id_chars} characters")
         if tensor.get("datatype") != "BYTES":
             raise RequestError(f"input {name}: 'datatype' must be BYTES (events as JSON text)")
-        _bound(len(data) + sum(n for _, n in shapes), "elements", limits)
+        bound(len(data) + sum(n for _, n in shapes), "elements", limits)
         if tensor.get("shape", [len(data)]) != [len(data)]:
             raise RequestError(f"input {name}: 'shape' must be [{len(data)}], the length of 'data'")
         if not data:
@@ -102,7 +102,8 @@ def _instance(item: Any) -> Any:
     return item
 
 
-def _bound(count: int, what: str, limits: HandlerSettings) -> None:
+def bound(count: int, what: str, limits: HandlerSettings) -> None:
+    """``TooLarge`` when a request holds more than ``max_items`` instances, elements or events."""
     if count > limits.max_items:
         raise TooLarge(f"this request has {count} {what}; the limit is {limits.max_items} events per request: "
                        "split it into several requests")
