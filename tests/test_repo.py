@@ -95,8 +95,8 @@ def test_every_imported_package_is_pinned() -> None:
                 [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else [])
             for name in names:
                 top = name.split(".")[0]
-                if top in sys.stdlib_module_names or top in ours:
-                    continue
+                if top in sys.stdlib_module_names or top in ours or (path.parent / f"{top}.py").is_file():
+                    continue  # the standard library, the repository's packages, a script's sibling
                 dists = {d.lower().replace("_", "-") for d in distributions.get(top, [top])}
                 if not dists & pinned:
                     missing.add(f"{top} ({path.relative_to(ROOT)})")
