@@ -90,6 +90,8 @@ model_metrics_auto_detect=true
 job_queue_size=256
 max_request_size=1048576
 max_response_size=1048576
+# Bodies reach the handler as bytes, parsed one request at a time (config.properties says why).
+decode_input_request=false
 default_response_timeout={int(settings.get('responseTimeout', 60))}
 default_startup_timeout={int(settings.get('startupTimeout', 180))}
 model_snapshot={json.dumps(snapshot, separators=(',', ':'))}

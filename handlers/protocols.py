@@ -46,6 +46,7 @@ class Envelope:
 
 def unwrap(body: Any, limits: HandlerSettings) -> Envelope:
     """The request's bodies; ``TooLarge`` past ``max_items`` events, ``RequestError`` when malformed."""
+    body = _json_object(body, limits)
     if not isinstance(body, dict) or not ({"instances", "inputs"} & body.keys()) or set(TEXT_FIELDS) & body.keys():
         return Envelope(None, [body], [""])
     if "instances" in body:
@@ -93,6 +94,22 @@ def wrap(envelope: Envelope, answers: list[Any], model: tuple[str, str], request
         start += count
     return json.dumps({"id": envelope.request_id or request_id, "model_name": model[0], "model_version": model[1],
                        "outputs": outputs})
+
+
+def _json_object(body: Any, limits: HandlerSettings) -> Any:
+    """A body TorchServe left as bytes (decode_input_request=false) that holds a JSON object, parsed;
+    anything else as it came, for handlers/parsing.py to read or to explain."""
+    if isinstance(body, (bytes, bytearray)) and len(body) <= limits.max_body_chars:
+        try:
+            body = bytes(body).decode("utf-8")
+        except UnicodeDecodeError:
+            return body
+    if isinstance(body, str) and len(body) <= limits.max_body_chars and body.lstrip().startswith("{"):
+        try:
+            return json.loads(body)
+        except (ValueError, RecursionError):
+            return body
+    return body
 
 
 def _instance(item: Any) -> Any:

@@ -176,9 +176,11 @@ def test_kserve_bodies_are_unwrapped_and_bounded_in_process(handler: EventTaxono
     v2 = {"id": "r", "inputs": [{"name": "e", "datatype": "BYTES", "shape": [2],
                                  "data": [json.dumps({"text": "dj club"}), "peloton road bike"]}]}
     bodies = [{"instances": [{"text": "dj club"}, {"data": {"title": "bike"}}]}, {"instances": [{"text": "a"}] * 5},
-              v2, {"inputs": [{"name": "e", "datatype": "FP32", "data": [1.0]}]}]
+              v2, {"inputs": [{"name": "e", "datatype": "FP32", "data": [1.0]}]},
+              json.dumps({"instances": [{"text": "dj club"}]}).encode()]  # decode_input_request=false
     answers, codes, _ = run(handler, tiny_run, bodies)
-    assert codes == [200, 413, 200, 400]
+    assert codes == [200, 413, 200, 400, 200]
+    assert answers[4]["predictions"] == answers[0]["predictions"][:1]
     assert [type(p) for p in answers[0]["predictions"]] == [dict, dict]
     assert "has 5 instances; the limit is 4 events per request" in answers[1]["message"]
     (output,) = answers[2]["outputs"]

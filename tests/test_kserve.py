@@ -49,6 +49,7 @@ def test_layout_is_what_the_runtime_reads(layout: Path, model_store: Path) -> No
     assert props["inference_address"] == "http://0.0.0.0:8085"
     assert props["management_address"] == "http://127.0.0.1:8086"  # clear of 8080/8081
     assert "service_envelope" not in props  # the handler reads KServe bodies itself
+    assert props["decode_input_request"] == "false"  # from bytes, one request at a time
     snapshot = json.loads(props["model_snapshot"])
     version = snapshot["models"]["events"]["1.0"]
     assert snapshot["modelCount"] == 1 and version["marName"] == "events.mar" and version["defaultVersion"]
