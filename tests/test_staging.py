@@ -48,9 +48,10 @@ def test_a_concurrent_clean_up_never_removes_a_build_folder_being_created(tmp_pa
     monkeypatch.setattr(staging, "_process_start", clean_then_start)
     monkeypatch.setattr(staging.os, "replace", clean_then_replace)
     work = make_build_dir(tmp_path, "m")
-    assert removed == [[], []], "a clean-up removed the folder being created"
     # The owner file came into place by a rename, whole: a reader never sees part of it.
-    assert len(owners) == 1 and owners[0].split()[0] == str(os.getpid())
+    assert len(owners) == 1, "the owner file was written in place, not renamed into it"
+    assert owners[0].split()[0] == str(os.getpid())
+    assert removed == [[], []], "a clean-up removed the folder being created"
     assert sorted(p.name for p in work.iterdir()) == [OWNER_FILE]
     assert (work / OWNER_FILE).read_text() == owners[0]
 
