@@ -78,13 +78,13 @@ def test_the_demos_curl_keeps_the_key_off_the_command_line_and_off_any_proxy(reg
     finally:
         script("manage.sh", "unregister", "demo-curl")
         (registered.model_store / "demo-curl.mar").unlink(missing_ok=True)
+    assert trap.seen == [], f"sent through the proxy: {trap.seen}"
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     answer = json.loads(result.stdout.split("\n== curl ", 1)[1].split("\n", 1)[1].split("\n== done")[0])
     assert answer["path"] == [answer["taxonomy"]["label"], answer["subtaxonomy"]["label"]]
     args = args_file.read_text().splitlines()
     assert f"@{registered.header_file('inference')}" in args
     assert not [a for a in args if registered.key("inference") in a], args
-    assert trap.seen == [], f"sent through the proxy: {trap.seen}"
 
 
 def test_a_models_own_400_mentioning_token_does_not_renew_keys(registered) -> None:
