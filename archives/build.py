@@ -162,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         hierarchy = check_run_dir(run_dir)
+        check_inside_run(run_dir, hierarchy)  # before the int8 export copies anything
     except HierarchyError as exc:
         print(f"error: {run_dir} is not a usable run directory: {exc}", file=sys.stderr)
         return 2

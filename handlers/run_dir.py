@@ -38,14 +38,14 @@ def check_run_dir(run_dir: str | Path) -> Hierarchy:
             problem = check_lexical(_inside(run_dir, level.lexical, name), level.labels, features)
             if problem:
                 raise HierarchyError(f"lexical model for {name!r}: {problem}")
-    check_inside_run(run_dir, hierarchy)
     return hierarchy
 
 
 def check_inside_run(run_dir: Path, hierarchy: Hierarchy) -> None:
     """Every file and folder an archive takes from the run (tokenizer, trunk, checkpoints,
     lexical models) resolves inside the run: a symbolic link out of it would carry a file
-    from elsewhere into the archive. Links that stay inside the run are followed."""
+    from elsewhere into the archive. Links that stay inside the run are followed. Builds call
+    it; a local evaluation may read a run whose tokenizer is linked from elsewhere."""
     root = run_dir.resolve()
     folders = [TOKENIZER_DIR, *([hierarchy.trunk.folder] if hierarchy.trunk else []), *hierarchy.checkpoints(),
                *hierarchy.lexical_folders()]
