@@ -101,7 +101,7 @@ PLAIN_WORST = ["ab-", "!", "\u4e00"]  # n-grams, tokens, tokens again (tests/tes
 
 def test_hostile_unicode_costs_a_batch_no_more_than_the_worst_plain_text(batched, tiny_run: Path) -> None:
     """The bound comes from the cap: the same batch of the costliest plain texts of max_chars
-    characters, timed on the same worker, in turns; the hostile one may take 3 times as long."""
+    characters, timed on the same worker, in turns; the hostile one may take twice as long."""
     from handlers.cascade import Cascade
 
     cascade = Cascade(tiny_run)
@@ -127,5 +127,5 @@ def test_hostile_unicode_costs_a_batch_no_more_than_the_worst_plain_text(batched
         times["plain"].append(seconds(plain))
         times["hostile"].append(seconds(hostile))
     print(f"8 requests of {events} events of {max_chars} characters: {times}")
-    assert min(times["hostile"]) <= 3 * min(times["plain"]), times
+    assert min(times["hostile"]) <= 2 * min(times["plain"]), times
     assert worker_pid(batched) == pid
