@@ -33,7 +33,7 @@ from archives.int8 import check_int8, export_run_int8
 from archives.kserve import write_kserve_layout
 from archives.staging import interrupt, archive, build_dir, remove_stale_builds
 from handlers.hierarchy import TOKENIZER_DIR, Hierarchy, HierarchyError, Level
-from handlers.run_dir import check_run_dir
+from handlers.run_dir import check_inside_run, check_run_dir
 from handlers.settings import LAYOUTS, HandlerSettings, SettingsError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,7 +115,11 @@ def model_config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def stage(run_dir: Path, hierarchy: Hierarchy, dest: Path) -> None:
-    """Lay out what goes into the archive: run files, tokenizer once, handler package."""
+    """Lay out what goes into the archive: run files, tokenizer once, handler package.
+
+    Raises HierarchyError, before copying anything, when a file it would take lies outside
+    the run (a symbolic link out of it)."""
+    check_inside_run(run_dir, hierarchy)
     dest.mkdir(parents=True)
     hierarchy.save(dest)
     shutil.copytree(run_dir / TOKENIZER_DIR, dest / TOKENIZER_DIR)
@@ -158,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         hierarchy = check_run_dir(run_dir)
+        check_inside_run(run_dir, hierarchy)  # before the int8 export copies anything
     except HierarchyError as exc:
         print(f"error: {run_dir} is not a usable run directory: {exc}", file=sys.stderr)
         return 2
@@ -203,10 +208,13 @@ def build_all(jobs: list[tuple[str, Hierarchy]], source: Path, config: dict[str,
               args: argparse.Namespace, work: Path, file_names: dict[str, str] | None = None) -> int:
     for arch_name, arch_hierarchy in jobs:
         staged = Path(tempfile.mkdtemp(prefix="stage-", dir=work)) / "stage"
-        stage(source, arch_hierarchy, staged)
         try:
+            stage(source, arch_hierarchy, staged)
             path = archive(arch_name, staged, config, store, args.version, args.force, Path(args.handler), work,
                            (file_names or {}).get(arch_name))
+        except HierarchyError as exc:
+            print(f"error: {source} is not a usable run directory: {exc}", file=sys.stderr)
+            return 2
         except (FileExistsError, RuntimeError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1

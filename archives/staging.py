@@ -35,16 +35,22 @@ def _process_start(pid: int) -> str | None:
         return None
 
 
+def _young(folder: Path) -> bool:
+    try:
+        return time.time() - folder.stat().st_mtime < YOUNG_SECONDS
+    except FileNotFoundError:
+        return False
+
+
 def _owner_alive(folder: Path) -> bool:
     try:
         pid_text, start, host = ((folder / OWNER_FILE).read_text().split() + ["", ""])[:3]
         pid = int(pid_text)
-    except FileNotFoundError:  # just created, or left by a builder that wrote no owner file
-        try:
-            return time.time() - folder.stat().st_mtime < YOUNG_SECONDS
-        except FileNotFoundError:
-            return False
-    except (OSError, ValueError):
+    except (FileNotFoundError, ValueError):
+        # No owner file yet (its builder is starting), or one empty or unreadable (written by
+        # an older builder, or cut short by a crash): judged by the folder's age alone.
+        return _young(folder)
+    except OSError:
         return False
     if host and host != socket.gethostname():  # a store shared with another machine or container:
         return True  # its pids mean nothing here, so never judge its builds
@@ -70,10 +76,17 @@ def remove_stale_builds(store: Path) -> list[Path]:
 
 
 def make_build_dir(store: Path, name: str) -> Path:
-    """This build's private folder in the store (0700, like every mkdtemp), owner recorded."""
+    """This build's private folder in the store (0700, like every mkdtemp), owner recorded.
+
+    The owner file is written under another name and renamed into place, so a concurrent
+    build's remove_stale_builds sees no owner file (a young folder: kept) or the whole of it,
+    never a part.
+    """
     work = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=BUILDING_SUFFIX, dir=store))
     pid = os.getpid()
-    (work / OWNER_FILE).write_text(f"{pid} {_process_start(pid) or '-'} {socket.gethostname()}\n")
+    partial = work / f".{OWNER_FILE}.partial"
+    partial.write_text(f"{pid} {_process_start(pid) or '-'} {socket.gethostname()}\n")
+    os.replace(partial, work / OWNER_FILE)
     return work
 
 

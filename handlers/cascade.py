@@ -99,10 +99,12 @@ class Cascade:
         if self.hierarchy.paths is not None:
             self.index_paths(self.hierarchy.paths.labels)
         features = self.hierarchy.lexical_features
-        self.lexical_features = LexicalFeatures.load(self.run_dir / features) if features else None
+        max_chars = self.hierarchy.text.max_chars  # the lexical transform's cap too (handlers/tfidf.py)
+        self.lexical_features = LexicalFeatures.load(self.run_dir / features, max_chars) if features else None
         # Lexical models whose weight is 0 are not loaded: they would cost time and change nothing.
         levels = self.hierarchy.levels() + ([self.hierarchy.paths] if self.hierarchy.paths is not None else [])
-        self.lexical = {level.lexical: LexicalModel.load(self.run_dir / level.lexical, self.lexical_features)
+        self.lexical = {level.lexical: LexicalModel.load(self.run_dir / level.lexical, self.lexical_features,
+                                                          max_chars)
                         for level in levels if level.lexical and level.lexical_weight > 0}
 
     def index_paths(self, labels: Sequence[str]) -> None:

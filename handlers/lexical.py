@@ -48,7 +48,8 @@ FAMILIES = (
 
 
 class LexicalFeatures:
-    """The TF-IDF feature families every lexical model of a run reads."""
+    """The TF-IDF feature families every lexical model of a run reads; ``max_chars`` (the run's
+    text format's) caps each text after normalisation too (handlers/tfidf.py)."""
 
     def __init__(self, vectorizers: Sequence[Any], settings: Sequence[dict[str, Any]]) -> None:
         self.vectorizers = list(vectorizers)
@@ -59,14 +60,15 @@ class LexicalFeatures:
         return sum(len(v.vocabulary_) for v in self.vectorizers)
 
     @classmethod
-    def fit(cls, texts: Sequence[str], families: Sequence[dict[str, Any]] = FAMILIES) -> "LexicalFeatures":
+    def fit(cls, texts: Sequence[str], families: Sequence[dict[str, Any]] = FAMILIES,
+            max_chars: int | None = None) -> "LexicalFeatures":
         vectorizers = []
         for settings in families:
             fitting = dict(settings)
             if len(texts) < 50:  # tiny tables: keep terms seen once
                 fitting["min_df"] = 1
             fitted = _sklearn_vectorizer(fitting).fit(texts)
-            vectorizers.append(TermVectorizer(settings, fitted.vocabulary_, fitted.idf_))
+            vectorizers.append(TermVectorizer(settings, fitted.vocabulary_, fitted.idf_, max_chars))
         return cls(vectorizers, families)
 
     def transform(self, texts: Sequence[str]) -> Any:
@@ -88,19 +90,19 @@ class LexicalFeatures:
                   str(folder / FEATURES_WEIGHTS))
 
     @classmethod
-    def load(cls, folder: str | Path) -> "LexicalFeatures":
+    def load(cls, folder: str | Path, max_chars: int | None = None) -> "LexicalFeatures":
         from safetensors.numpy import load_file
 
         folder = Path(folder)
         meta = json.loads((folder / FEATURES_JSON).read_text(encoding="utf-8"))
         arrays = load_file(str(folder / FEATURES_WEIGHTS))
         return cls._rebuilt(meta["families"], meta["vocabularies"],
-                            [arrays[f"idf_{i}"] for i in range(len(meta["families"]))])
+                            [arrays[f"idf_{i}"] for i in range(len(meta["families"]))], max_chars)
 
     @classmethod
     def _rebuilt(cls, families: Sequence[dict[str, Any]], vocabularies: Sequence[dict[str, int]],
-                 idfs: Sequence[np.ndarray]) -> "LexicalFeatures":
-        return cls([TermVectorizer(settings, vocabulary, idf)
+                 idfs: Sequence[np.ndarray], max_chars: int | None) -> "LexicalFeatures":
+        return cls([TermVectorizer(settings, vocabulary, idf, max_chars)
                     for settings, vocabulary, idf in zip(families, vocabularies, idfs)], families)
 
 
@@ -174,17 +176,19 @@ class LexicalModel:
                   str(folder / LEXICAL_WEIGHTS))
 
     @classmethod
-    def load(cls, folder: str | Path, features: LexicalFeatures | None) -> "LexicalModel":
+    def load(cls, folder: str | Path, features: LexicalFeatures | None,
+             max_chars: int | None = None) -> "LexicalModel":
         """A level's model on the run's ``features``; a model stored with a word vectorizer
         of its own (``vectorizer`` / ``vocabulary`` / ``idf``, runs without shared features)
-        reads with that one."""
+        reads with that one, capped at ``max_chars``."""
         from safetensors.numpy import load_file
 
         folder = Path(folder)
         meta = json.loads((folder / LEXICAL_JSON).read_text(encoding="utf-8"))
         arrays = load_file(str(folder / LEXICAL_WEIGHTS))
         if "vocabulary" in meta:
-            features = LexicalFeatures._rebuilt([meta["vectorizer"]], [meta["vocabulary"]], [arrays["idf"]])
+            features = LexicalFeatures._rebuilt([meta["vectorizer"]], [meta["vocabulary"]], [arrays["idf"]],
+                                                max_chars)
         elif features is None:
             raise ValueError(f"{folder} needs the run's lexical features (hierarchy.json names none)")
         columns = arrays.get("columns")

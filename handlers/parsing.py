@@ -1,7 +1,9 @@
 """Turning one HTTP request body into events, or into a message saying what is wrong.
 
-TorchServe hands the handler a body that is already-parsed JSON (``application/json``),
-a str (``text/*``) or bytes (anything else, e.g. ``curl -T``). All three forms land here,
+With config.properties' ``decode_input_request=false`` TorchServe hands the handler every
+body as bytes, parsed here one request at a time (parsed by TorchServe, a whole batch of
+JSON bodies is held at once: docs/security.md); with TorchServe's default, a body is
+already-parsed JSON (``application/json``), a str (``text/*``) or bytes. All forms land here,
 and every way a body can be wrong raises ``RequestError`` with a sentence a user can act
 on. The handler still catches anything else per request (see event_handler.py), but every
 case known to break a parser (huge numbers, deep nesting, lone surrogates, huge ids) is

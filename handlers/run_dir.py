@@ -41,6 +41,27 @@ def check_run_dir(run_dir: str | Path) -> Hierarchy:
     return hierarchy
 
 
+def check_inside_run(run_dir: Path, hierarchy: Hierarchy) -> None:
+    """Every file and folder an archive takes from the run (tokenizer, trunk, checkpoints,
+    lexical models) resolves inside the run: a symbolic link out of it would carry a file
+    from elsewhere into the archive. Links that stay inside the run are followed. Builds call
+    it; a local evaluation may read a run whose tokenizer is linked from elsewhere."""
+    root = run_dir.resolve()
+    folders = [TOKENIZER_DIR, *([hierarchy.trunk.folder] if hierarchy.trunk else []), *hierarchy.checkpoints(),
+               *hierarchy.lexical_folders()]
+    for relative in folders:
+        pending, seen = [run_dir / relative], set()
+        while pending:
+            path = pending.pop()
+            real = path.resolve()
+            if not real.is_relative_to(root):
+                raise HierarchyError(f"{path} is a symbolic link to {real}, outside the run directory {run_dir}: "
+                                     "an archive takes files from the run alone (copy the file into the run)")
+            if path.is_dir() and real not in seen:  # seen: a link to a folder above it would loop
+                seen.add(real)
+                pending.extend(sorted(path.iterdir()))
+
+
 def _check_lexical_features(run_dir: Path, folder: str | None) -> int | None:
     """The run's lexical feature count (None: it has none), or why its features cannot be read."""
     if folder is None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
+from itertools import islice
 from typing import Any, Sequence
 
 import numpy as np
@@ -23,12 +24,19 @@ class TermVectorizer:
     word n-grams of ``\\b\\w\\w+\\b`` tokens or character n-grams within space-padded words
     (``char_wb``), counts (1 + log with ``sublinear_tf``) times idf, each row L2-normalised.
     Terms outside the vocabulary are dropped. ``vocabulary_`` and ``idf_`` are named as
-    scikit-learn names them."""
+    scikit-learn names them.
+
+    ``max_chars`` (the run's text format's) caps the text once it is normalised, as well as
+    before: NFKD makes up to 18 characters of one (U+FDFA), so a text cut to ``max_chars``
+    before normalising could still make 18 times the n-grams of any plain text of that
+    length. Capped after, no event costs more than a plain text of ``max_chars`` characters;
+    a text changes only if normalising took it past ``max_chars``."""
 
     # min_df and max_features shaped the fitted vocabulary: they change nothing here.
     _SETTINGS = {"analyzer", "ngram_range", "sublinear_tf", "lowercase", "strip_accents", "min_df", "max_features"}
 
-    def __init__(self, settings: dict[str, Any], vocabulary: dict[str, int], idf: np.ndarray) -> None:
+    def __init__(self, settings: dict[str, Any], vocabulary: dict[str, int], idf: np.ndarray,
+                 max_chars: int | None = None) -> None:
         unknown = set(settings) - self._SETTINGS
         if unknown or settings.get("analyzer", "word") not in ("word", "char_wb") \
                 or settings.get("strip_accents") not in (None, "unicode"):
@@ -40,6 +48,7 @@ class TermVectorizer:
         self.strip_accents = settings.get("strip_accents") == "unicode"
         self.vocabulary_ = vocabulary
         self.idf_ = np.asarray(idf, dtype=np.float32)
+        self.max_chars = max_chars
 
     def transform(self, texts: Sequence[str]) -> Any:
         """A CSR matrix (rows: texts, columns: the vocabulary's indices), float32."""
@@ -69,10 +78,7 @@ class TermVectorizer:
 
     def terms(self, text: str) -> list[str]:
         """The n-grams of one text, in order, repeats kept."""
-        if self.lowercase:
-            text = text.lower()
-        if self.strip_accents:
-            text = _strip_accents(text)
+        text = self.normalise(text)
         low, high = self.ngram_range
         if self.analyzer == "char_wb":
             grams = []
@@ -91,10 +97,22 @@ class TermVectorizer:
         return grams
 
 
+    def normalise(self, text: str) -> str:
+        """The text the n-grams are read from: lower-cased, accents stripped, at most ``max_chars``."""
+        limit = self.max_chars
+        if self.lowercase:
+            text = text.lower()
+        if self.strip_accents:
+            text = _strip_accents(text, limit)
+        return text if limit is None else text[:limit]
+
+
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")  # scikit-learn's default token pattern
 
 
-def _strip_accents(text: str) -> str:
+def _strip_accents(text: str, limit: int | None) -> str:
+    """NFKD, combining marks dropped; stops once ``limit`` characters are kept."""
     if text.isascii():
         return text
-    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    kept = (c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    return "".join(islice(kept, limit))

@@ -20,8 +20,9 @@ else
   $PY -m training.train --data training/sample_events.csv --output "$RUN" --overwrite
 fi
 
-echo "== building model_store/$NAME.mar"
-scripts/build.sh --run "$RUN" --name "$NAME" --force
+STORE="${MODEL_STORE:-model_store}"  # the server's store (serve.sh reads MODEL_STORE too)
+echo "== building $STORE/$NAME.mar"
+scripts/build.sh --run "$RUN" --name "$NAME" --force --model-store "$STORE"
 
 echo "== starting TorchServe (config.properties)"
 scripts/serve.sh start
@@ -31,11 +32,12 @@ scripts/manage.sh unregister "$NAME" >/dev/null 2>&1 || true
 scripts/manage.sh register "$NAME.mar"
 
 # curl reads the key from a 0600 header file: a key on a command line is visible to every local user.
+# --noproxy '*': curl honours http_proxy, and the key must never leave this machine.
 HEADER="$(scripts/manage.sh header inference)"
+URL="$(scripts/manage.sh address inference)/predictions/$NAME"
 BODY='{"title": "Late-night jazz at the Blue Room", "description": "A quartet plays standards and bebop until 1am. Tickets at the door.", "top_k": 3}'
-echo "== curl -H @$HEADER -H 'Content-Type: application/json' http://127.0.0.1:8080/predictions/$NAME -d '$BODY'"
-curl -sS -H "@$HEADER" -H "Content-Type: application/json" \
-  "http://127.0.0.1:8080/predictions/$NAME" -d "$BODY"
+echo "== curl --noproxy '*' -H @$HEADER -H 'Content-Type: application/json' $URL -d '$BODY'"
+curl -sS --noproxy '*' -H "@$HEADER" -H "Content-Type: application/json" "$URL" -d "$BODY"
 echo
 echo "== done in $((SECONDS - started))s. Report: $RUN/report.md"
 echo "   try it in a browser: scripts/serve.sh page (http://127.0.0.1:8090/, key: scripts/manage.sh key inference)"

@@ -36,6 +36,7 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from serving import loopback
 from serving.tsctl import CtlError, Server
 
 WEB = Path(__file__).resolve().parent.parent / "web"
@@ -267,7 +268,7 @@ def make_handler(inference: str, max_body: int, timeout: float,
             request = urllib.request.Request(f"{inference}/predictions/{match.group(1)}", data=body,
                                              headers=headers, method="POST")
             try:
-                with urllib.request.urlopen(request, timeout=timeout) as response:
+                with loopback.urlopen(request, timeout=timeout) as response:
                     status, answer = response.status, response.read()
                     kind = response.headers.get("Content-Type", "application/json")
             except urllib.error.HTTPError as exc:

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 
-from serving import tsctl
+from serving import loopback, tsctl
 
 
 class ReplicaError(RuntimeError):
@@ -216,7 +216,7 @@ EVENTS = [{"title": "saxophone trio", "description": "late night swing set"},
 def post(url: str, body: bytes, timeout: float = 30) -> int:
     request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with loopback.urlopen(request, timeout=timeout) as response:
             response.read()
             return response.status
     except urllib.error.HTTPError as exc:

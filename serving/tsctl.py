@@ -34,6 +34,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from serving import loopback
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -149,7 +151,7 @@ class Server:
               timeout: float = 120) -> tuple[int, str]:
         request = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
+            with loopback.urlopen(request, timeout=timeout) as response:
                 return response.status, response.read().decode("utf-8", "replace")
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode("utf-8", "replace")
@@ -522,6 +524,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--version", help="a registered version (default: the model's default version)")
     p = sub.add_parser("key", help="print a current key (for programs; curl reads the header file instead)")
     p.add_argument("kind", choices=["inference", "management"])
+    p = sub.add_parser("address", help="print an API's address from the config (for curl)")
+    p.add_argument("api", choices=["inference", "management", "metrics"])
     p = sub.add_parser("header", help="print the path of a 0600 file with a current Authorization header, "
                                       "for curl -H @FILE (keeps the key off the command line)")
     p.add_argument("kind", choices=["inference", "management"])
@@ -555,6 +559,9 @@ def main(argv: list[str] | None = None) -> int:
             return predict(server, args.name, args.source, args.content_type, args.version)
         if args.command == "key":
             print(server.key(args.kind))
+            return 0
+        if args.command == "address":
+            print(server.address(args.api))
             return 0
         if args.command == "header":
             server.key(args.kind)  # renews an expired key first

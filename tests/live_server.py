@@ -91,3 +91,53 @@ def in_one_batch(server, model: str, bodies: list[bytes], tries: int = 3) -> lis
                 and counter(server, "HandlerRequests", model) - requests == len(bodies)):
             return results
     raise AssertionError(f"the {len(bodies)} requests never shared one batch in {tries} tries")
+
+
+PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "ALL_PROXY", "all_proxy")
+
+
+class ProxyTrap:
+    """A listener on loopback standing in for a company proxy: it records the first bytes of
+    every connection made to it, then closes it. ``env()`` is an environment whose every
+    proxy variable points at it (and whose no_proxy names nothing)."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.seen: list[bytes] = []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:  # closed
+                return
+            with conn:
+                conn.settimeout(5)
+                try:
+                    data = conn.recv(4096)
+                except OSError:
+                    data = b"(nothing read)"
+                # Recorded before the close: a client that came here has not had its answer yet.
+                self.seen.append(data or b"(connected)")
+
+    def env(self, base: dict[str, str]) -> dict[str, str]:
+        env = {k: v for k, v in base.items() if k.lower() != "no_proxy"}
+        return {**env, **{name: self.url for name in PROXY_VARIABLES}}
+
+    def close(self) -> None:
+        import socket
+
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() of the thread
+        except OSError:
+            pass
+        self.sock.close()
+        self.thread.join(timeout=10)

@@ -194,6 +194,50 @@ def test_checkpoint_paths_must_stay_inside_the_run(tiny_run: Path, tmp_path: Pat
     assert not (tmp_path / "store" / "p.mar").exists()
 
 
+@pytest.mark.parametrize("link", ["tokenizer", "tokenizer/tokenizer.json", "trunk/model.safetensors",
+                                  "subtaxonomy/music/top.safetensors", "lexical/music/lexical.safetensors"])
+def test_files_linked_from_outside_the_run_are_refused(tiny_run: Path, tmp_path: Path, link: str) -> None:
+    """A symbolic link out of the run (the tokenizer folder included) would carry a file from
+    elsewhere into the archive: the build names it and builds nothing."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    outside = tmp_path / "outside" / link
+    outside.parent.mkdir(parents=True)
+    shutil.move(run / link, outside)
+    (run / link).symlink_to(outside)
+    result = build("--run", str(run), "--name", "p", "--model-store", str(tmp_path / "store"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{run / link} is a symbolic link to {outside}, outside the run directory {run}" in result.stderr
+    assert not (tmp_path / "store" / "p.mar").exists()
+
+
+def test_stage_itself_refuses_a_link_out_of_the_run(tiny_run: Path, tmp_path: Path) -> None:
+    from archives.build import stage
+    from handlers.hierarchy import Hierarchy, HierarchyError
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (tmp_path / "secret.txt").write_text("not the run's")
+    (run / "tokenizer" / "notes.txt").symlink_to(tmp_path / "secret.txt")
+    with pytest.raises(HierarchyError, match=f"{run / 'tokenizer' / 'notes.txt'} is a symbolic link to "
+                                             f"{tmp_path / 'secret.txt'}, outside the run directory"):
+        stage(run, Hierarchy.load(run), tmp_path / "staged")
+    assert not (tmp_path / "staged").exists()
+
+
+def test_a_link_that_stays_inside_the_run_is_followed(tiny_run: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    moved = run / "kept" / "top.safetensors"
+    moved.parent.mkdir()
+    shutil.move(run / "taxonomy" / "top.safetensors", moved)
+    (run / "taxonomy" / "top.safetensors").symlink_to(Path("..") / "kept" / "top.safetensors")
+    result = build("--run", str(run), "--name", "q", "--model-store", str(tmp_path / "store"))
+    assert result.returncode == 0, result.stderr
+    with zipfile.ZipFile(tmp_path / "store" / "q.mar") as mar:
+        assert mar.read("taxonomy/top.safetensors") == moved.read_bytes()
+
+
 def test_int8_build_is_gated_on_validation_accuracy(tiny_run: Path, events_csv: Path, tmp_path: Path) -> None:
     store = tmp_path / "store"
     accepted = build("--run", str(tiny_run), "--name", "q", "--model-store", str(store), "--quantize", "int8",

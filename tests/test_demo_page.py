@@ -13,6 +13,7 @@ import pytest
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parent.parent
+from serving import loopback  # noqa: E402
 from serving.demo_page import DemoPage  # noqa: E402
 
 from tests.requirements import need, need_program  # noqa: E402
@@ -95,7 +96,7 @@ def test_page_server_forwards_only_predictions(page: DemoPage, registered) -> No
     def call(method: str, path: str, data: bytes | None = None, headers: dict | None = None) -> int:
         request = urllib.request.Request(page.url.rstrip("/") + path, data=data, method=method, headers=headers or {})
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:
+            with loopback.urlopen(request, timeout=30) as response:
                 assert "script-src 'self'" in response.headers["Content-Security-Policy"]
                 return response.status
         except urllib.error.HTTPError as exc:

@@ -159,6 +159,21 @@ def test_the_transform_is_scikit_learns_for_the_same_vocabulary_and_idf(family: 
     assert got[20].nnz == 0 and got[24].nnz > 0  # "" has no term; "DÉJÀ VU au Café" reads as "deja vu au cafe"
 
 
+@pytest.mark.parametrize("family", FAMILIES, ids=[f["analyzer"] for f in FAMILIES])
+def test_the_cap_after_normalising_changes_only_texts_that_normalising_takes_past_it(family: dict) -> None:
+    """Serving and training read through the same cap (the run's max_chars); a text changes
+    only when NFKD or lower-casing makes it longer than the cap."""
+    texts, _ = tiny_texts()
+    vocabulary = {term: i for i, term in enumerate(dict.fromkeys(
+        t for text in texts + ["Straße ﬁne ½ café…"] for t in TermVectorizer(family, {}, np.ones(1)).terms(text)))}
+    capped, uncapped = (TermVectorizer(family, vocabulary, np.ones(len(vocabulary)), m) for m in (64, None))
+    fmt = TextFormat(max_chars=64)
+    ordinary = [fmt.format({"text": t}) for t in texts + ["DÉJÀ VU au Café", "Straße ﬁne ½ café…"]]
+    assert (capped.transform(ordinary) != uncapped.transform(ordinary)).nnz == 0
+    at_the_cap = fmt.format({"text": "x" * 60 + " ½ café…"})  # 64 characters, 66 once normalised
+    assert capped.normalise(at_the_cap) == uncapped.normalise(at_the_cap)[:64] != uncapped.normalise(at_the_cap)
+
+
 def test_a_feature_family_this_code_cannot_transform_is_refused() -> None:
     with pytest.raises(ValueError, match="cannot transform"):
         TermVectorizer({**FAMILIES[0], "analyzer": "char"}, {"ab": 0}, np.ones(1))

@@ -44,6 +44,11 @@ CORPUS: list[tuple[bytes, str]] = [
     (json.dumps({"title": "\u0645\u0647\u0631\u062c\u0627\u0646 \u0627\u0644\u062c\u0627\u0632",
                  "description": "\u202e\u05e2\u05e8\u05d1 \u05d2'\u05d0\u05d6"}).encode(), JSON),
     (json.dumps({"text": "\u200b\u200c\u200d\ufeff"}).encode(), JSON),
+    # Characters NFKD makes 18, 11 and 3 of, a combining-mark flood, bidi and zero-width marks, at the cap
+    (json.dumps({"text": "\ufdfa" * 8192, "top_k": 10}, ensure_ascii=False).encode(), JSON),
+    (json.dumps([{"text": c * 8192} for c in ("\u3300", "\ufb03", "\u0130", "\uac01 ")], ensure_ascii=False).encode(), JSON),
+    (json.dumps({"title": "a" + "\u0301" * 20_000, "description": "\u202e\u2067\u200b" * 3000}).encode(), JSON),
+    (("\ufdfa" * 300_000).encode(), "text/plain"),
     (json.dumps({"text": "   \t\n  "}).encode(), JSON),
     (json.dumps({"title": "ok", "top_k": 10**20}).encode(), JSON),
     (json.dumps({"title": "ok", "top_k": -1}).encode(), JSON),

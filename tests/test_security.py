@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
+import subprocess
 import urllib.parse
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from tests.live_server import script
+from tests.live_server import ROOT, SESSION, ProxyTrap, script
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def trap():
+    """A listener every proxy variable of a test's scripts points at; it must see nothing."""
+    listener = ProxyTrap()
+    yield listener
+    listener.close()
 
 
 def test_a_directory_path_registers_code_from_outside_the_store(registered, tmp_path: Path) -> None:
@@ -51,15 +61,30 @@ def test_the_serve_dir_and_its_secrets_are_private(registered) -> None:
     assert header == f"Authorization: Bearer {registered.key('inference')}\n"
 
 
-def test_curl_with_the_header_file_keeps_the_key_off_the_command_line(registered) -> None:
-    import subprocess
-
-    header = script("manage.sh", "header", "inference").stdout.strip()
-    url = registered.address("inference") + "/predictions/events"
-    result = subprocess.run(["curl", "-sS", "-H", f"@{header}", "-H", "Content-Type: text/plain", url,
-                             "--data-binary", "saxophone trio"], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0 and "path" in json.loads(result.stdout)
-    assert registered.key("inference") not in " ".join(result.args)
+def test_the_demos_curl_keeps_the_key_off_the_command_line_and_off_any_proxy(registered, tiny_run: Path, trap,
+                                                                          tmp_path: Path) -> None:
+    """scripts/demo.sh's own curl call, run against the test server with every proxy variable set."""
+    if not list((ROOT / ".venv").glob(".installed-*")):
+        pytest.skip("scripts/demo.sh would install .venv first; scripts/test.sh sets it up")
+    # A curl first on PATH that writes down its arguments (what ps shows), then runs the real one.
+    bin_dir, args_file = tmp_path / "bin", tmp_path / "curl-args"
+    bin_dir.mkdir()
+    (bin_dir / "curl").write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > "{args_file}"\nexec "{shutil.which("curl")}" "$@"\n')
+    (bin_dir / "curl").chmod(0o755)
+    env = trap.env(SESSION(RUN=str(tiny_run), NAME="demo-curl", PATH=f"{bin_dir}:{os.environ['PATH']}"))
+    try:
+        result = subprocess.run([str(ROOT / "scripts" / "demo.sh")], env=env, capture_output=True, text=True,
+                                timeout=600)
+    finally:
+        script("manage.sh", "unregister", "demo-curl")
+        (registered.model_store / "demo-curl.mar").unlink(missing_ok=True)
+    assert trap.seen == [], f"sent through the proxy: {trap.seen}"
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    answer = json.loads(result.stdout.split("\n== curl ", 1)[1].split("\n", 1)[1].split("\n== done")[0])
+    assert answer["path"] == [answer["taxonomy"]["label"], answer["subtaxonomy"]["label"]]
+    args = args_file.read_text().splitlines()
+    assert f"@{registered.header_file('inference')}" in args
+    assert not [a for a in args if registered.key("inference") in a], args
 
 
 def test_a_models_own_400_mentioning_token_does_not_renew_keys(registered) -> None:
@@ -79,30 +104,48 @@ def test_a_wrong_key_is_renewed(registered) -> None:
     assert registered.key("inference") != "not-the-key"
 
 
-def test_restore_registers_only_archives_from_the_store(registered, tmp_path: Path) -> None:
+def test_restore_registers_only_archives_from_the_store(registered, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
     from serving.tsctl import restore
 
+    # An unpacked archive outside the store: TorchServe registers such a folder, handler code
+    # included (test_a_directory_path_registers_code_from_outside_the_store), so only
+    # restore's own filter keeps it out.
+    unpacked = tmp_path / "unpacked"
+    with zipfile.ZipFile(registered.model_store / "events-taxonomy.mar") as archive:
+        archive.extractall(unpacked)
     saved = registered.serve_dir / "models.json"
-    saved.write_text(json.dumps([{"name": "planted", "url": str(tmp_path), "workers": 1},
-                                 {"name": "planted2", "url": "../outside.mar", "workers": 1}]))
+    saved.write_text(json.dumps([{"name": "planted", "url": str(unpacked), "workers": 1}]))
     try:
         restore(registered)
     finally:
         saved.unlink()
-    code, body = registered.call("management", "GET", "/models")
-    assert "planted" not in body
+        code, body = registered.call("management", "GET", "/models")
+        registered.call("management", "DELETE", "/models/planted")
+    assert code == 200 and "planted" not in [m["modelName"] for m in json.loads(body)["models"]]
+    assert f"model planted not restored: {str(unpacked)!r} is not an archive in" in capsys.readouterr().out
 
 
-def test_ts_config_file_in_the_environment_is_ignored(registered, tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ts_config_file_in_the_environment_is_ignored(tmp_path: Path) -> None:
+    """TorchServe reads TS_CONFIG_FILE before --ts-config: serve.sh must start on its own config anyway."""
     from serving import tsctl
 
-    other = tmp_path / "other.properties"
-    other.write_text("inference_address=http://0.0.0.0:9\n")
-    monkeypatch.setenv("TS_CONFIG_FILE", str(other))
-    env = registered.env()
-    assert "TS_CONFIG_FILE" not in env
-    assert tsctl.read_properties(registered.config)["inference_address"].startswith("http://127.0.0.1:")
+    config = tsctl.config_on_free_ports(ROOT / "config.properties", tmp_path / "config.properties")
+    other = tsctl.config_on_free_ports(ROOT / "config.properties", tmp_path / "other.properties")
+    (tmp_path / "store").mkdir()
+    env = {**os.environ, "TS_CONFIG": str(config), "SERVE_DIR": str(tmp_path / "serve"),
+           "MODEL_STORE": str(tmp_path / "store"), "TS_CONFIG_FILE": str(other)}
+    try:
+        started = subprocess.run([str(ROOT / "scripts" / "serve.sh"), "start", "--no-restore", "--timeout", "90"],
+                                 env=env, capture_output=True, text=True, timeout=300)
+        assert started.returncode == 0, started.stdout + started.stderr
+        server = tsctl.Server(config, tmp_path / "serve", tmp_path / "store")
+        assert server.ping()
+        log = (tmp_path / "serve" / "logs" / "ts_log.log").read_text()
+        assert f"Config file: {config}" in log and f"Config file: {other}" not in log
+        assert not tsctl._port_in_use(tsctl.Server(other).address("inference"))
+    finally:
+        subprocess.run([str(ROOT / "scripts" / "serve.sh"), "stop"], env=env, capture_output=True, timeout=120)
 
 
 @pytest.mark.parametrize("api", ["grpc_inference", "grpc_management"])
@@ -122,3 +165,51 @@ def test_a_taken_grpc_port_is_named_before_starting(tmp_path: Path, api: str) ->
                                 env={**os.environ, "TS_CONFIG": str(config), "SERVE_DIR": str(tmp_path / "serve")})
     assert result.returncode == 2
     assert f"port of the {api.replace('_', ' ')} API (127.0.0.1:{port}) is already in use" in result.stderr
+
+
+def test_keys_never_go_through_a_proxy(registered, trap, tmp_path: Path) -> None:
+    """manage.sh, predict.sh, the container's probe and the demo page talk to the local
+    server directly, whatever http_proxy and friends say, and still work."""
+    import http.client
+    import sys
+
+    from serving.tsctl import free_ports
+
+    env = trap.env(SESSION())
+    try:
+        added = script("manage.sh", "register", "events.mar", "--name", "proxied", "--workers", "1", env=env)
+        assert trap.seen == [], f"manage.sh register went through the proxy: {trap.seen}"
+        assert added.returncode == 0, added.stdout + added.stderr
+        listed = script("manage.sh", "list", env=env)
+        assert listed.returncode == 0 and "proxied" in listed.stdout
+        predicted = script("predict.sh", "proxied", stdin='{"title": "jazz night"}', env=env)
+        assert predicted.returncode == 0 and "path" in json.loads(predicted.stdout), predicted.stderr
+    finally:
+        removed = script("manage.sh", "unregister", "proxied", env=env)
+    assert removed.returncode == 0, removed.stderr
+    assert trap.seen == [], f"manage.sh or predict.sh went through the proxy: {trap.seen}"
+
+    probe = subprocess.run([sys.executable, str(ROOT / "deploy" / "docker" / "healthcheck.py"), "ready"],
+                           env={**env, "CONFIG_PATH": str(registered.config), "SERVE_DIR": str(registered.serve_dir),
+                                "MODEL_NAME": "events"}, capture_output=True, text=True, timeout=60)
+    assert trap.seen == [], f"healthcheck.py went through the proxy: {trap.seen}"
+    assert probe.returncode == 0, probe.stdout
+
+    port = free_ports(1)[0]
+    page = subprocess.Popen([str(ROOT / "scripts" / "serve.sh"), "page", "--port", str(port)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = page.stdout.readline()  # printed once the page listens
+        assert line.startswith("demo page: "), line
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)  # no proxy: a direct call
+        connection.request("POST", "/predictions/events", body=json.dumps({"title": "dj club night"}),
+                           headers={"Content-Type": "application/json",
+                                    "Authorization": f"Bearer {registered.key('inference')}"})
+        response = connection.getresponse()
+        status, answer = response.status, response.read()
+        connection.close()
+    finally:
+        page.terminate()
+        page.communicate(timeout=30)
+    assert trap.seen == [], f"the demo page forwarded through the proxy: {trap.seen}"
+    assert status == 200 and "path" in json.loads(answer), answer

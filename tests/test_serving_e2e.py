@@ -45,16 +45,22 @@ def held_out(events_csv: Path):
 
 
 def assert_same_answers(served: list[dict], expected: list[dict], tolerance: float = 1e-4) -> None:
+    """The same path and scores, and every path of the top_k list with its score, in order."""
     assert len(served) == len(expected)
     for s, e in zip(served, expected):
         assert s["path"] == e["path"]
         assert s["path_score"] == pytest.approx(e["path_score"], abs=tolerance)
-        assert s["taxonomy"]["score"] == pytest.approx(e["taxonomy"]["score"], abs=tolerance)
+        for level in ("taxonomy", "subtaxonomy"):
+            assert s[level]["label"] == e[level]["label"]
+            assert s[level]["score"] == pytest.approx(e[level]["score"], abs=tolerance)
+        assert [(p["taxonomy"], p["subtaxonomy"]) for p in s["top_k"]] == \
+            [(p["taxonomy"], p["subtaxonomy"]) for p in e["top_k"]]
+        assert [p["score"] for p in s["top_k"]] == pytest.approx([p["score"] for p in e["top_k"]], abs=tolerance)
 
 
 def served_one_by_one(server, model: str, events: list[dict]) -> list[dict]:
     """Each event as its own request, all at once (so TorchServe batches them as it likes)."""
-    results = send_together(server, model, [json.dumps({**e, "top_k": 1}).encode() for e in events])
+    results = send_together(server, model, [json.dumps(e).encode() for e in events])
     assert [code for code, _ in results] == [200] * len(events), results[:3]
     return [json.loads(body) for _, body in results]
 
@@ -64,11 +70,26 @@ def test_served_answers_equal_offline_evaluation(registered, tiny_run: Path, eve
 
     rows = held_out(events_csv)
     offline = evaluate_frame(Cascade(tiny_run), rows).answers
-    events = rows[["title", "description"]].to_dict("records")
-    code, body = predict(registered, json.dumps([{**e, "top_k": 1} for e in events]))
+    events = [{**e, "top_k": 1} for e in rows[["title", "description"]].to_dict("records")]
+    code, body = predict(registered, json.dumps(events))
     assert code == 200
     assert_same_answers(json.loads(body), offline)
     assert_same_answers(served_one_by_one(registered, "events", events), offline)
+
+
+def test_served_top_k_lists_equal_the_cascades(registered, tiny_run: Path, events_csv: Path) -> None:
+    """top_k from 2 to 10, one per event: every path of every list, and its score."""
+    from handlers.cascade import Cascade
+
+    events = held_out(events_csv)[["title", "description"]].to_dict("records")
+    ks = [2 + i % 9 for i in range(len(events))]
+    expected = Cascade(tiny_run).predict(events, top_k=ks)
+    assert max(len(e["top_k"]) for e in expected) > 3  # lists long enough to span taxonomies
+    requests = [{**e, "top_k": k} for e, k in zip(events, ks)]
+    code, body = predict(registered, json.dumps(requests))
+    assert code == 200, body
+    assert_same_answers(json.loads(body), expected)
+    assert_same_answers(served_one_by_one(registered, "events", requests), expected)
 
 
 @pytest.fixture(scope="module")

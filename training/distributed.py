@@ -25,6 +25,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from training import lifetime
+
 # Set by torchrun / torch.distributed.run for every worker; a worker process we spawn must
 # not see them, or its Trainer would try to join the job's process group.
 LAUNCHER_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE",
@@ -89,6 +91,9 @@ def init(world: World) -> None:
     global _control
     if not world.distributed or _control is not None:
         return
+    # A rank whose launcher is killed ends as if the launcher had stopped it: SIGTERM,
+    # which sigterm_as_exit turns into the usual cleanup.
+    lifetime.die_with_parent(signal.SIGTERM)
     import torch
     import torch.distributed as dist
 

@@ -261,6 +261,7 @@ def _summary(job: LevelJob, state: Any, train_rows: int, seconds: float) -> dict
         "train_rows": train_rows,
         "val_rows": len(job.val),
         "epochs_run": round(epochs, 2),
+        "optimizer_steps": int(state.global_step),
         "best_val_accuracy": best[0],
         "best_epoch": None if best[1] is None else round(float(best[1]), 2),
         "seconds": round(seconds, 1),

@@ -124,7 +124,7 @@ def add_lexical_models(run_dir: Path, hierarchy: Hierarchy, train: pd.DataFrame,
     summary: dict[str, Any] = {}
     fitted: dict[str, LexicalModel] = {}
     texts = [fmt.format(r) for r in train[["title", "description"]].to_dict("records")]
-    features = LexicalFeatures.fit(texts)  # one vocabulary and idf for every level: each text is read once
+    features = LexicalFeatures.fit(texts, max_chars=fmt.max_chars)  # one vocabulary and idf for every level: each text is read once
     matrix = features.transform(texts)
 
     def fit(name: str, level: Level, rows: np.ndarray, labels: Sequence[str]) -> None:

@@ -19,7 +19,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from training import distributed
+from training import distributed, lifetime
 from training.distributed import World
 from training.level import SUBTAXONOMY_ROLE, TAXONOMY_ROLE
 
@@ -47,10 +47,12 @@ def worker_gpu(world: World) -> str | None:
     return devices[world.local_rank % len(devices)]
 
 
-def _init_worker(threads: int, gpu: str | None) -> None:
-    # A worker trains one whole model alone: it must not join the torchrun job, it keeps
-    # to its share of the cores (torch's default would oversubscribe them), and it uses
-    # its rank's GPU, not GPU 0 (CUDA reads the variable when first used, after this).
+def _init_worker(threads: int, gpu: str | None, parent: int) -> None:
+    # A worker trains one whole model alone: it dies with the process that started it (a
+    # SIGKILLed rank cannot stop it), it must not join the torchrun job, it keeps to its
+    # share of the cores (torch's default would oversubscribe them), and it uses its rank's
+    # GPU, not GPU 0 (CUDA reads the variable when first used, after this).
+    lifetime.die_with_parent(parent=parent)
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     import torch
@@ -91,14 +93,18 @@ def train_jobs(jobs: list[Any], start: str, base: str, text: Any, args: argparse
     print(f"training {len(jobs)} subtaxonomy models ({where}) in {workers} worker process(es), "
           f"{per_worker} thread(s) each", flush=True)
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                             initargs=(per_worker, worker_gpu(world))) as pool:
+                             initargs=(per_worker, worker_gpu(world), os.getpid())) as pool:
         futures = [pool.submit(_train_one, job, start, base, text, args, out,
                                f"{where}, model {i}/{len(jobs)}") for i, job in enumerate(jobs, start=1)]
         try:
             return [future.result() for future in futures]
         except BaseException:
-            for future in futures:  # a failed model ends the phase: start no more
+            # A failed model, SIGTERM or Ctrl-C ends the phase now: start no more models and
+            # stop the ones training, rather than wait for them on the way out.
+            for future in futures:
                 future.cancel()
+            for process in list(pool._processes.values()):  # no public way before Python 3.14
+                process.kill()
             raise
 
 

@@ -21,7 +21,6 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from typing import Any
 from handlers.hierarchy import TOKENIZER_DIR, Hierarchy
 from training.layout import build_hierarchy, store_trunk
 from handlers.text import TextFormat
-from training import distributed, parallel
+from training import distributed, lifetime, parallel
 from training.data import Columns, DataError, load_events, split_events
 from training.level import SUBTAXONOMY_ROLE, WARMUP_DIR, LevelJob, cpu_bf16, plan_jobs, train_level
 from training.long_text import add_lexical_models, choose_reading
@@ -152,7 +151,7 @@ def _run(args: argparse.Namespace, world: distributed.World) -> int:
         return 2
     meter, tracker = extras
 
-    run_tmp, work = _run_folders(output, world)
+    run_tmp, work, lock = _run_folders(output, world)
     started = time.perf_counter()
     summaries: list[dict[str, Any]] = []
     metrics = None
@@ -181,6 +180,8 @@ def _run(args: argparse.Namespace, world: distributed.World) -> int:
         if world.distributed and world.local_main and work is not None:
             with distributed.shielded():
                 shutil.rmtree(work, ignore_errors=True)
+        if lock is not None:
+            os.close(lock)
     if tracker is not None:
         tracker.finish(output, metrics, summaries)
     if world.main:
@@ -222,15 +223,18 @@ def _prepare(args: argparse.Namespace, world: distributed.World) -> tuple[str | 
     return base, base_record
 
 
-def _run_folders(output: Path, world: distributed.World) -> tuple[Path | None, Path]:
-    """Rank 0's temporary run folder beside the output (None on other ranks), and the folder
-    checkpoints are trained into: that run folder, or a node-local scratch folder under torchrun."""
-    run_tmp = None
+def _run_folders(output: Path, world: distributed.World) -> tuple[Path | None, Path, int | None]:
+    """Rank 0's temporary run folder beside the output (None on other ranks), the folder
+    checkpoints are trained into (that run folder, or a node-local scratch folder under
+    torchrun), and the lock that marks the run folder as being written (training/lifetime.py);
+    folders that earlier, killed runs left beside the output are removed first."""
+    run_tmp, lock = None, None
     if world.main:
         output.parent.mkdir(parents=True, exist_ok=True)
-        run_tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent))
+        lifetime.remove_abandoned(output.parent, output.name)
+        run_tmp, lock = lifetime.make_run_folder(output.parent, output.name)
     run_id = distributed.broadcast(run_tmp.name.split(".")[-2] if run_tmp is not None else None)
-    return run_tmp, distributed.scratch_dir(world, run_id) if world.distributed else run_tmp
+    return run_tmp, distributed.scratch_dir(world, run_id) if world.distributed else run_tmp, lock
 
 
 def _finish_on_main(args: argparse.Namespace, frame: Any, split_report: Any, base_record: dict[str, Any],
