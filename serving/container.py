@@ -12,15 +12,12 @@ import shutil
 import signal
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
-from serving import tsctl
+from serving import loopback, tsctl
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE_SH = ROOT / "scripts" / "image.sh"
-# Loopback only: never through a proxy from the environment.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def engine() -> list[str]:
@@ -65,7 +62,7 @@ class Container:
                 raise RuntimeError(f"the container exited ({self.process.returncode}):\n"
                                    f"{self.log.read_text()[-3000:]}")
             try:
-                with _OPENER.open(self.url + "/ping", timeout=5) as response:
+                with loopback.urlopen(self.url + "/ping", timeout=5) as response:
                     if json.loads(response.read()).get("status") == "Healthy":
                         return
             except (OSError, ValueError):

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
+from serving import loopback
+
 EVENTS = [{"title": "saxophone trio", "description": "late night swing", "top_k": 2},
           {"title": "marathon runners", "description": "city road race"},
           {"text": "house music till dawn in the club"}]
-# Loopback only: never through a proxy from the environment.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def call(url: str, body: object = None, method: str = "POST", timeout: float = 120) -> tuple[int, Any]:
@@ -26,7 +26,7 @@ def call(url: str, body: object = None, method: str = "POST", timeout: float = 1
     request = urllib.request.Request(url, data=data, method=method if data else "GET",
                                      headers={"Content-Type": "application/json"})
     try:
-        with _OPENER.open(request, timeout=timeout) as response:
+        with loopback.urlopen(request, timeout=timeout) as response:
             code, text = response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         code, text = exc.code, exc.read().decode()

@@ -18,18 +18,16 @@ from __future__ import annotations
 import os
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
-from healthcheck import local, props
+from healthcheck import NO_PROXY, local, props
 
 SETTLE_S = 0.5  # the answers' bytes, written by the frontend after the handler's metric
 
 
 def counts(metrics_url: str) -> tuple[float, float]:
     """(inference requests taken, requests the handler answered), summed over models."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never a proxy
-    with opener.open(metrics_url, timeout=4) as response:
+    with NO_PROXY.open(metrics_url, timeout=4) as response:
         text = response.read().decode()
     taken = answered = 0.0
     for line in text.splitlines():
