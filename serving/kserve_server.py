@@ -27,11 +27,11 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import Gauge
 
-from serving.body_limit import BodyLimit
 from serving.handler_adapter import torchserve_body
 from serving.kserve_model import EventModel, Refused
 from serving.kservectl import HTTP_PORT
 from serving.model_source import SourceError, open_source
+from serving.request_guards import BodyLimit, JsonByDefault
 
 logger = logging.getLogger("serving.kserve_server")
 MAX_REQUEST_BYTES = 1_048_576  # config.properties' max_request_size
@@ -71,6 +71,7 @@ def add_routes(app, model: EventModel, max_request_bytes: int) -> None:
     async def refused(request: Request, exc: Refused) -> JSONResponse:
         return JSONResponse({"error": exc.message, **exc.body()}, exc.code)
 
+    app.add_middleware(JsonByDefault)
     app.add_middleware(BodyLimit, max_bytes=max_request_bytes)
     BATCHES.labels(model.name).set_function(lambda: model.batcher.batches)
     BATCH_REQUESTS.labels(model.name).set_function(lambda: model.batcher.requests)

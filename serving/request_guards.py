@@ -1,7 +1,12 @@
-"""An ASGI middleware that refuses request bodies over a size, as TorchServe's max_request_size does.
+"""ASGI middlewares in front of KServe's routes: a body size limit, and JSON as the v2 default.
 
-A declared Content-Length over the limit is answered 413 before the body is read; a body
-sent without one (chunked) is counted as it arrives and refused once it passes the limit.
+``BodyLimit`` refuses bodies over a size, as TorchServe's max_request_size does: a declared
+Content-Length over the limit is answered 413 before the body is read; a body sent without
+one (chunked) is counted as it arrives and refused once it passes the limit.
+
+``JsonByDefault``: an Open Inference Protocol request with neither a Content-Type nor the
+binary extension's Inference-Header-Content-Length is JSON (tritonclient sends JSON-only
+requests so, and Triton reads them as JSON); KServe's route would take it for binary data.
 """
 
 from __future__ import annotations
@@ -57,3 +62,15 @@ class BodyLimit:
 
     def message(self) -> str:
         return f"the request body is over the limit of {self.max_bytes} bytes (max_request_size)"
+
+
+class JsonByDefault:
+    def __init__(self, app: Callable) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/v2/") and scope["path"].endswith("/infer"):
+            names = {name.lower() for name, _ in scope.get("headers") or []}
+            if b"content-type" not in names and b"inference-header-content-length" not in names:
+                scope = {**scope, "headers": [*scope.get("headers", []), (b"content-type", b"application/json")]}
+        await self.app(scope, receive, send)
