@@ -22,23 +22,16 @@ import dataclasses
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from fastapi import Request
-from fastapi.responses import JSONResponse, Response
-from prometheus_client import Gauge
-
-from serving.handler_adapter import torchserve_body
-from serving.kserve_model import EventModel, Refused
 from serving.kservectl import HTTP_PORT
 from serving.model_source import SourceError, open_source
-from serving.request_guards import BodyLimit, JsonByDefault
+
+if TYPE_CHECKING:  # kserve is imported when the server starts, so that its arguments parse anywhere
+    from serving.kserve_model import EventModel
 
 logger = logging.getLogger("serving.kserve_server")
 MAX_REQUEST_BYTES = 1_048_576  # config.properties' max_request_size
-
-# The TorchServe handler's counter names: requests over batches is the batch size achieved.
-BATCHES = Gauge("HandlerBatches", "model batches run so far", ["ModelName"])
-BATCH_REQUESTS = Gauge("HandlerRequests", "requests those batches carried", ["ModelName"])
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -55,34 +48,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def add_routes(app, model: EventModel, max_request_bytes: int) -> None:
-    """TorchServe's routes, the refusals' JSON bodies and the body limit, on KServe's FastAPI app."""
-
-    @app.post(f"/predictions/{model.name}")
-    async def predictions(request: Request) -> Response:
-        code, text = await model.answer(torchserve_body(request.headers.get("content-type", ""), await request.body()))
-        return Response(text, status_code=code, media_type="application/json")
-
-    @app.get("/ping")
-    async def ping() -> JSONResponse:
-        return JSONResponse({"status": "Healthy" if model.ready else "Unhealthy"}, 200 if model.ready else 500)
-
-    @app.exception_handler(Refused)
-    async def refused(request: Request, exc: Refused) -> JSONResponse:
-        return JSONResponse({"error": exc.message, **exc.body()}, exc.code)
-
-    app.add_middleware(JsonByDefault)
-    app.add_middleware(BodyLimit, max_bytes=max_request_bytes)
-    BATCHES.labels(model.name).set_function(lambda: model.batcher.batches)
-    BATCH_REQUESTS.labels(model.name).set_function(lambda: model.batcher.requests)
-
-
 async def serve(model: EventModel, args: argparse.Namespace) -> None:
     from kserve import ModelServer
     from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
     from kserve.model_server import app
     from kserve.protocol.grpc.server import GRPCServer
     from kserve.protocol.rest.server import RESTServer
+
+    from serving.kserve_routes import add_routes
 
     server = ModelServer(http_port=args.http_port, grpc_port=args.grpc_port or 8081, enable_grpc=args.grpc_port > 0,
                          workers=1, enable_latency_logging=False)
@@ -110,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {key: value for key, value in (("batch_size", args.batch_size),
                                                ("max_batch_delay_ms", args.max_batch_delay)) if value is not None}
     try:
+        from serving.kserve_model import EventModel
+
         with open_source(Path(args.model_dir)) as source:
             source = dataclasses.replace(source, **overrides)
             model = EventModel(args.name, source, gpu_id=0 if _cuda() else None, max_waiting=args.max_waiting)
