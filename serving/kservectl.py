@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from serving.tsctl import ROOT, CtlError, _port_in_use, wait_for_exit
+from serving.tsctl import ROOT, CtlError, _port_in_use
 
 # TorchServe's loopback config takes 8080-8082 and 7070-7071: both servers can run at once.
 HTTP_PORT = 8085
@@ -31,13 +31,13 @@ def serve_dir() -> Path:
     return Path(os.environ.get("SERVE_DIR") or ROOT / ".serve").resolve()
 
 
-def state_file() -> Path:
-    return serve_dir() / "kserve.json"
+def state_file(directory: Path | None = None) -> Path:
+    return (directory or serve_dir()) / "kserve.json"
 
 
-def read_state() -> dict | None:
+def read_state(directory: Path | None = None) -> dict | None:
     try:
-        state = json.loads(state_file().read_text())
+        state = json.loads(state_file(directory).read_text())
         os.kill(int(state["pid"]), 0)
     except (OSError, ValueError, KeyError):
         return None
@@ -52,40 +52,43 @@ def ready(url: str, name: str) -> bool:
         return False
 
 
-def start(model_dir: str, name: str, port: int, timeout: float, extra: list[str]) -> None:
-    state = read_state()
+def start(model_dir: str, name: str, port: int, timeout: float, extra: list[str], directory: Path | None = None,
+          python: str = sys.executable) -> int:
+    """Start the server and wait until its model is ready; its pid. ``directory``: the serve directory."""
+    directory = directory or serve_dir()
+    state = read_state(directory)
     if state:
         print(f"the KServe server is already running: {state['url']} serves {state['name']} (pid {state['pid']})")
-        return
+        return int(state["pid"])
     url = f"http://127.0.0.1:{port}"
     if _port_in_use(url):
         raise CtlError(f"port {port} is already in use: stop what holds it (ss -ltnp) or pass --port")
-    log = serve_dir() / "logs" / "kserve.log"
+    log = directory / "logs" / "kserve.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "serving.kserve_server", "--model-dir", str(Path(model_dir).resolve()),
+    command = [python, "-m", "serving.kserve_server", "--model-dir", str(Path(model_dir).resolve()),
                "--name", name, "--host", "127.0.0.1", "--http-port", str(port), *extra]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with log.open("a") as out:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True, umask=0o077)
-    state_file().write_text(json.dumps({"pid": process.pid, "url": url, "name": name, "model_dir": model_dir}) + "\n")
+    state_file(directory).write_text(json.dumps({"pid": process.pid, "url": url, "name": name, "model_dir": model_dir}) + "\n")
     deadline = time.time() + timeout
     while time.time() < deadline:
         if process.poll() is not None:
-            state_file().unlink(missing_ok=True)
+            state_file(directory).unlink(missing_ok=True)
             raise CtlError(f"the KServe server exited while starting (code {process.returncode}); see {log}")
         if ready(url, name):
             print(f"the KServe server is up: {url} serves {name} from {model_dir} (pid {process.pid}); log: {log}")
-            return
+            return process.pid
         time.sleep(0.5)
-    stop()
+    stop(directory)
     raise CtlError(f"the KServe server was not ready within {timeout:.0f}s; see {log}")
 
 
-def stop() -> None:
-    state = read_state()
+def stop(directory: Path | None = None) -> None:
+    state = read_state(directory)
     if state is None:
-        state_file().unlink(missing_ok=True)
+        state_file(directory).unlink(missing_ok=True)
         print("the KServe server is not running")
         return
     pid = int(state["pid"])
@@ -94,12 +97,30 @@ def stop() -> None:
             os.killpg(pid, sig)
         except ProcessLookupError:
             break
-        if wait_for_exit(pid, seconds):
+        if gone(pid, seconds):
             break
     else:
         raise CtlError(f"the KServe server (pid {pid}) is still running after SIGKILL")
-    state_file().unlink(missing_ok=True)
+    state_file(directory).unlink(missing_ok=True)
     print("the KServe server stopped")
+
+
+def gone(pid: int, seconds: float) -> bool:
+    """Whether ``pid`` has ended within ``seconds``; reaped when it is this process's own child."""
+    deadline = time.time() + seconds
+    while True:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return True
+        except ChildProcessError:  # not ours: scripts/serve.sh start returned long ago
+            pass
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        if time.time() > deadline:
+            return False
+        time.sleep(0.1)
 
 
 def status() -> int:

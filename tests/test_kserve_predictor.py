@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("kserve", reason="the KServe server's tests run in .venv-kserve (scripts/setup.sh --kserve)")
+from tests.requirements import KSERVE, need
+
+need("kserve", KSERVE)
 
 from kserve.protocol.infer_type import InferInput, InferRequest  # noqa: E402
 

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("kserve", reason="the KServe server's tests run in .venv-kserve (scripts/setup.sh --kserve)")
-pytest.importorskip("tritonclient.http", reason="tritonclient[http] comes with requirements-kserve.txt")
+from tests.requirements import KSERVE, need
+
+need("kserve", KSERVE)
+need("tritonclient.http", KSERVE)
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
