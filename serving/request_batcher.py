@@ -40,7 +40,8 @@ class RequestBatcher(Generic[T, R]):
     async def submit(self, item: T) -> R:
         """The answer to one item, once the batch it joined has run."""
         loop = asyncio.get_running_loop()
-        if self._task is None:
+        if self._task is None or self._task.done():  # first use, or the loop it ran on has ended
+            self._waiting.clear()
             self._arrived = asyncio.Event()
             self._task = loop.create_task(self._serve())
         if len(self._waiting) >= self.max_waiting:

@@ -47,8 +47,6 @@ def together(model: EventModel, bodies: list) -> tuple[list[tuple[int, object]],
         return answers, model.batcher.batches - before
 
     answers, batches = asyncio.run(main())
-    model.batcher.close()  # its loop is gone with asyncio.run: the next call starts afresh
-    model.load()
     return [(code, json.loads(text)) for code, text in answers], batches
 
 
@@ -82,16 +80,12 @@ def test_v1_predict_answers_like_the_cascade(model: EventModel, cascade: Cascade
         return await model.predict({"instances": EVENTS})
 
     answer = asyncio.run(main())
-    model.batcher.close()
-    model.load()
     expected = cascade.predict(EVENTS, top_k=[3, 2, 2])
     assert [a["path"] for a in answer["predictions"]] == [e["path"] for e in expected]
     for body, message in (({"inputs": []}, 'send {"instances"'), ({"instances": [{"title": 1}]}, "item 0: field")):
         with pytest.raises(Refused, match=message) as refused:
             asyncio.run(model.predict(body))
         assert refused.value.code == 400
-        model.batcher.close()
-        model.load()
 
 
 def infer(model: EventModel, elements: list, name: str = "events", datatype: str = "BYTES"):
@@ -99,11 +93,7 @@ def infer(model: EventModel, elements: list, name: str = "events", datatype: str
         request = InferRequest("events", [InferInput(name, [len(elements)], datatype, elements)], request_id="r1")
         return await model.predict(request)
 
-    try:
-        return asyncio.run(main())
-    finally:
-        model.batcher.close()
-        model.load()
+    return asyncio.run(main())
 
 
 def test_v2_infer_takes_a_bytes_tensor_of_json_events(model: EventModel, cascade: Cascade) -> None:

@@ -115,3 +115,13 @@ def test_a_full_queue_refuses_instead_of_growing() -> None:
             batcher.close()
 
     run(main())
+
+
+def test_a_batcher_outlives_the_event_loop_it_first_ran_on() -> None:
+    batcher = RequestBatcher(lambda items: [i + 1 for i in items], max_size=4, max_delay_s=0.0)
+    try:
+        for n in range(3):  # each asyncio.run is a new loop; the old loop's task is gone with it
+            assert run(batcher.submit(n)) == n + 1
+        assert batcher.batches == 3
+    finally:
+        batcher.close()
