@@ -93,5 +93,7 @@ class EventModel(Model):
             raise Refused(400, str(exc)) from None
         answers = await self.answer_or_raise(events)
         elements = answer_elements(answers)
+        # Binary outputs where the request asks for them (REST) or sent raw tensors itself (gRPC).
         return InferResponse(response_id=request.id or str(uuid.uuid4()), model_name=self.name,
-                             infer_outputs=[InferOutput(OUTPUT, [len(elements)], "BYTES", elements)])
+                             infer_outputs=[InferOutput(OUTPUT, [len(elements)], "BYTES", elements)],
+                             use_binary_outputs=request.use_binary_outputs, requested_outputs=request.request_outputs)

@@ -10,8 +10,7 @@ Routes (NAME is the model's name):
   GET  /v2/health/live, /v2/health/ready, /v2, /v2/models/NAME, /v2/models/NAME/ready,
   POST /v2/models/NAME/infer            Open Inference Protocol v2 (tensors: serving/oip_tensors.py)
   GET  /metrics                         Prometheus, with the batcher's batches and requests
-gRPC v2 (KServe's servicer) with --grpc-port N: it listens on every interface ([::]), as in
-a pod, so scripts/serve.sh leaves it off on a shared machine.
+gRPC v2 (KServe's servicer) with --grpc-port N, on --host as HTTP.
 """
 
 from __future__ import annotations
@@ -40,7 +39,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--name", required=True, help="the model's name in every route")
     p.add_argument("--host", default="127.0.0.1", help="HTTP address (default: loopback only)")
     p.add_argument("--http-port", type=int, default=HTTP_PORT)
-    p.add_argument("--grpc-port", type=int, default=0, help="gRPC v2 port on every interface; 0: off (default)")
+    p.add_argument("--grpc-port", type=int, default=0, help="gRPC v2 port on --host; 0: off (default)")
     p.add_argument("--max-request-bytes", type=int, default=MAX_REQUEST_BYTES)
     p.add_argument("--max-waiting", type=int, default=256, help="requests queued for the model before 503")
     p.add_argument("--batch-size", type=int, help="requests per model batch (default: the archive's, else 32)")
@@ -67,6 +66,7 @@ async def serve(model: EventModel, args: argparse.Namespace) -> None:
     rest.config.host = args.host  # KServe binds 0.0.0.0; on one machine, loopback unless told otherwise
     grpc = None
     if args.grpc_port:
+        _grpc_on_host(args.host)
         grpc = GRPCServer(args.grpc_port, server.dataplane, server.model_repository_extension,
                           kwargs={"grpc_max_send_message_length": 8 << 20,
                                   "grpc_max_receive_message_length": args.max_request_bytes}, grace_period=10)
@@ -76,6 +76,23 @@ async def serve(model: EventModel, args: argparse.Namespace) -> None:
         await grpc.stop()
         grpc_task.cancel()
     model.stop()
+
+
+def _grpc_on_host(host: str) -> None:
+    """KServe's gRPC server listens on [::] (every interface); make it listen on ``host``, as HTTP does."""
+    from grpc import aio
+
+    from kserve.protocol.grpc import server as grpc_server
+
+    class OnHost:
+        @staticmethod
+        def server(*args, **kwargs):
+            made = aio.server(*args, **kwargs)
+            add = made.add_insecure_port
+            made.add_insecure_port = lambda address: add(address.replace("[::]", host, 1))
+            return made
+
+    grpc_server.aio = OnHost
 
 
 def main(argv: list[str] | None = None) -> int:

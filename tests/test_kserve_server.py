@@ -2,8 +2,8 @@
 
 One server for the module, serving a built archive (batches of 8, 100 ms to fill one, at
 most 200 model passes per batch, as tests/test_batch_isolation.py's TorchServe archive).
-tritonclient's HTTP client, which no one here wrote, calls every health and metadata
-function and infers; its answers equal training.evaluate's. The fuzz corpus of
+tritonclient's HTTP and gRPC clients, which no one here wrote, call every health and metadata
+function and infer; their answers equal training.evaluate's. The fuzz corpus of
 tests/test_robustness.py and the hostile requests of tests/test_batch_isolation.py run
 against it too, imported from those files.
 """
@@ -46,8 +46,8 @@ class Live:
 
     _http = staticmethod(tsctl.Server._http)
 
-    def __init__(self, url: str, serve_dir: Path) -> None:
-        self.url, self.serve_dir = url, serve_dir
+    def __init__(self, url: str, grpc: str, serve_dir: Path) -> None:
+        self.url, self.grpc, self.serve_dir = url, grpc, serve_dir
 
     def address(self, api: str) -> str:
         return self.url  # inference, metrics: one port
@@ -78,11 +78,11 @@ def live(tmp_path_factory: pytest.TempPathFactory, tiny_run: Path):
     assert built.returncode == 0, built.stderr
     serve_dir = tmp_path_factory.mktemp("kserve-serve")
     env = {**os.environ, "SERVE_DIR": str(serve_dir)}
-    (port,) = tsctl.free_ports(1)
+    port, grpc_port = tsctl.free_ports(2)
     started = serve("start", "--server", "kserve", "--run", str(store / f"{NAME}.mar"), "--name", NAME,
-                    "--port", str(port), env=env)
+                    "--port", str(port), "--grpc-port", str(grpc_port), env=env)
     assert started.returncode == 0, started.stdout + started.stderr
-    server = Live(f"http://127.0.0.1:{port}", serve_dir)
+    server = Live(f"http://127.0.0.1:{port}", f"127.0.0.1:{grpc_port}", serve_dir)
     pid = server.pid()
     try:
         yield server
@@ -99,6 +99,14 @@ def client(live: Live):
     c = triton.InferenceServerClient(url=live.url.removeprefix("http://"))
     yield c
     c.close()
+
+
+def test_every_listener_is_on_loopback(live: Live) -> None:
+    import psutil
+
+    listening = [c.laddr for c in psutil.Process(live.pid()).connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+    assert {port for _, port in listening} == {int(live.url.rsplit(":", 1)[1]), int(live.grpc.rsplit(":", 1)[1])}
+    assert all(ip in ("127.0.0.1", "::ffff:127.0.0.1") for ip, _ in listening), listening
 
 
 def test_tritonclient_health_and_metadata(client) -> None:
@@ -123,6 +131,44 @@ def test_tritonclient_infer_equals_training_evaluate(client, tiny_run: Path, bin
     result = client.infer(NAME, [tensor], outputs=[triton.InferRequestedOutput("answers", binary_data=binary)])
     answers = [json.loads(a) for a in result.as_numpy("answers")]
     assert answers == expected
+
+
+# tritonclient.grpc and kserve register the same protobuf names: the gRPC client runs in a process of its own.
+GRPC_CLIENT = """
+import json, sys
+import numpy as np
+import tritonclient.grpc as triton
+address, name, events = sys.argv[1], sys.argv[2], json.loads(sys.stdin.read())
+client = triton.InferenceServerClient(address)
+out = {"health": [client.is_server_live(), client.is_server_ready(), client.is_model_ready(name)],
+       "metadata": client.get_model_metadata(name, as_json=True)}
+tensor = triton.InferInput("events", [len(events)], "BYTES")
+tensor.set_data_from_numpy(np.array([e.encode() for e in events], dtype=np.object_))
+out["answers"] = [json.loads(a) for a in client.infer(name, [tensor]).as_numpy("answers")]
+tensor = triton.InferInput("events", [1], "BYTES")
+tensor.set_data_from_numpy(np.array([b'{"title": 7}'], dtype=np.object_))
+try:
+    client.infer(name, [tensor])
+except triton.InferenceServerException as exc:
+    out["refused"] = [str(exc.status()), exc.message()]
+print(json.dumps(out))
+"""
+
+
+def test_tritonclient_over_grpc(live: Live, tiny_run: Path) -> None:
+    rows = tiny_events(rows_per_class=2, seed=11)
+    expected = evaluate_frame(Cascade(tiny_run), pd.DataFrame(rows)).answers
+    events = [json.dumps({"title": r["title"], "description": r["description"], "top_k": 1}) for r in rows]
+    result = subprocess.run([sys.executable, "-c", GRPC_CLIENT, live.grpc, NAME], input=json.dumps(events),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = json.loads(result.stdout)
+    assert out["health"] == [True, True, True]
+    assert [(t["name"], t["datatype"]) for t in out["metadata"]["inputs"] + out["metadata"]["outputs"]] == [
+        ("events", "BYTES"), ("answers", "BYTES")]
+    assert out["answers"] == expected
+    assert out["refused"][0] == "StatusCode.INVALID_ARGUMENT"
+    assert "element 0: field 'title' must be a string" in out["refused"][1]
 
 
 def test_tritonclient_sees_a_refusal_with_its_message(client) -> None:
