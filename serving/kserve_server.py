@@ -80,9 +80,9 @@ async def serve(model: EventModel, args: argparse.Namespace) -> None:
 
 def _grpc_on_host(host: str) -> None:
     """KServe's gRPC server listens on [::] (every interface); make it listen on ``host``, as HTTP does."""
-    from grpc import aio
-
     from kserve.protocol.grpc import server as grpc_server
+
+    aio = grpc_server.aio  # grpc.aio, as KServe's gRPC server module holds it
 
     class OnHost:
         @staticmethod
