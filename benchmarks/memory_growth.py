@@ -12,7 +12,10 @@ shapes is a per-shape cache. Run it once per setting, each a fresh process, e.g.
 ``MALLOC_ARENA_MAX=2``, ``ONEDNN_PRIMITIVE_CACHE_CAPACITY=0`` or
 ``LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2`` in the environment. ``--trim``
 calls ``malloc_trim(0)`` at each row after measuring, and reports RSS after it too: what
-glibc gives back when asked. Writes the rows as JSON with ``--output``.
+glibc gives back when asked. ``--lru`` also records the key of every Linear call (rows, in,
+out features: what the kernel caches key on) and prints how many calls of the second half of
+the run would miss an LRU cache of 64 to 1,024 entries: each miss compiles a kernel again.
+Writes the rows as JSON with ``--output``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import json
 import random
 import sys
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +61,21 @@ def rss_mb() -> float:
     return float("nan")
 
 
+def lru_misses(keys: list[Any], capacity: int) -> int:
+    """Misses of an LRU cache of ``capacity`` entries over the second half of ``keys``."""
+    cache: OrderedDict[Any, None] = OrderedDict()
+    misses = 0
+    for i, key in enumerate(keys):
+        if key in cache:
+            cache.move_to_end(key)
+            continue
+        misses += i >= len(keys) // 2
+        cache[key] = None
+        if len(cache) > capacity:
+            cache.popitem(last=False)
+    return misses
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", required=True, help="a run directory (or an extracted archive)")
@@ -67,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--trim", action="store_true", help="malloc_trim(0) after each row")
+    p.add_argument("--lru", action="store_true", help="misses of LRU caches of 64 to 1,024 Linear kernels")
     p.add_argument("--output", default=None, help="JSON file for the rows")
     args = p.parse_args(argv)
 
@@ -85,6 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     for model in [cascade.trunk, *cascade.models.values()]:
         if isinstance(model, torch.nn.Module):
             model.register_forward_pre_hook(lambda _m, inputs: shapes.add(tuple(inputs[0].shape[:2])))
+    keys: list[tuple[int, int, int]] = []
+    if args.lru:
+        for model in [cascade.trunk, *cascade.models.values()]:
+            for linear in (m for m in getattr(model, "modules", list)() if isinstance(m, torch.nn.Linear)):
+                linear.register_forward_pre_hook(
+                    lambda m, inputs: keys.append((inputs[0].numel() // m.in_features, m.in_features, m.out_features)))
     rng = random.Random(args.seed)
     rows: list[dict[str, Any]] = []
     done, next_row, started = 0, 0, time.perf_counter()
@@ -102,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             print(json.dumps({k: round(v, 1) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
             next_row = (done // args.every + 1) * args.every
+    if args.lru:
+        print(f"{len(keys)} Linear calls, {len(set(keys))} distinct keys")
+        for capacity in (64, 128, 256, 512, 1024):
+            print(f"LRU of {capacity}: {lru_misses(keys, capacity)} misses in the last {len(keys) - len(keys) // 2} calls")
     if args.output:
         Path(args.output).write_text(json.dumps(rows, indent=1) + "\n")
     return 0

@@ -19,8 +19,9 @@ from __future__ import annotations
 import os
 from typing import MutableMapping
 
-# Entries per cache. Measured on the CLINC150 and sample-events runs (docs/results.md).
-CAPACITY = 128
+# Entries per cache: what a cache miss costs against the memory it bounds, measured on the
+# sample-events run (docs/results.md, "How big a cache").
+CAPACITY = 256
 CACHE_ENV = {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": str(CAPACITY), "LRU_CACHE_CAPACITY": str(CAPACITY)}
 
 
