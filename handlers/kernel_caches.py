@@ -21,7 +21,7 @@ from typing import MutableMapping
 
 # Entries per cache: what a cache miss costs against the memory it bounds, measured on the
 # sample-events run (docs/results.md, "How big a cache").
-CAPACITY = 256
+CAPACITY = 128
 CACHE_ENV = {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": str(CAPACITY), "LRU_CACHE_CAPACITY": str(CAPACITY)}
 
 
