@@ -3,8 +3,9 @@
 
     python -m benchmarks.soak --run artifacts/demo
 
-  load      N requests (default 5,000) at concurrency 32: errors, worker restarts, and the
-            worker's memory at request 1,000 and at the end;
+  load      N requests (default 50,000) at concurrency 32: errors, worker restarts, and the
+            worker's RSS every --rss-every requests, plotted (soak-RUN-rss.png), with its
+            growth from request --warmup to the end (--load-only: this check alone);
   kill      SIGKILL the worker under load: which requests fail, and how long until answers
             are 200 again with nobody acting;
   restart   scripts' stop and start: the registered model comes back;
@@ -41,31 +42,63 @@ def worker(served: Served) -> psutil.Process:
     return psutil.Process(pids[0])
 
 
-def load_run(served: Served, events: list[dict], total: int, concurrency: int, max_seconds: float) -> dict[str, Any]:
+def load_run(served: Served, events: list[dict], total: int, concurrency: int, max_seconds: float,
+             every: int = 1000, warmup: int = 5000) -> dict[str, Any]:
+    """``total`` requests at ``concurrency``: the summary, worker restarts, and the worker's RSS
+    each time the count of answered requests passes a multiple of ``every`` (and at the end);
+    growth is measured from request ``warmup`` (the first sample at or past it) to the end."""
     proc = worker(served)
     log: list[tuple[float, float, int]] = []
-    memory: dict[int, float] = {}
-    marks = [1000, total]
+    memory: dict[int, float] = {0: proc.memory_info().rss / 2**20}
     stop = threading.Event()
 
-    def sample() -> None:  # RSS when the request count passes each mark
-        pending = list(marks)
-        while pending and not stop.is_set():
-            if len(log) >= pending[0]:
-                memory[pending.pop(0)] = proc.memory_info().rss / 2**20
-            time.sleep(0.05)
+    def sample() -> None:  # RSS each time the request count passes a mark
+        mark = every
+        while mark < total and not stop.is_set():
+            if len(log) >= mark:
+                memory[mark] = proc.memory_info().rss / 2**20
+                mark += every
+            time.sleep(0.02)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     batch = [events[i % len(events)] for i in range(total)]
     summary = served.load(batch, concurrency, max_seconds, log)
-    memory.setdefault(total, proc.memory_info().rss / 2**20)
     stop.set()
     sampler.join(timeout=2)
+    memory[len(log)] = proc.memory_info().rss / 2**20
+    frontend = proc.parent()  # TorchServe's Java frontend, the worker's parent
     restarted = worker(served).pid != proc.pid
-    growth = growth_pct(memory, 1000, total)
-    return {**summary, "worker_restarts": int(restarted), "rss_mb_at_1000": memory.get(1000),
-            "rss_mb_at_end": memory[total], "rss_growth_pct": growth}
+    start = min((n for n in memory if n >= warmup), default=None)
+    end = max(memory)
+    return {**summary, "worker_restarts": int(restarted), "rss_mb": sorted(memory.items()),
+            "warmup_requests": start, "rss_mb_at_warmup": memory.get(start), "rss_mb_at_end": memory[end],
+            "frontend_rss_mb_at_end": frontend.memory_info().rss / 2**20 if frontend else None,
+            "rss_growth_pct": growth_pct(memory, start, end) if start is not None and start < end else float("nan")}
+
+
+def plot_rss(load: dict[str, Any], title: str, path: Path) -> Path:
+    """The worker's RSS over requests, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    requests, rss = zip(*load["rss_mb"])
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.plot(requests, rss, marker=".")
+    if load["warmup_requests"] is not None:
+        ax.axvline(load["warmup_requests"], color="grey", linestyle=":", label="growth measured from here")
+        ax.legend(loc="lower right")
+    ax.set_xlabel("requests answered")
+    ax.set_ylabel("worker RSS (MB)")
+    ax.set_ylim(bottom=0)
+    ax.set_title(f"{title}: {load['rss_growth_pct']:+.1f}% after request {load['warmup_requests']}")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def kill_run(served: Served, events: list[dict], concurrency: int, max_seconds: float,
@@ -157,8 +190,8 @@ def table(report: dict[str, Any]) -> str:
     rows = [
         ("load", f"{load['requests']} requests at concurrency {report['concurrency']}",
          f"{load['errors']} errors, {load['worker_restarts']} worker restarts, {load['events_per_s']:.1f} events/s, "
-         f"p99 {load['p99_ms']:.0f} ms; worker RSS {load['rss_mb_at_1000']:.0f} -> {load['rss_mb_at_end']:.0f} MB "
-         f"({load['rss_growth_pct']:+.1f}%)"),
+         f"p99 {load['p99_ms']:.0f} ms; worker RSS {load['rss_mb_at_warmup'] or float('nan'):.0f} MB at request "
+         f"{load['warmup_requests']} -> {load['rss_mb_at_end']:.0f} MB at the end ({load['rss_growth_pct']:+.1f}%)"),
         ("kill worker", f"SIGKILL under load ({kill['requests']} requests)",
          f"{kill['failed']} failed ({kill['in_flight_at_kill']} in flight at the kill, "
          f"{kill['failed_started_after_kill']} sent after it); first 200 again after "
@@ -180,10 +213,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", required=True, help="run directory")
     p.add_argument("--data", help="events table (default: the one the run was trained on)")
-    p.add_argument("--requests", type=int, default=5000, help="requests in the load run")
+    p.add_argument("--requests", type=int, default=50000, help="requests in the load run")
     p.add_argument("--concurrency", type=int, default=32, help="clients in the load run")
+    p.add_argument("--rss-every", type=int, default=1000, help="requests between samples of the worker's RSS")
+    p.add_argument("--warmup", type=int, default=5000, help="requests before RSS growth is measured")
+    p.add_argument("--load-only", action="store_true", help="the load run alone (no kill, restart, token, slow)")
     p.add_argument("--config", default="1x2:b32:d5", help="server layout WORKERSxTHREADS:bBATCH:dDELAY")
-    p.add_argument("--max-seconds", type=float, default=900, help="time cap per load loop")
+    p.add_argument("--max-seconds", type=float, default=1800, help="time cap per load loop")
     p.add_argument("--kill-requests", type=int, default=1500, help="requests in the kill run")
     p.add_argument("--slow-seconds", type=float, default=60, help="seconds of heavy input alongside normal requests")
     p.add_argument("--output", default=str(ROOT / "bench_results"), help="folder for JSON and markdown")
@@ -194,14 +230,18 @@ def main(argv: list[str] | None = None) -> int:
     run = Path(args.run)
     events = load_events(args.data, run, 512)
     layout = parse_layout(args.config)
-    report: dict[str, Any] = {"run": run.name, "concurrency": args.concurrency, "layout": args.config}
+    report: dict[str, Any] = {"run": run.name, "concurrency": args.concurrency, "layout": args.config,
+                              "rss_every": args.rss_every}
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
         tmp = Path(tmp)
         (tmp / "store").mkdir()
         archive = build(run, tmp / "store", "soak", layout, None)
         with Served(tmp / "store", archive, tmp) as served:
             print("load ...", flush=True)
-            report["load"] = load_run(served, events, args.requests, args.concurrency, args.max_seconds)
+            report["load"] = load_run(served, events, args.requests, args.concurrency, args.max_seconds,
+                                      args.rss_every, args.warmup)
+            if args.load_only:
+                return finish(report, Path(args.output), run.name)
             print("kill ...", flush=True)
             report["kill"] = kill_run(served, events, 8, args.max_seconds, args.kill_requests)
             print("restart ...", flush=True)
@@ -210,13 +250,26 @@ def main(argv: list[str] | None = None) -> int:
             report["token"] = token_run(served)
             print("slow ...", flush=True)
             report["slow"] = slow_run(served, events, args.slow_seconds, int(served.model.get("responseTimeout", 60)))
-    out = Path(args.output)
+    return finish(report, Path(args.output), run.name)
+
+
+def finish(report: dict[str, Any], out: Path, name: str) -> int:
+    """The report as JSON, the plot of RSS over requests and (all checks run) the markdown table."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"soak-{run.name}.json").write_text(json.dumps(report, indent=2) + "\n")
-    text = table(report)
-    (out / f"soak-{run.name}.md").write_text(text)
-    print()
-    print(text)
+    (out / f"soak-{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    plot = plot_rss(report["load"], f"{name}, concurrency {report['concurrency']}", out / f"soak-{name}-rss.png")
+    load = report["load"]
+    print(f"worker RSS every {report['rss_every']} requests: " + ", ".join(f"{mb:.0f}" for _, mb in load["rss_mb"])
+          + f" MB ({plot})")
+    if "slow" in report:
+        text = table(report)
+        (out / f"soak-{name}.md").write_text(text)
+        print()
+        print(text)
+    else:
+        print(f"load: {load['errors']} errors, {load['worker_restarts']} worker restarts, "
+              f"{load['events_per_s']:.1f} events/s, p99 {load['p99_ms']:.0f} ms; RSS growth after request "
+              f"{load['warmup_requests']}: {load['rss_growth_pct']:+.1f}%")
     return 0
 
 

@@ -11,6 +11,7 @@ from typing import Any, Sequence
 
 import torch
 
+from handlers import kernel_caches
 from handlers.settings import PRECISIONS
 
 
@@ -93,8 +94,12 @@ def bf16_linears(model: Any) -> Any:
     called for three events, a quarter to a third of the call. Casting once gives the same answers to
     the bit (autocast runs a Linear in bf16 either way; embeddings and layer norms stay fp32)
     in half the weights' memory. Other models (ONNX Runtime sessions) pass unchanged.
+
+    bf16 Linears run through oneDNN, whose kernel caches grow with every input shape unless
+    bounded: ``kernel_caches.apply`` bounds them, before the first one runs.
     """
     if isinstance(model, torch.nn.Module):
+        kernel_caches.apply()
         for module in model.modules():
             if isinstance(module, torch.nn.Linear):
                 module.to(torch.bfloat16)

@@ -34,6 +34,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from handlers import kernel_caches
 from serving import loopback
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,6 +117,7 @@ class Server:
         # server per serve directory keeps two servers from fighting over them.
         env.update(TMPDIR=str(tmp), TEMP=str(tmp), LOG_LOCATION=str(self.serve_dir / "logs"),
                    METRICS_LOCATION=str(self.serve_dir / "logs"))
+        kernel_caches.apply(env)  # workers' per-shape kernel caches bounded (handlers/kernel_caches.py)
         return env
 
     # -- keys ----------------------------------------------------------------------------
