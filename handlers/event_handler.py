@@ -123,10 +123,11 @@ class EventTaxonomyHandler:
         """Answers per request index: the whole batch in one go, or request by request if that fails."""
         events = [event for _, parsed in admitted for event in parsed.events]
         top_k = [k for _, parsed in admitted for k in parsed.top_k]
+        floors = [f for _, parsed in admitted for f in (parsed.min_score or [None] * len(parsed.events))]
         if not events:
             return {}
         try:
-            flat = self.cascade.predict(events, top_k, timings)
+            flat = self.cascade.predict(events, top_k, timings, floors)
         except Exception:
             logger.warning("batch of %d requests failed; retrying them one by one", len(admitted), exc_info=True)
         else:
@@ -138,7 +139,7 @@ class EventTaxonomyHandler:
         results = {}
         for idx, parsed in admitted:  # isolate the request that made the batch fail
             try:
-                results[idx] = self.cascade.predict(parsed.events, parsed.top_k, timings)
+                results[idx] = self.cascade.predict(parsed.events, parsed.top_k, timings, parsed.min_score)
             except Exception as exc:
                 logger.warning("request %d failed on its own", idx, exc_info=True)
                 refuse(idx, 422, f"the events of this request could not be classified ({type(exc).__name__})")
@@ -163,11 +164,16 @@ class EventTaxonomyHandler:
             for level, ms in timings.items():
                 metrics.add_time(METRIC_NAMES[level], ms, None, "ms", dims())
             counts: dict[str, int] = {}
+            abstained: dict[str, int] = {}
             for result in results:
                 label = result["label"] if self.cascade.hierarchy.single_level else result["taxonomy"]["label"]
                 counts[label] = counts.get(label, 0) + 1
+                if result.get("abstain"):  # no path fits: counted under the best path's taxonomy
+                    abstained[label] = abstained.get(label, 0) + 1
             for label, count in counts.items():
                 metrics.add_counter("PredictionsPerTaxonomy", count, None, dims(Dimension("Taxonomy", label)))
+            for label, count in abstained.items():
+                metrics.add_counter("AbstentionsPerTaxonomy", count, None, dims(Dimension("Taxonomy", label)))
         except Exception:  # metrics must never fail a prediction
             logger.warning("could not record metrics", exc_info=True)
 
