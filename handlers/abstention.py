@@ -10,6 +10,7 @@ abstains. No torch and no TorchServe import here.
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -38,6 +39,26 @@ class Abstention:
             return cls()
         coverage = data.get("coverage")
         return cls(float(data.get("min_score", 0.0)), None if coverage is None else float(coverage))
+
+
+def fraction_argument(value: str) -> float:
+    """A command line's min_score: a number from 0 to 1."""
+    return _argument(value, 0.0, "from 0 to 1")
+
+
+def coverage_argument(value: str) -> float | None:
+    """A command line's target coverage: above 0 and at most 1, or off (None: never abstain)."""
+    return None if value == "off" else _argument(value, 1e-12, "above 0 and at most 1, or off")
+
+
+def _argument(value: str, low: float, wanted: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not low <= number <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number {wanted}, not {value!r}")
+    return number
 
 
 def answer_score(answer: Mapping[str, Any]) -> float:

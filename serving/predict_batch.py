@@ -23,6 +23,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 
+from handlers.abstention import fraction_argument
 from training.data import DataError
 
 
@@ -81,16 +82,6 @@ def predictor(args: argparse.Namespace):
     return remote
 
 
-def _min_score(value: str) -> float:
-    try:
-        score = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, not {value!r}") from None
-    if not 0.0 <= score <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be from 0 to 1, not {value}")
-    return score
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", help="events table")
@@ -101,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--title-column", default="title")
     p.add_argument("--description-column", default="description")
     p.add_argument("--top-k", type=int, default=3, help="paths per row")
-    p.add_argument("--min-score", type=_min_score, default=None,
+    p.add_argument("--min-score", type=fraction_argument, default=None,
                    help="abstain below this path_score (default: the rule recorded in the run's hierarchy.json)")
     p.add_argument("--batch-size", type=int, default=32, help="events per call (the server caps arrays at 64)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -43,6 +43,19 @@ def test_the_kept_share_of_val_is_never_below_the_target() -> None:
         assert threshold == max(s for s in scores if sum(x >= s for x in scores) >= coverage * len(scores) - 1e-9)
 
 
+def test_the_training_flag_takes_a_coverage_or_off(capsys) -> None:
+    from training.options import parse_args
+
+    base = ["--data", "x.csv", "--output", "run"]
+    assert parse_args(base).abstain_coverage == 0.97
+    assert parse_args(base + ["--abstain-coverage", "0.99"]).abstain_coverage == 0.99
+    assert parse_args(base + ["--abstain-coverage", "off"]).abstain_coverage is None
+    for bad in ("0", "1.2", "most", "nan"):
+        with pytest.raises(SystemExit):
+            parse_args(base + ["--abstain-coverage", bad])
+        assert f"must be a number above 0 and at most 1, or off, not '{bad}'" in capsys.readouterr().err
+
+
 def test_mark_applies_the_rule_or_the_callers_min_score() -> None:
     answers = [{"path_score": 0.2}, {"path_score": 0.6}, {"score": 0.4}]
     assert [a["abstain"] for a in mark(answers, Abstention(0.5, 0.97))] == [True, False, True]
@@ -124,4 +137,4 @@ def test_batch_prediction_writes_the_abstain_column(tiny_run: Path, events_csv: 
     assert pd.read_csv(tmp_path / "all.csv").abstain.all()
     bad = subprocess.run(script + [str(tmp_path / "x.csv"), "--run", str(tiny_run), "--min-score", "2"],
                          capture_output=True, text=True)
-    assert bad.returncode == 2 and "must be from 0 to 1" in bad.stderr
+    assert bad.returncode == 2 and "must be a number from 0 to 1, not '2'" in bad.stderr

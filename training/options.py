@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from handlers.abstention import DEFAULT_COVERAGE
+from handlers.abstention import DEFAULT_COVERAGE, coverage_argument
 from handlers.text import DEFAULT_MAX_WINDOWS
 from training.tracking import DEFAULT_EXPERIMENT
 
@@ -26,18 +26,6 @@ def _paths_weight(value: str) -> str | float:
     if not 0.0 <= weight <= 1.0:
         raise argparse.ArgumentTypeError(f"must be from 0 to 1, not {value}")
     return weight
-
-
-def _coverage(value: str) -> float | None:
-    if value == "off":
-        return None
-    try:
-        coverage = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be off or a number above 0 and at most 1, not {value!r}") from None
-    if not 0.0 < coverage <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be above 0 and at most 1, not {value}")
-    return coverage
 
 
 def parse_args(argv: list[str] | None = None, description: str | None = None) -> argparse.Namespace:
@@ -126,7 +114,7 @@ def _training_options(p: argparse.ArgumentParser) -> None:
                         "probabilities into each path's score with weight W; auto: the W from 0, 0.1, ..., 1 "
                         "that scores best on val, kept when it gains at least 0.25 points over no head; off: no head. "
                         "With --lexical auto a TF-IDF model over the paths is weighed in too (its share chosen on val)")
-    t.add_argument("--abstain-coverage", type=_coverage, default=DEFAULT_COVERAGE, metavar="C|off",
+    t.add_argument("--abstain-coverage", type=coverage_argument, default=DEFAULT_COVERAGE, metavar="C|off",
                    help="answers abstain (\"abstain\": true, no path fits) below a path_score threshold chosen so "
                         f"that a share C of val answers is kept (default {DEFAULT_COVERAGE}); off: never abstain")
     t.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
