@@ -90,9 +90,11 @@ def test_served_abstentions_equal_offline_evaluation(registered, tiny_run: Path,
     events = rows[["title", "description"]].to_dict("records")
     expected = cascade.predict(events, min_score=floor)
     assert 0 < sum(a["abstain"] for a in expected) < len(expected)
+    before = counter(registered, "AbstentionsPerTaxonomy", "events")
     code, body = predict(registered, json.dumps([{**e, "top_k": 1, "min_score": floor} for e in events]))
     assert code == 200
     assert_same_answers(json.loads(body), expected)
+    assert counter(registered, "AbstentionsPerTaxonomy", "events") - before == sum(a["abstain"] for a in expected)
     assert_same_answers(served_one_by_one(registered, "events", [{**e, "top_k": 1} for e in events]), offline)
     code, body = predict(registered, json.dumps({"text": "dj", "min_score": 3}))
     assert code == 400 and "'min_score' must be a number from 0 to 1, got 3" in body
