@@ -12,7 +12,9 @@ the share refused. Scores (higher: more in scope):
   path_score   the plain threshold on the answer's path_score at each --coverage;
   mahalanobis  minus the smallest Mahalanobis distance of the event's mean-pooled trunk
                features to a path's centroid (shared covariance, fitted on the train split);
-               runs with a shared trunk only.
+               runs with a shared trunk only;
+  tfidf_agreement  the geometric mean of path_score and the run's TF-IDF models' probability
+               of the same path (runs whose levels all have a lexical model in use).
 Prints a markdown table and writes it with the raw figures (JSON) to --output.
 """
 
@@ -51,6 +53,31 @@ def pooled_features(cascade: Cascade, frame: pd.DataFrame, batch: int = 256) -> 
             counts[owner] += state.shape[0]
         out.append((sums / counts.unsqueeze(1)).numpy())
     return np.concatenate(out).astype(np.float64)
+
+
+def tfidf_agreement(cascade: Cascade, frame: pd.DataFrame, answers: list[dict[str, Any]]) -> np.ndarray | None:
+    """Per event, the geometric mean of its path_score and the TF-IDF models' probability of the
+    same path (taxonomy model times that taxonomy's subtaxonomy model): a second opinion from
+    another kind of model. None when the run's levels have no lexical model loaded."""
+    hierarchy = cascade.hierarchy
+    levels = [hierarchy.taxonomy, *hierarchy.subtaxonomies.values()]
+    if any(level.lexical not in cascade.lexical for level in levels if len(level.labels) > 1):
+        return None
+    texts = [hierarchy.text.format(e) for e in frame[["title", "description"]].to_dict("records")]
+    lexical = np.ones(len(texts))
+    tax = cascade.lexical[hierarchy.taxonomy.lexical].predict_proba(texts)
+    for i, answer in enumerate(answers):
+        lexical[i] = tax[i, hierarchy.taxonomy.labels.index(answer["path"][0])]
+    by_taxonomy: dict[str, list[int]] = {}
+    for i, answer in enumerate(answers):
+        by_taxonomy.setdefault(answer["path"][0], []).append(i)
+    for taxonomy, members in by_taxonomy.items():
+        level = hierarchy.subtaxonomies[taxonomy]
+        if len(level.labels) > 1:
+            probs = cascade.lexical[level.lexical].predict_proba([texts[i] for i in members])
+            for row, i in enumerate(members):
+                lexical[i] *= probs[row, level.labels.index(answers[i]["path"][1])]
+    return np.sqrt(lexical * np.array([a["path_score"] for a in answers]))
 
 
 class Mahalanobis:
@@ -102,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     test = parts["test"]
     right = np.array([tuple(a["path"]) == t for a, t in zip(answers["test"], zip(test.taxonomy, test.subtaxonomy))])
     methods = {"path_score": {k: np.array([a["path_score"] for a in v]) for k, v in answers.items()}}
+    agreement = {k: tfidf_agreement(cascade, rows, answers[k]) for k, rows in parts.items()}
+    if all(v is not None for v in agreement.values()):
+        methods["tfidf_agreement"] = agreement
     if cascade.trunk is not None:
         train = frame[frame.split == "train"]
         model = Mahalanobis(pooled_features(cascade, train), [f"{t} / {s}" for t, s in zip(train.taxonomy,
