@@ -15,16 +15,18 @@ from typing import Any
 import yaml
 
 
-# KServe's TorchServe runtime (kserve config/runtimes/kserve-torchserve.yaml, followed at
-# kserve v0.15) mounts the storage URI at /mnt/models and runs
+# KServe mounts the storage URI at /mnt/models; the project's ServingRuntime
+# (deploy/kserve/servingruntime.yaml, the image of deploy/docker) starts TorchServe on it as
 #   torchserve --start --model-store=/mnt/models/model-store --ts-config=/mnt/models/config/config.properties
-# with TS_SERVICE_ENVELOPE=kserve (protocolVersion v1) or kservev2 (v2) in its environment.
+# (the entrypoint runs the same in the foreground). The handler speaks KServe v1 and v2
+# itself (handlers/protocols.py): no TorchServe service envelope.
 KSERVE_MOUNT = "/mnt/models"
 KSERVE_ARGS = ["torchserve", "--start", f"--model-store={KSERVE_MOUNT}/model-store",
                f"--ts-config={KSERVE_MOUNT}/config/config.properties"]
-# TorchServe's kubernetes/kserve config.properties serves inference on 8085 (the runtime
-# image's KServe wrapper or the pod's port mapping sits on 8080) and metrics on 8082.
-KSERVE_PORTS = {"inference": 8085, "management": 8081, "metrics": 8082, "grpc_inference": 7070,
+# Inference on 8085 and metrics on 8082, as TorchServe's kubernetes/kserve config.properties;
+# the management API on the pod's loopback at 8086, clear of 8080/8081 (the ports KServe's
+# stock TorchServe wrapper binds) and of Knative's queue-proxy (8012, 8022, 9090, 9091).
+KSERVE_PORTS = {"inference": 8085, "management": 8086, "metrics": 8082, "grpc_inference": 7070,
                 "grpc_management": 7071}
 
 
@@ -48,14 +50,15 @@ def cluster_config(name: str, version: str, mar_name: str, settings: dict[str, A
     client could hold them all; authentication happens at the gateway in front. What makes
     that safe: the management API listens on the pod's loopback only and cannot register or
     unregister (enable_model_api=false); the model comes from model_snapshot at start.
-    Each request is its own batch (batchSize 1): TorchServe's KServe envelopes read only the
-    first request of a batch and answer it alone, so TorchServe fails a larger batch whole
-    (503, "number of batch response mismatched").
+    Requests are batched as the archive says (batchSize, maxBatchDelay), KServe's included:
+    the handler unwraps KServe bodies itself. TorchServe's own envelopes (TS_SERVICE_ENVELOPE)
+    read only the first request of a batch, so environment overrides are off: the file is
+    the whole configuration.
     """
     workers = int(workers or settings.get("minWorkers") or 1)
     snapshot = {"name": "startup.cfg", "modelCount": 1, "models": {name: {version: {
         "defaultVersion": True, "marName": mar_name, "minWorkers": workers, "maxWorkers": workers,
-        "batchSize": 1, "maxBatchDelay": int(settings.get("maxBatchDelay", 5)),
+        "batchSize": int(settings.get("batchSize", 1)), "maxBatchDelay": int(settings.get("maxBatchDelay", 5)),
         "responseTimeout": int(settings.get("responseTimeout", 60)),
         "startupTimeout": int(settings.get("startupTimeout", 180)),
     }}}}
@@ -72,9 +75,10 @@ grpc_inference_port={p['grpc_inference']}
 grpc_management_address=127.0.0.1
 grpc_management_port={p['grpc_management']}
 model_store={KSERVE_MOUNT}/model-store
-# The runtime picks the envelope with TS_SERVICE_ENVELOPE (kserve for v1, kservev2 for v2),
-# which TorchServe reads only with this on. Unset, /predictions/{name} answers as on one machine.
-enable_envvars_config=true
+# One listener answers /predictions/{name}, KServe v1 (/v1/models/{name}:predict) and v2
+# (/v2/models/{name}/infer): the handler reads each protocol itself, with no service envelope.
+# No TS_* variable overrides this file (TS_SERVICE_ENVELOPE would break batching).
+enable_envvars_config=false
 # Replicas cannot share TorchServe's per-process random keys: authenticate at the gateway.
 disable_token_authorization=true
 # No registering or unregistering through the management API; the model below loads at start.
@@ -86,6 +90,8 @@ model_metrics_auto_detect=true
 job_queue_size=256
 max_request_size=1048576
 max_response_size=1048576
+# Bodies reach the handler as bytes, parsed one request at a time (config.properties says why).
+decode_input_request=false
 default_response_timeout={int(settings.get('responseTimeout', 60))}
 default_startup_timeout={int(settings.get('startupTimeout', 180))}
 model_snapshot={json.dumps(snapshot, separators=(',', ':'))}

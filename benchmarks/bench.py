@@ -147,6 +147,13 @@ class Served:
     def __exit__(self, *exc: Any) -> None:
         tsctl.stop(self.server)
 
+    def worker_rss_mb(self) -> float:
+        """The model worker's resident memory (the Java frontend not counted)."""
+        import psutil
+
+        code, body = self.server.call("management", "GET", f"/models/{self.name}")
+        return psutil.Process(json.loads(body)[0]["workers"][0]["pid"]).memory_info().rss / 2**20
+
     def load(self, events: list[dict], concurrency: int, max_seconds: float,
              log: list[tuple[float, float, int]] | None = None) -> dict[str, Any]:
         """Send every event as its own request from ``concurrency`` keep-alive clients.
@@ -272,12 +279,14 @@ def build(run: Path, store: Path, name: str, layout: dict[str, int], quantize: s
 
 def served(run: Path, events: list[dict], concurrencies: list[int], layout: dict[str, int], quantize: str | None,
            max_seconds: float, label: str, handler: Path | None = None, client: str = "python",
-           precision: str = HandlerSettings().precision, warmup: int = WARMUP_REQUESTS) -> list[dict[str, Any]]:
+           precision: str = HandlerSettings().precision, warmup: int = WARMUP_REQUESTS,
+           server: type = Served) -> list[dict[str, Any]]:
+    """``server``: Served (TorchServe) or benchmarks/kserve_served.py's KServeServed, on the same archive."""
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         tmp = Path(tmp)
         (tmp / "store").mkdir()
         archive = build(run, tmp / "store", "bench", layout, quantize, handler, precision)
-        with Served(tmp / "store", archive, tmp) as srv:
+        with server(tmp / "store", archive, tmp) as srv:
             srv.load([events[i % len(events)] for i in range(warmup)], 8, min(max_seconds, WARMUP_SECONDS))
             results = []
             for c in concurrencies:
@@ -285,7 +294,7 @@ def served(run: Path, events: list[dict], concurrencies: list[int], layout: dict
                     r = srv.load_wrk(events, c, min(max_seconds, WRK_SECONDS))
                 else:
                     r = srv.load(events, c, max_seconds)
-                results.append(r)
+                results.append({**r, "worker_rss_mb": srv.worker_rss_mb()})
                 print(f"{label} concurrency {c:>3}: {r['events_per_s']:8.1f} events/s, p50 {r['p50_ms']:7.1f} ms, "
                       f"p95 {r['p95_ms']:7.1f}, p99 {r['p99_ms']:7.1f}, errors {r['errors']}", flush=True)
             return results
@@ -311,6 +320,19 @@ def ratios(ceiling_rows: list[dict], served_rows: list[dict], naive_rows: list[d
             serv[1]["p50_ms"] - ceil[1]["latency_ms_p50"] - floor[1]["p50_ms"])
     if top_c in naive:
         out[f"served / naive at c{top_c} (events/s)"] = serv[top_c]["events_per_s"] / naive[top_c]["events_per_s"]
+    return out
+
+
+def kserve_ratios(torchserve_rows: list[dict], kserve_rows: list[dict]) -> dict[str, float]:
+    """The KServe server against TorchServe on the same archive: rate at the largest concurrency, latency at 1."""
+    ts = {r["concurrency"]: r for r in torchserve_rows}
+    ks = {r["concurrency"]: r for r in kserve_rows}
+    out: dict[str, float] = {}
+    top = max(ts.keys() & ks.keys(), default=None)
+    if top is not None:
+        out[f"KServe / TorchServe at c{top} (events/s)"] = ks[top]["events_per_s"] / ts[top]["events_per_s"]
+    if 1 in ts and 1 in ks:
+        out["KServe c1 p50 - TorchServe c1 p50 (ms)"] = ks[1]["p50_ms"] - ts[1]["p50_ms"]
     return out
 
 
@@ -351,8 +373,8 @@ def markdown(report: dict[str, Any]) -> str:
     for r in report["ceiling"]:
         lines.append(f"| ceiling (in-process) | batch {r['batch']} | {r['events_per_s']:.1f} | "
                      f"{r['latency_ms_p50']:.1f} | | | |")
-    for key, title in (("served", f"served {report['layout']}"), ("floor", "server floor (empty handler)"),
-                       ("naive", "naive handler")):
+    for key, title in (("served", f"served {report['layout']}"), ("kserve", f"KServe server {report['layout']}"),
+                       ("floor", "server floor (empty handler)"), ("naive", "naive handler")):
         for r in report.get(key, []):
             lines.append(f"| {title} | concurrency {r['concurrency']} | {r['events_per_s']:.1f} | {r['p50_ms']:.1f} | "
                          f"{r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} |")
@@ -360,6 +382,10 @@ def markdown(report: dict[str, Any]) -> str:
     ratios = report.get("ratios", {})
     if ratios:
         lines += ["| ratio | value |", "|---|---|"] + [f"| {k} | {v:.2f} |" for k, v in ratios.items()] + [""]
+    for ts_row, ks_row in zip(report["served"], report.get("kserve", [])):
+        lines.append(f"- worker memory after concurrency {ts_row['concurrency']}: TorchServe's worker "
+                     f"{ts_row['worker_rss_mb']:.0f} MB (the JVM not counted), the KServe server "
+                     f"{ks_row['worker_rss_mb']:.0f} MB (its one process)")
     for r in report.get("rounds", []):
         lines.append(f"- round {r['round']}: served {r['served_events_per_s']:.1f}, naive {r['naive_events_per_s']:.1f} "
                      f"events/s at concurrency {r['concurrency']}: {r['ratio']:.2f} x")
@@ -391,6 +417,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--client", choices=["python", "wrk"], default="python",
                    help=f"load generator: Python keep-alive threads, counted; or wrk ({WRK_SECONDS:.0f} s per "
                         "concurrency; Debian package wrk), which leaves more CPU to the server")
+    p.add_argument("--kserve", action="store_true",
+                   help="also serve the main layout's archive with the KServe server (serving/kserve_server.py), "
+                        "right after TorchServe, with the same load")
     p.add_argument("--skip-naive", action="store_true", help="leave out the naive handler")
     p.add_argument("--skip-floor", action="store_true",
                    help="leave out the server floor (benchmarks/empty_handler.py with the main layout)")
@@ -436,6 +465,12 @@ def main(argv: list[str] | None = None) -> int:
 
     report["layouts"] = {layout_name(layout): ours(layout, f"served {layout_name(layout)}") for layout in layouts}
     report["served"] = report["layouts"][report["layout"]]
+    if args.kserve:
+        from benchmarks.kserve_served import KServeServed
+
+        report["kserve"] = served(run, events, concurrencies, layouts[0], args.quantize, args.max_seconds,
+                                  f"kserve {report['layout']}", client=args.client, precision=args.precision,
+                                  warmup=args.warmup_requests, server=KServeServed)
     if not args.skip_floor:
         report["floor"] = served(run, events, concurrencies, layouts[0], None, args.max_seconds, "floor",
                                  ROOT / "benchmarks" / "empty_handler.py", args.client, warmup=args.warmup_requests)
@@ -456,6 +491,8 @@ def main(argv: list[str] | None = None) -> int:
                 again = ours(layouts[0], f"served {report['layout']} (round {number})")
                 rounds.append((again, naive(f"naive (round {number})")))
     report["ratios"] = ratios(report["ceiling"], report["served"], report.get("naive", []), report.get("floor", []))
+    if args.kserve:
+        report["ratios"].update(kserve_ratios(report["served"], report["kserve"]))
     if args.rounds > 1:
         report["rounds"] = paired_rounds(rounds)
         top = report["rounds"][0]["concurrency"]

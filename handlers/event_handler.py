@@ -20,6 +20,7 @@ import torch
 
 from handlers.cascade import SUBTAXONOMY_MS, TAXONOMY_MS, Cascade
 from handlers.parsing import ParsedRequest, RequestError, parse_request, request_body
+from handlers.protocols import Envelope, TooLarge, bound, unwrap, wrap
 from handlers.settings import HandlerSettings
 
 logger = logging.getLogger(__name__)
@@ -71,14 +72,18 @@ class EventTaxonomyHandler:
                 context.set_response_status(code, REASONS[code], idx)
                 context.set_response_content_type(idx, "application/json")
 
+        if _exploded(data, context, self.settings.max_items):
+            refuse(0, 413, f"{len(data)} instances in one request; the limit is {self.settings.max_items} events "
+                           "per request: split it into several requests")
+            return [answers[0]]
         admitted = self._admit(data, refuse)
         timings: dict[str, float] = {}
         results = self._predict(admitted, refuse, timings)
         answered: list[dict[str, Any]] = []
-        for idx, parsed in admitted:
+        for idx, (envelope, parsed) in admitted:
             if idx not in results:
                 continue
-            text = _answer_text(parsed, results[idx])
+            text = _answer_text(envelope, parsed, results[idx], context, idx)
             size = len(text.encode("utf-8"))
             if size > self.settings.max_response_bytes:
                 refuse(idx, 413, f"the answer would be {size} bytes, over the limit of "
@@ -87,19 +92,26 @@ class EventTaxonomyHandler:
             answers[idx] = text
             if _own_request(context, idx):
                 context.set_response_content_type(idx, "application/json")
-            answered += results[idx]
+            answered += [r for found in results[idx] for r in found]
         self._report(context, timings, answered, len(data), len(refused))
         return answers
 
-    def _admit(self, data: list[Any], refuse: Any) -> list[tuple[int, ParsedRequest]]:
+    def _admit(self, data: list[Any], refuse: Any) -> list[tuple[int, Admitted]]:
         """Parse every request; keep those that fit the batch's cost budget, in arrival order."""
-        admitted: list[tuple[int, ParsedRequest]] = []
+        admitted: list[tuple[int, Admitted]] = []
         budget, used = self.settings.max_batch_cost, 0
         for idx, request in enumerate(data):
             try:
-                parsed = parse_request(request_body(request), self.settings)
-                cost = sum(self.cascade.passes(k, windows)
-                           for k, windows in zip(parsed.top_k, self.cascade.window_counts(parsed.events)))
+                envelope = unwrap(request_body(request), self.settings)
+                parsed = [_parse(body, label, self.settings) for body, label in zip(envelope.bodies, envelope.labels)]
+                events = [event for p in parsed for event in p.events]
+                if envelope.protocol:  # v2 elements may each hold an array of events
+                    bound(len(events), "events", self.settings)
+                cost = sum(self.cascade.passes(k, windows) for k, windows in zip(
+                    [k for p in parsed for k in p.top_k], self.cascade.window_counts(events)))
+            except TooLarge as exc:
+                refuse(idx, 413, str(exc))
+                continue
             except RequestError as exc:
                 refuse(idx, 400, str(exc))
                 continue
@@ -115,31 +127,32 @@ class EventTaxonomyHandler:
                                  f"requests; this one needs {cost}): retry shortly, or send fewer events per request")
             else:
                 used += cost
-                admitted.append((idx, parsed))
+                admitted.append((idx, (envelope, parsed)))
         return admitted
 
-    def _predict(self, admitted: list[tuple[int, ParsedRequest]], refuse: Any,
-                 timings: dict[str, float]) -> dict[int, list[dict[str, Any]]]:
-        """Answers per request index: the whole batch in one go, or request by request if that fails."""
-        events = [event for _, parsed in admitted for event in parsed.events]
-        top_k = [k for _, parsed in admitted for k in parsed.top_k]
-        floors = [f for _, parsed in admitted for f in (parsed.min_score or [None] * len(parsed.events))]
+    def _predict(self, admitted: list[tuple[int, Admitted]], refuse: Any,
+                 timings: dict[str, float]) -> dict[int, list[list[dict[str, Any]]]]:
+        """Answers per request index, per body: the whole batch in one go, or request by request if that fails."""
+        requests = [(idx, [e for p in parsed for e in p.events], [k for p in parsed for k in p.top_k], parsed)
+                    for idx, (_, parsed) in admitted]
+        events = [event for _, found, _, _ in requests for event in found]
         if not events:
             return {}
         try:
-            flat = self.cascade.predict(events, top_k, timings, floors)
+            flat = self.cascade.predict(events, [k for _, _, ks, _ in requests for k in ks], timings,
+                                        [f for _, _, _, parsed in requests for f in _floors(parsed)])
         except Exception:
             logger.warning("batch of %d requests failed; retrying them one by one", len(admitted), exc_info=True)
         else:
             results, start = {}, 0
-            for idx, parsed in admitted:
-                results[idx] = flat[start : start + len(parsed.events)]
-                start += len(parsed.events)
+            for idx, found, _, parsed in requests:
+                results[idx] = _split(flat[start : start + len(found)], parsed)
+                start += len(found)
             return results
         results = {}
-        for idx, parsed in admitted:  # isolate the request that made the batch fail
+        for idx, found, ks, parsed in requests:  # isolate the request that made the batch fail
             try:
-                results[idx] = self.cascade.predict(parsed.events, parsed.top_k, timings, parsed.min_score)
+                results[idx] = _split(self.cascade.predict(found, ks, timings, _floors(parsed)), parsed)
             except Exception as exc:
                 logger.warning("request %d failed on its own", idx, exc_info=True)
                 refuse(idx, 422, f"the events of this request could not be classified ({type(exc).__name__})")
@@ -192,9 +205,50 @@ def _own_request(context: Any, idx: int) -> bool:
     return processors is None or idx < len(processors)
 
 
-def _answer_text(parsed: ParsedRequest, results: list[dict[str, Any]]) -> str:
-    """The JSON answer of one request: ids echoed, one object or an array like the request."""
+Admitted = tuple[Envelope, list[ParsedRequest]]
+
+
+def _parse(body: Any, label: str, settings: HandlerSettings) -> ParsedRequest:
+    try:
+        return parse_request(body, settings)
+    except RequestError as exc:
+        raise RequestError(f"{label}{exc}") from None
+
+
+def _floors(parsed: list[ParsedRequest]) -> list[float | None]:
+    """Per event of a request's bodies, the caller's min_score (None: the run's abstention rule)."""
+    return [f for p in parsed for f in (p.min_score or [None] * len(p.events))]
+
+
+def _split(flat: list[dict[str, Any]], parsed: list[ParsedRequest]) -> list[list[dict[str, Any]]]:
+    """A request's answers, one list per body."""
+    found, start = [], 0
+    for p in parsed:
+        found.append(flat[start : start + len(p.events)])
+        start += len(p.events)
+    return found
+
+
+def _exploded(data: list[Any], context: Any, limit: int) -> bool:
+    """TorchServe's own KServe envelope (TS_SERVICE_ENVELOPE) made one request into more items than the limit."""
+    processors = getattr(context, "request_processor", None)
+    return processors is not None and len(data) > max(limit, len(processors))
+
+
+def _answer(parsed: ParsedRequest, results: list[dict[str, Any]]) -> Any:
+    """One body's answer: ids echoed, one object or an array like the body."""
     for event, result in zip(parsed.events, results):
         if "id" in event:
             result["id"] = event["id"]
-    return json.dumps(results if parsed.is_array else results[0])
+    return results if parsed.is_array else results[0]
+
+
+def _answer_text(envelope: Envelope, parsed: list[ParsedRequest], results: list[list[dict[str, Any]]],
+                 context: Any, idx: int) -> str:
+    """The JSON answer of one request, in its protocol."""
+    answers = [_answer(p, r) for p, r in zip(parsed, results)]
+    if envelope.protocol is None:
+        return json.dumps(answers[0])
+    model = (getattr(context, "manifest", None) or {}).get("model", {})
+    request_id = context.get_request_id(idx) if hasattr(context, "get_request_id") else ""
+    return wrap(envelope, answers, (model.get("modelName", ""), model.get("modelVersion", "")), request_id or "")

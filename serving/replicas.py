@@ -48,7 +48,6 @@ class Replica:
 
     layout: Path
     base: Path
-    envelope: str | None = None
     config: Path = field(init=False)
     server: tsctl.Server = field(init=False)
 
@@ -70,12 +69,10 @@ class Replica:
 
     def env(self) -> dict[str, str]:
         env = self.server.env()
-        # The cluster config lets TS_* variables override it (enable_envvars_config): start
-        # from none of the caller's, as in a fresh container, then set what the runtime sets.
+        # None of the caller's TS_* variables, as in a fresh container (the cluster config
+        # reads none, but TorchServe's launcher itself reads TS_CONFIG_FILE).
         for key in [k for k in env if k.startswith("TS_")]:
             env.pop(key)
-        if self.envelope:
-            env["TS_SERVICE_ENVELOPE"] = self.envelope  # what the runtime sets from protocolVersion
         return env
 
     def start(self, timeout: float = 240) -> None:

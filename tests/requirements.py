@@ -14,6 +14,8 @@ from types import ModuleType
 import pytest
 
 EXTRAS = "scripts/setup.sh --extras (requirements-extras.txt)"
+# KServe's model server has an environment of its own: its tests run with .venv-kserve/bin/python.
+KSERVE = "scripts/setup.sh --kserve (requirements-kserve.txt), then .venv-kserve/bin/python -m pytest"
 
 
 def in_ci() -> bool:

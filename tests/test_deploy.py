@@ -37,43 +37,74 @@ def isvc() -> dict:
     return yaml.safe_load((DEPLOY / "kserve" / "inferenceservice.yaml").read_text())
 
 
+def runtime() -> dict:
+    return yaml.safe_load((DEPLOY / "kserve" / "servingruntime.yaml").read_text())
+
+
 def k8s_docs() -> dict[str, dict]:
     return {d["kind"]: d for d in yaml.safe_load_all((DEPLOY / "kubernetes" / "events.yaml").read_text())}
 
 
+def kserve_schema(kind: str = "InferenceService") -> dict:
+    """The vendored schema, rooted at the InferenceService or at the ServingRuntime."""
+    schema = json.loads(KSERVE_SCHEMA.read_text())
+    if kind == "InferenceService":
+        return schema
+    root = copy.deepcopy(schema["definitions"]["V1alpha1ServingRuntime"])
+    root["properties"].update({"apiVersion": {"const": "serving.kserve.io/v1alpha1"}, "kind": {"const": kind}})
+    root["required"] = ["apiVersion", "kind", "metadata", "spec"]
+    schema["definitions"]["V1alpha1ServingRuntimeSpec"]["required"] = ["containers"]
+    return {"$schema": schema["$schema"], **root, "definitions": schema["definitions"]}
+
+
 # -- schemas -------------------------------------------------------------------------------------
 def test_inferenceservice_matches_the_kserve_schema() -> None:
-    schema = json.loads(KSERVE_SCHEMA.read_text())
+    schema = kserve_schema()
     assert "kserve==0.15.2" in schema["description"]
     jsonschema.Draft7Validator.check_schema(schema)
     jsonschema.validate(isvc(), schema)
-    for broken in ("typo", "string_replicas", "no_predictor"):  # the schema does reject mistakes
+    for broken in ("typo", "string_replicas", "no_predictor", "model_typo"):  # the schema does reject mistakes
         doc = isvc()
         if broken == "typo":
             doc["spec"]["predictor"]["minReplica"] = 1
         elif broken == "string_replicas":
             doc["spec"]["predictor"]["maxReplicas"] = "six"
+        elif broken == "model_typo":
+            doc["spec"]["predictor"]["model"]["runtimeName"] = "x"
         else:
             del doc["spec"]["predictor"]
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(doc, schema)
 
 
-def test_inferenceservice_kubernetes_parts_match_the_kubernetes_schemas() -> None:
-    """The pytorch predictor is a Kubernetes container plus KServe's fields: check the container part."""
-    predictor = isvc()["spec"]["predictor"]["pytorch"]
-    container = {k: v for k, v in predictor.items() if k not in ("protocolVersion", "storageUri", "runtimeVersion",
-                                                                 "storage")}
+def test_servingruntime_matches_the_kserve_schema() -> None:
+    schema = kserve_schema("ServingRuntime")
+    jsonschema.Draft7Validator.check_schema(schema)
+    jsonschema.validate(runtime(), schema)
+    broken = runtime()
+    broken["spec"]["protocolVersion"] = ["v1"]  # the field is protocolVersions
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema)
+
+
+def test_kserve_kubernetes_parts_match_the_kubernetes_schemas() -> None:
+    """The runtime's containers and volumes as a Pod, the predictor's pod fields, the NetworkPolicy."""
+    spec = runtime()["spec"]
+    predictor = {k: v for k, v in isvc()["spec"]["predictor"].items()
+                 if k in ("automountServiceAccountToken", "terminationGracePeriodSeconds")}
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "events-predictor"},
-           "spec": {"containers": [{"name": "kserve-container", "image": "kserve-torchserve", **container}]}}
+           "spec": {"containers": spec["containers"], "volumes": spec["volumes"], **predictor}}
     kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
-    metadata = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": isvc()["metadata"]}
-    kubernetes_validate.validate(metadata, K8S_VERSION, strict=True)
+    for doc in (isvc(), runtime()):
+        kubernetes_validate.validate({"apiVersion": "v1", "kind": "ConfigMap", "metadata": doc["metadata"]},
+                                     K8S_VERSION, strict=True)
+    policy = yaml.safe_load((DEPLOY / "kserve" / "networkpolicy.yaml").read_text())
+    kubernetes_validate.validate(policy, K8S_VERSION, strict=True)
 
 
 def test_plain_kubernetes_manifests_match_the_kubernetes_schemas() -> None:
     docs = k8s_docs()
-    assert set(docs) == {"Deployment", "Service", "HorizontalPodAutoscaler", "NetworkPolicy"}
+    assert set(docs) == {"Deployment", "PodDisruptionBudget", "Service", "HorizontalPodAutoscaler", "NetworkPolicy"}
     for doc in docs.values():
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
     broken = copy.deepcopy(docs["Deployment"])
@@ -83,43 +114,91 @@ def test_plain_kubernetes_manifests_match_the_kubernetes_schemas() -> None:
 
 
 # -- agreement with the layout and what test_kserve.py ran --------------------------------------------
-def test_names_ports_layout_and_arguments_agree() -> None:
+def cluster_props() -> dict[str, str]:
     config = kserve.cluster_config("events", "1.0", "events.mar", {})
-    props = dict(line.split("=", 1) for line in config.splitlines() if "=" in line and not line.startswith("#"))
-    inference_port = int(props["inference_address"].rsplit(":", 1)[1])
-    metrics_port = int(props["metrics_address"].rsplit(":", 1)[1])
-    assert (inference_port, metrics_port) == (kserve.KSERVE_PORTS["inference"], 8082)
-    assert props["model_store"] == "/mnt/models/model-store" and props["disable_token_authorization"] == "true"
+    return dict(line.split("=", 1) for line in config.splitlines() if "=" in line and not line.startswith("#"))
 
-    service = isvc()
+
+def port(props: dict[str, str], api: str) -> int:
+    return int(props[f"{api}_address"].rsplit(":", 1)[1])
+
+
+def test_kserve_runtime_service_and_layout_agree() -> None:
+    props = cluster_props()
+    inference_port, metrics_port, management_port = (port(props, a) for a in ("inference", "metrics", "management"))
+    assert (inference_port, metrics_port) == (kserve.KSERVE_PORTS["inference"], 8082)
+    assert management_port not in (8080, 8081) and props["management_address"].startswith("http://127.0.0.1:")
+    assert props["model_store"] == "/mnt/models/model-store" and props["disable_token_authorization"] == "true"
+    assert props["enable_envvars_config"] == "false"  # no TS_SERVICE_ENVELOPE can turn an envelope on
+
+    service, spec = isvc(), runtime()["spec"]
     assert service["metadata"]["name"] == "events"  # the model name in the layout's model_snapshot
     predictor = service["spec"]["predictor"]
-    assert predictor["pytorch"]["protocolVersion"] in ("v1", "v2")
-    assert predictor["pytorch"]["storageUri"].endswith("/events/1.0")
+    model = predictor["model"]
+    assert model["runtime"] == runtime()["metadata"]["name"]
+    assert {"name": model["modelFormat"]["name"], "version": model["modelFormat"]["version"], "autoSelect": True} \
+        in spec["supportedModelFormats"]
+    assert model["protocolVersion"] in spec["protocolVersions"] == ["v1", "v2"]
+    assert model["storageUri"].endswith("/events/1.0")
     assert 1 <= predictor["minReplicas"] <= predictor["maxReplicas"] and predictor["scaleTarget"] > 0
+    assert predictor["automountServiceAccountToken"] is False
+    (container,) = spec["containers"]
+    assert container["name"] == "kserve-container"
+    assert [p["containerPort"] for p in container["ports"]] == [inference_port]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/ping", "port": inference_port}
+    assert container["livenessProbe"] != container["readinessProbe"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["MODEL_BASE"] == "/mnt/models" and env["SERVER"] == "torchserve" and "TS_SERVICE_ENVELOPE" not in env
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert [m["mountPath"] for m in container["volumeMounts"]] == ["/tmp"] and env["SERVE_DIR"].startswith("/tmp/")
+    assert int(env["DRAIN_SECONDS"]) < predictor["terminationGracePeriodSeconds"]
     header = (DEPLOY / "kserve" / "inferenceservice.yaml").read_text()
-    assert " ".join(kserve.KSERVE_ARGS) in header
+    assert " ".join(kserve.KSERVE_ARGS).replace("--start", "") in header.replace("--start", "")
     assert "--kserve-layout" in header and "config/config.properties" in header and "model-store/events.mar" in header
 
+    policy = yaml.safe_load((DEPLOY / "kserve" / "networkpolicy.yaml").read_text())
+    assert policy["spec"]["podSelector"]["matchLabels"] == {"serving.kserve.io/inferenceservice": "events"}
+    allowed = {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
+    assert {inference_port, metrics_port, 8012} <= allowed and management_port not in allowed
+
+
+def test_plain_kubernetes_deployment_and_layout_agree() -> None:
+    props = cluster_props()
+    inference_port, metrics_port = port(props, "inference"), port(props, "metrics")
     docs = k8s_docs()
-    deployment, svc, hpa, policy = (docs[k] for k in ("Deployment", "Service", "HorizontalPodAutoscaler",
-                                                      "NetworkPolicy"))
+    deployment, svc, hpa, policy, budget = (docs[k] for k in ("Deployment", "Service", "HorizontalPodAutoscaler",
+                                                              "NetworkPolicy", "PodDisruptionBudget"))
     pod = deployment["spec"]["template"]
-    assert deployment["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
-    assert svc["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
-    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    labels = pod["metadata"]["labels"]
+    for selector in (deployment["spec"]["selector"]["matchLabels"], svc["spec"]["selector"],
+                     policy["spec"]["podSelector"]["matchLabels"], budget["spec"]["selector"]["matchLabels"],
+                     *(c["labelSelector"]["matchLabels"] for c in pod["spec"]["topologySpreadConstraints"])):
+        assert selector.items() <= labels.items()
     (container,) = pod["spec"]["containers"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"http": inference_port, "metrics": metrics_port}
     assert {p["targetPort"] for p in svc["spec"]["ports"]} == {"http", "metrics"}
     assert {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]} == {inference_port, metrics_port}
     assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(metrics_port)
+    # The HPA owns the scale: an apply must not reset it.
     assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
-    assert hpa["spec"]["minReplicas"] >= 2 and deployment["spec"]["replicas"] == hpa["spec"]["minReplicas"]
+    assert hpa["spec"]["minReplicas"] >= 2 and "replicas" not in deployment["spec"]
+    assert budget["spec"]["minAvailable"] < hpa["spec"]["minReplicas"]
+    assert {c["topologyKey"] for c in pod["spec"]["topologySpreadConstraints"]} == {
+        "kubernetes.io/hostname", "topology.kubernetes.io/zone"}
+    assert pod["spec"]["automountServiceAccountToken"] is False
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["MODEL_BASE"] == "/mnt/models" and "TS_SERVICE_ENVELOPE" not in env
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert container[probe]["exec"]["command"][0] == "healthcheck.py"
+    # Probes fork nothing; liveness asks something other than readiness.
+    assert container["readinessProbe"]["httpGet"] == container["startupProbe"]["httpGet"] == \
+        {"path": "/ping", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+    assert not any("exec" in container[p] for p in ("startupProbe", "readinessProbe", "livenessProbe"))
+    # Read-only root, a writable /tmp, a drain inside the grace period.
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert [m["mountPath"] for m in container["volumeMounts"]] == ["/tmp"] and env["SERVE_DIR"].startswith("/tmp/")
+    pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert pre_stop + int(env["DRAIN_SECONDS"]) < pod["spec"]["terminationGracePeriodSeconds"]
 
     entrypoint = (DEPLOY / "docker" / "entrypoint.sh").read_text()
     # The runtime's paths: --model-store=/mnt/models/model-store --ts-config=/mnt/models/config/config.properties
@@ -129,19 +208,29 @@ def test_names_ports_layout_and_arguments_agree() -> None:
     assert '--foreground --model-store="$MODEL_STORE" --ts-config="$CONFIG_PATH"' in entrypoint
 
 
+def pins(path: Path) -> dict[str, str]:
+    found = re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", path.read_text(), re.M)
+    return {name.lower(): version for name, version in found}
+
+
 def test_dockerfile_recipe() -> None:
     text = (DEPLOY / "docker" / "Dockerfile").read_text()
     lines = [line for line in text.splitlines() if line and not line.startswith("#")]
-    assert lines[0] == "FROM python:3.11-slim"
-    assert "openjdk-17-jre-headless" in text and "--index-url https://download.pytorch.org/whl/cpu" in text
-    torch_pin = re.search(r"^torch==(\S+)", (ROOT / "requirements.txt").read_text(), re.M).group(1)
-    assert f"torch=={torch_pin}" in text and "-r /tmp/serve-requirements.txt" in text
+    assert re.fullmatch(r"ARG BASE=docker\.io/library/python:3\.11\.\d+-slim-bookworm@sha256:[0-9a-f]{64}", lines[0])
+    assert lines[1] == "FROM ${BASE}"
+    assert "openjdk-17-jre-headless" in text and "download.pytorch.org" not in text
+    assert "--no-index --find-links /tmp/wheels -r /opt/requirements-serve.txt" in text
+    # The serve-only set: pinned as requirements.txt pins them, and no training stack.
+    serve, full = pins(ROOT / "requirements-serve.txt"), pins(ROOT / "requirements.txt")
+    assert serve.items() <= full.items() and {"torch", "torchserve", "transformers", "scipy"} <= serve.keys()
+    assert not {"datasets", "pandas", "pyarrow", "scikit-learn", "matplotlib", "accelerate", "onnx",
+                "torch-model-archiver"} & serve.keys()
     assert "COPY deploy/layout/ /mnt/models/" in text
-    assert "USER model-server" in text and "useradd" in text
+    assert "USER 1000:1000" in text and "useradd --uid 1000" in text
     assert 'ENTRYPOINT ["/usr/local/bin/entrypoint.sh"]' in text
-    assert "EXPOSE 8085 8082" in text
+    assert "EXPOSE 8085 8082" in text and "SERVE_DIR=/tmp/serve" in text
     ignore = (ROOT / ".dockerignore").read_text()
-    assert "!deploy/layout/" in ignore and "!requirements.txt" in ignore
+    assert "!deploy/layout/" in ignore and "!requirements-serve.txt" in ignore and "!deploy/wheels/" in ignore
 
 
 # -- the entrypoint and the probe, run for real ------------------------------------------------------

@@ -170,3 +170,28 @@ def test_unknown_or_bad_settings_stop_the_worker_with_a_message(tiny_run: Path) 
         handler_with(tiny_run, max_itmes=3)
     with pytest.raises(SettingsError, match="'max_batch_cost' must be a positive integer"):
         handler_with(tiny_run, max_batch_cost=0)
+
+
+def test_kserve_bodies_are_unwrapped_and_bounded_in_process(handler: EventTaxonomyHandler, tiny_run: Path) -> None:
+    v2 = {"id": "r", "inputs": [{"name": "e", "datatype": "BYTES", "shape": [2],
+                                 "data": [json.dumps({"text": "dj club"}), "peloton road bike"]}]}
+    bodies = [{"instances": [{"text": "dj club"}, {"data": {"title": "bike"}}]}, {"instances": [{"text": "a"}] * 5},
+              v2, {"inputs": [{"name": "e", "datatype": "FP32", "data": [1.0]}]},
+              json.dumps({"instances": [{"text": "dj club"}]}).encode()]  # decode_input_request=false
+    answers, codes, _ = run(handler, tiny_run, bodies)
+    assert codes == [200, 413, 200, 400, 200]
+    assert answers[4]["predictions"] == answers[0]["predictions"][:1]
+    assert [type(p) for p in answers[0]["predictions"]] == [dict, dict]
+    assert "has 5 instances; the limit is 4 events per request" in answers[1]["message"]
+    (output,) = answers[2]["outputs"]
+    assert answers[2]["id"] == "r" and output["name"] == "e" and output["shape"] == [2]
+    assert json.loads(output["data"][0])["path"] == answers[0]["predictions"][0]["path"]
+    assert "'datatype' must be BYTES" in answers[3]["message"]
+
+
+def test_an_envelope_that_explodes_one_request_gets_one_413(handler: EventTaxonomyHandler, tiny_run: Path) -> None:
+    """TorchServe's own KServe envelope makes each instance an item of the one request."""
+    context = make_context(tiny_run, 1)
+    answers = handler.handle([{"body": 1}] * 5, context)
+    assert len(answers) == 1 and context.get_response_status(0)[0] == 413
+    assert "5 instances in one request" in json.loads(answers[0])["message"]
