@@ -27,6 +27,7 @@ class PathAnswer(TypedDict, total=False):
     path: list[str]
     path_score: float
     top_k: list[PathOption]
+    abstain: bool  # no path fits: path_score under the rule's threshold (handlers/abstention.py)
     id: str | int
 
 
@@ -36,6 +37,7 @@ class LevelAnswer(TypedDict, total=False):
     label: str
     score: float
     top_k: list[Scored]
+    abstain: bool  # score under the rule's threshold (handlers/abstention.py)
     id: str | int
 
 

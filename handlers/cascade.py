@@ -19,8 +19,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from transformers import AutoTokenizer
 
-from handlers import ranking
-from handlers import routing
+from handlers import abstention, ranking, routing
 from handlers.answers import LevelAnswer, PathAnswer, level_answer
 from handlers.batching import (IDS_CALL_COST, STATES_CALL_COST, autocast, bf16_linears, padded_chunks,
                                resolve_precision)
@@ -56,8 +55,8 @@ class Cascade:
     bf16 on such a CPU and fp32 elsewhere (and on GPUs), as a default archive serves, so
     offline scores match served answers on the same machine. ``self.precision`` says which ran.
 
-    ``routing=False`` runs every candidate taxonomy's subtaxonomy model instead of only those
-    an answer can need (handlers/routing.py): the same answers, more passes; for benchmarks.
+    ``routing=False`` runs every candidate taxonomy's subtaxonomy model, not only those an
+    answer can need (handlers/routing.py): the same answers, more passes; for benchmarks.
     """
 
     def __init__(
@@ -80,8 +79,7 @@ class Cascade:
         self.decoding = decoding or self.hierarchy.decoding
         if self.decoding not in ("greedy", "joint"):
             raise ValueError(f"decoding must be 'greedy' or 'joint', not {self.decoding!r}")
-        self.beam_width = max(1, int(beam_width))
-        self.routing = routing
+        self.beam_width, self.routing = max(1, int(beam_width)), routing
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.run_dir / TOKENIZER_DIR))
         self.pad_id = self.tokenizer.pad_token_id or 0
         if quantize not in (None, "", "int8"):
@@ -193,12 +191,14 @@ class Cascade:
         events: Sequence[Event],
         top_k: int | Sequence[int] = 1,
         timings: dict[str, float] | None = None,
+        min_score: float | Sequence[float | None] | None = None,
     ) -> list[PathAnswer] | list[LevelAnswer]:
-        """JSON-ready answers, one per event, in order: a ``PathAnswer`` each for a cascade,
-        a ``LevelAnswer`` each for a single-level archive.
+        """JSON-ready answers, one per event, in order: a ``PathAnswer`` each for a cascade, a
+        ``LevelAnswer`` each for a single-level archive; each says whether it abstains.
 
-        ``top_k`` is one number for all events or one per event. ``timings``, when given,
-        receives the milliseconds spent per level (``TAXONOMY_MS``, ``SUBTAXONOMY_MS``).
+        ``top_k`` is one number for all events or one per event; ``min_score`` likewise, the
+        caller's abstention threshold (None: hierarchy.json's rule, handlers/abstention.py).
+        ``timings``, when given, receives the milliseconds per level (``TAXONOMY_MS``, ``SUBTAXONOMY_MS``).
         """
         n = len(events)
         if n == 0:
@@ -207,19 +207,19 @@ class Cascade:
         if len(ks) != n:
             raise ValueError(f"{len(ks)} top_k values for {n} events")
         if self.hierarchy.single_level:
-            inputs = self.encode(events)
-            tax_probs = self.level_probs(self.hierarchy.taxonomy, inputs)
-            return [level_answer(self.hierarchy.taxonomy.labels, tax_probs[i], ks[i]) for i in range(n)]
-        scores = self.path_scores(events, ks, timings)
-        return [self.path_answer(*scores.of(i), ks[i]) for i in range(n)]
+            tax_probs = self.level_probs(self.hierarchy.taxonomy, self.encode(events))
+            answers = [level_answer(self.hierarchy.taxonomy.labels, tax_probs[i], ks[i]) for i in range(n)]
+        else:
+            scores = self.path_scores(events, ks, timings)
+            answers = [self.path_answer(*scores.of(i), ks[i]) for i in range(n)]
+        return abstention.mark(answers, self.hierarchy.abstention, min_score)
 
     def path_scores(self, events: Sequence[Event], ks: Sequence[int],
                     timings: dict[str, float] | None = None) -> PathScores:
         """Every probability the answers are made of: the taxonomy level's, the subtaxonomy
         levels' of the taxonomies each answer needs (handlers/routing.py), and the paths
         level's when it is mixed in."""
-        clock = time.perf_counter()
-        inputs = self.encode(events)
+        clock, inputs = time.perf_counter(), self.encode(events)
         tax_probs = self.level_probs(self.hierarchy.taxonomy, inputs)
         paths = self.level_probs(self.hierarchy.paths, inputs) if self.paths_weight > 0 else None
         _add(timings, TAXONOMY_MS, clock)

@@ -139,7 +139,8 @@ class EventTaxonomyHandler:
         if not events:
             return {}
         try:
-            flat = self.cascade.predict(events, [k for _, _, ks, _ in requests for k in ks], timings)
+            flat = self.cascade.predict(events, [k for _, _, ks, _ in requests for k in ks], timings,
+                                        [f for _, _, _, parsed in requests for f in _floors(parsed)])
         except Exception:
             logger.warning("batch of %d requests failed; retrying them one by one", len(admitted), exc_info=True)
         else:
@@ -151,7 +152,7 @@ class EventTaxonomyHandler:
         results = {}
         for idx, found, ks, parsed in requests:  # isolate the request that made the batch fail
             try:
-                results[idx] = _split(self.cascade.predict(found, ks, timings), parsed)
+                results[idx] = _split(self.cascade.predict(found, ks, timings, _floors(parsed)), parsed)
             except Exception as exc:
                 logger.warning("request %d failed on its own", idx, exc_info=True)
                 refuse(idx, 422, f"the events of this request could not be classified ({type(exc).__name__})")
@@ -176,11 +177,16 @@ class EventTaxonomyHandler:
             for level, ms in timings.items():
                 metrics.add_time(METRIC_NAMES[level], ms, None, "ms", dims())
             counts: dict[str, int] = {}
+            abstained: dict[str, int] = {}
             for result in results:
                 label = result["label"] if self.cascade.hierarchy.single_level else result["taxonomy"]["label"]
                 counts[label] = counts.get(label, 0) + 1
+                if result.get("abstain"):  # no path fits: counted under the best path's taxonomy
+                    abstained[label] = abstained.get(label, 0) + 1
             for label, count in counts.items():
                 metrics.add_counter("PredictionsPerTaxonomy", count, None, dims(Dimension("Taxonomy", label)))
+            for label, count in abstained.items():
+                metrics.add_counter("AbstentionsPerTaxonomy", count, None, dims(Dimension("Taxonomy", label)))
         except Exception:  # metrics must never fail a prediction
             logger.warning("could not record metrics", exc_info=True)
 
@@ -207,6 +213,11 @@ def _parse(body: Any, label: str, settings: HandlerSettings) -> ParsedRequest:
         return parse_request(body, settings)
     except RequestError as exc:
         raise RequestError(f"{label}{exc}") from None
+
+
+def _floors(parsed: list[ParsedRequest]) -> list[float | None]:
+    """Per event of a request's bodies, the caller's min_score (None: the run's abstention rule)."""
+    return [f for p in parsed for f in (p.min_score or [None] * len(p.events))]
 
 
 def _split(flat: list[dict[str, Any]], parsed: list[ParsedRequest]) -> list[list[dict[str, Any]]]:

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Mapping
 
+from handlers.abstention import Abstention
 from handlers.text import DEFAULT_MAX_WINDOWS, TextFormat
 
 # 2 added the shared trunk, 3 the lexical features every TF-IDF model reads; runs of version 1
@@ -136,6 +137,8 @@ class Hierarchy:
     paths_weight: float = 0.0
     # The TF-IDF features every level's lexical model reads (handlers/lexical.py), stored once.
     lexical_features: str | None = None
+    # When no path fits (handlers/abstention.py): chosen on val; a run recorded without one never abstains.
+    abstention: Abstention = field(default_factory=Abstention)
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -183,6 +186,7 @@ class Hierarchy:
             "trunk": asdict(self.trunk) if self.trunk else None,
             **({"paths": {**self.paths.to_json(), "weight": self.paths_weight}} if self.paths else {}),
             **({"lexical_features": self.lexical_features} if self.lexical_features else {}),
+            **({"abstention": self.abstention.to_json()} if self.abstention != Abstention() else {}),
         }
 
     @classmethod
@@ -212,6 +216,7 @@ class Hierarchy:
                 paths=Level.from_json(data["paths"]) if data.get("paths") else None,
                 paths_weight=float((data.get("paths") or {}).get("weight", 0.0)),
                 lexical_features=str(data["lexical_features"]) if data.get("lexical_features") else None,
+                abstention=Abstention.from_json(data.get("abstention")),
                 schema_version=SCHEMA_VERSION,
             )
         except HierarchyError:

@@ -32,6 +32,7 @@ class ParsedRequest:
     events: list[dict[str, Any]]
     top_k: list[int]
     is_array: bool
+    min_score: list[float | None] | None = None  # per event, the caller's abstention threshold (None: the run's)
 
 
 def request_body(request: Any) -> Any:
@@ -74,14 +75,25 @@ def parse_request(body: Any, limits: HandlerSettings = HandlerSettings()) -> Par
             raise RequestError("the array is empty: send at least one event")
         if len(body) > limits.max_items:
             raise RequestError(f"the array has {len(body)} events; the limit is {limits.max_items} per request")
-        events, ks = [], []
+        events, ks, floors = [], [], []
         for index, item in enumerate(body):
             event, k = _parse_event(item, limits, f"item {index}: ")
             events.append(event)
             ks.append(k)
-        return ParsedRequest(events, ks, True)
+            floors.append(_parse_min_score(item, f"item {index}: "))
+        return ParsedRequest(events, ks, True, floors)
     event, k = _parse_event(body, limits, "")
-    return ParsedRequest([event], [k], False)
+    return ParsedRequest([event], [k], False, [_parse_min_score(body, "")])
+
+
+def _parse_min_score(item: Any, where: str) -> float | None:
+    """The caller's abstention threshold for this event: answers scoring below it abstain."""
+    value = item.get("min_score") if isinstance(item, dict) else None
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise RequestError(f"{where}'min_score' must be a number from 0 to 1, got {_describe(value)}")
+    return float(value)
 
 
 def _parse_event(item: Any, limits: HandlerSettings, where: str) -> tuple[dict[str, Any], int]:

@@ -6,7 +6,8 @@
 
 Reads CSV, JSON Lines or Parquet (same column flags as training) and writes the same
 formats (chosen by OUT's extension): every input column kept, plus taxonomy, subtaxonomy,
-their scores, path_score and the top-k paths as JSON. Rows with no text get empty
+their scores, path_score, ``abstain`` (true where no path fits: the run's rule, or
+``--min-score``) and the top-k paths as JSON. Rows with no text get empty
 predictions and an ``error`` column instead of stopping the run.
 """
 
@@ -22,6 +23,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 
+from handlers.abstention import fraction_argument
 from training.data import DataError
 
 
@@ -63,13 +65,14 @@ def predictor(args: argparse.Namespace):
         from handlers.cascade import Cascade
 
         cascade = Cascade(args.run, max_batch=args.batch_size)
-        return lambda events: cascade.predict(events, top_k=args.top_k)
+        return lambda events: cascade.predict(events, top_k=args.top_k, min_score=args.min_score)
     from serving import tsctl
 
     server = tsctl.Server()
 
     def remote(events: list[dict]) -> list[dict]:
-        body = json.dumps([{**e, "top_k": args.top_k} for e in events]).encode()
+        floor = {} if args.min_score is None else {"min_score": args.min_score}
+        body = json.dumps([{**e, "top_k": args.top_k, **floor} for e in events]).encode()
         code, text = server.call("inference", "POST", f"/predictions/{args.server}", body,
                                  {"Content-Type": "application/json"})
         if code != 200:
@@ -89,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--title-column", default="title")
     p.add_argument("--description-column", default="description")
     p.add_argument("--top-k", type=int, default=3, help="paths per row")
+    p.add_argument("--min-score", type=fraction_argument, default=None,
+                   help="abstain below this path_score (default: the rule recorded in the run's hierarchy.json)")
     p.add_argument("--batch-size", type=int, default=32, help="events per call (the server caps arrays at 64)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
@@ -127,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     out["subtaxonomy_pred"] = [answers[i]["subtaxonomy"]["label"] if i in answers else "" for i in range(len(frame))]
     out["subtaxonomy_score"] = [answers[i]["subtaxonomy"]["score"] if i in answers else None for i in range(len(frame))]
     out["path_score"] = [answers[i]["path_score"] if i in answers else None for i in range(len(frame))]
+    out["abstain"] = [bool(answers[i].get("abstain")) if i in answers else None for i in range(len(frame))]
     out["top_k"] = [json.dumps(answers[i]["top_k"], ensure_ascii=False) if i in answers else ""
                     for i in range(len(frame))]
     out["error"] = [errors.get(i, "") for i in range(len(frame))]

@@ -72,7 +72,9 @@ def test_page_shows_the_served_prediction(browser, page: DemoPage, registered) -
                                  {"Content-Type": "application/json"})
     assert code == 200
     answer = json.loads(body)
-    assert browser.find_element(By.ID, "path").text == " › ".join(answer["path"])
+    guess = "Best guess: " if answer["abstain"] else ""  # an abstention: a notice, the paths still shown
+    assert browser.find_element(By.ID, "path").text == guess + " › ".join(answer["path"])
+    assert browser.find_element(By.ID, "abstain").is_displayed() is answer["abstain"]
     assert browser.find_element(By.ID, "path-score").text == f"{100 * answer['path_score']:.1f}%"
     assert browser.find_element(By.ID, "taxonomy").text == answer["taxonomy"]["label"]
     assert browser.find_element(By.ID, "subtaxonomy").text == answer["subtaxonomy"]["label"]

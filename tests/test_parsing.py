@@ -33,6 +33,9 @@ def test_arrays_keep_order_and_per_item_top_k() -> None:
     assert parsed.is_array
     assert parsed.events == [{"title": "a"}, {"text": "plain b"}, {"text": "c"}]
     assert parsed.top_k == [3, 3, 1]
+    assert parsed.min_score == [None, None, None]
+    assert parse_request([{"title": "a", "min_score": 0}, {"title": "b", "min_score": 0.25}]).min_score == [0.0, 0.25]
+    assert parse_request({"text": "a", "min_score": 1}).min_score == [1.0]
 
 
 @pytest.mark.parametrize(
@@ -58,6 +61,9 @@ def test_arrays_keep_order_and_per_item_top_k() -> None:
         ({"title": "a", "top_k": "3"}, "'top_k' must be an integer"),
         ({"title": "a", "top_k": True}, "'top_k' must be an integer"),
         ({"title": "a", "id": {"x": 1}}, "'id' must be a string or an integer"),
+        ({"title": "a", "min_score": 1.5}, "'min_score' must be a number from 0 to 1, got 1.5"),
+        ('{"title": "a", "min_score": NaN}', "'min_score' must be a number from 0 to 1, got nan"),
+        ([{"title": "a"}, {"title": "b", "min_score": "0.5"}], "item 1: 'min_score' must be a number"),
     ],
 )
 def test_bad_bodies_raise_a_request_error_that_says_why(body, message) -> None:

@@ -48,7 +48,7 @@ def assert_same_answers(served: list[dict], expected: list[dict], tolerance: flo
     """The same path and scores, and every path of the top_k list with its score, in order."""
     assert len(served) == len(expected)
     for s, e in zip(served, expected):
-        assert s["path"] == e["path"]
+        assert s["path"] == e["path"] and s["abstain"] is e["abstain"]
         assert s["path_score"] == pytest.approx(e["path_score"], abs=tolerance)
         for level in ("taxonomy", "subtaxonomy"):
             assert s[level]["label"] == e[level]["label"]
@@ -75,6 +75,29 @@ def test_served_answers_equal_offline_evaluation(registered, tiny_run: Path, eve
     assert code == 200
     assert_same_answers(json.loads(body), offline)
     assert_same_answers(served_one_by_one(registered, "events", events), offline)
+
+
+def test_served_abstentions_equal_offline_evaluation(registered, tiny_run: Path, events_csv: Path) -> None:
+    """The recorded rule and a per-request min_score set between the answers' scores: the
+    server abstains on exactly the events the in-process cascade abstains on."""
+    from handlers.cascade import Cascade
+
+    rows = held_out(events_csv)
+    cascade = Cascade(tiny_run)
+    offline = evaluate_frame(cascade, rows).answers
+    ranked = sorted(a["path_score"] for a in offline)
+    floor = round((ranked[len(ranked) // 2 - 1] + ranked[len(ranked) // 2]) / 2, 6)  # half abstain
+    events = rows[["title", "description"]].to_dict("records")
+    expected = cascade.predict(events, min_score=floor)
+    assert 0 < sum(a["abstain"] for a in expected) < len(expected)
+    before = counter(registered, "AbstentionsPerTaxonomy", "events")
+    code, body = predict(registered, json.dumps([{**e, "top_k": 1, "min_score": floor} for e in events]))
+    assert code == 200
+    assert_same_answers(json.loads(body), expected)
+    assert counter(registered, "AbstentionsPerTaxonomy", "events") - before == sum(a["abstain"] for a in expected)
+    assert_same_answers(served_one_by_one(registered, "events", [{**e, "top_k": 1} for e in events]), offline)
+    code, body = predict(registered, json.dumps({"text": "dj", "min_score": 3}))
+    assert code == 400 and "'min_score' must be a number from 0 to 1, got 3" in body
 
 
 def test_served_top_k_lists_equal_the_cascades(registered, tiny_run: Path, events_csv: Path) -> None:

@@ -6,6 +6,8 @@ from typing import Any, Sequence
 
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
+from handlers import abstention
+
 
 def level_scores(true: Sequence[str], pred: Sequence[str]) -> dict[str, Any]:
     """Accuracy, macro and weighted F1, and per-class precision/recall/F1/support."""
@@ -58,4 +60,13 @@ def cascade_scores(
             "per_taxonomy": per_taxonomy,
         },
         "path_accuracy": path_hits / n if n else None,
+        "abstention": abstention_scores(true_tax, true_sub, answers),
     }
+
+
+def abstention_scores(true_tax: Sequence[str], true_sub: Sequence[str],
+                      answers: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The run's abstention rule on one split (handlers/abstention.py): coverage, path accuracy
+    counting abstentions wrong, and path accuracy over the answers kept."""
+    right = [tuple(a["path"]) == (t, s) for t, s, a in zip(true_tax, true_sub, answers)]
+    return abstention.scores(right, [bool(a.get("abstain")) for a in answers])

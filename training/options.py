@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from handlers.abstention import DEFAULT_COVERAGE, coverage_argument
 from handlers.text import DEFAULT_MAX_WINDOWS
 from training.tracking import DEFAULT_EXPERIMENT
 
@@ -113,6 +114,9 @@ def _training_options(p: argparse.ArgumentParser) -> None:
                         "probabilities into each path's score with weight W; auto: the W from 0, 0.1, ..., 1 "
                         "that scores best on val, kept when it gains at least 0.25 points over no head; off: no head. "
                         "With --lexical auto a TF-IDF model over the paths is weighed in too (its share chosen on val)")
+    t.add_argument("--abstain-coverage", type=coverage_argument, default=DEFAULT_COVERAGE, metavar="C|off",
+                   help="answers abstain (\"abstain\": true, no path fits) below a path_score threshold chosen so "
+                        f"that a share C of val answers is kept (default {DEFAULT_COVERAGE}); off: never abstain")
     t.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="CPU training arithmetic: bf16 autocast trains about twice as fast on CPUs with native "
                         "bf16 (avx512_bf16, AMX); auto: bf16 on such CPUs, fp32 elsewhere (a GPU uses fp16)")

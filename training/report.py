@@ -14,7 +14,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.metrics import confusion_matrix  # noqa: E402
 
+from handlers.abstention import DEFAULT_COVERAGE  # noqa: E402
 from handlers.cascade import Cascade  # noqa: E402
+from training.abstain import choose_abstention, plot_coverage  # noqa: E402
 from training.decoding import choose_decoding, choose_paths_weight  # noqa: E402
 from training.evaluate import evaluate_frame, summary_line  # noqa: E402
 
@@ -100,6 +102,8 @@ def write_report(run_dir: Path, metrics: dict[str, Any], summaries: list[dict[st
             ([f"TF-IDF share {head['lexical_share']}"] if head.get("lexical_share") else [])
         lines += [f"Paths level: weight {head['weight']}{' (' + ', '.join(parts) + ')' if parts else ''} "
                   f"(val path accuracy {_pct(by_weight[str(head['weight'])])}; without it {_pct(by_weight['0.0'])})", ""]
+    if "abstention" in metrics:
+        lines += [abstention_line(metrics), ""]
     if info["split"]["rare_in_train"]:
         lines += ["Paths too rare to stratify, kept in train only: "
                   + ", ".join(info["split"]["rare_in_train"]), ""]
@@ -138,6 +142,18 @@ def write_report(run_dir: Path, metrics: dict[str, Any], summaries: list[dict[st
     return path
 
 
+def abstention_line(metrics: dict[str, Any]) -> str:
+    """The report.md line of the rule: its threshold, and per split its coverage and accuracies."""
+    rule = metrics["abstention"]
+    if not rule["min_score"]:
+        return f"Abstention: none (target coverage {rule['target_coverage']})"
+    parts = [f"{split} coverage {_pct(m['abstention']['coverage'])}, path acc counting abstentions wrong "
+             f"{_pct(m['abstention']['accuracy_abstain_wrong'])}, when answered "
+             f"{_pct(m['abstention']['accuracy_when_answered'])}" for split, m in metrics["splits"].items()]
+    return (f"Abstention: path_score below {rule['min_score']:.6f} (chosen for val coverage "
+            f"{rule['target_coverage']}): " + "; ".join(parts))
+
+
 def energy_lines(energy: dict[str, Any]) -> list[str]:
     """The report.md section: figures first, then how they were obtained."""
     return [
@@ -170,6 +186,9 @@ def evaluate_and_report(run_tmp: Path, frame: pd.DataFrame, summaries: list[dict
             continue
         result = tried.get(metrics["decoding"]) if split == "val" else None
         result = result or evaluate_frame(cascade, rows, given=val_given if split == "val" else None)
+        if split == "val":
+            choose_abstention(cascade, rows, result, info["args"].get("abstain_coverage", DEFAULT_COVERAGE),
+                              run_tmp, metrics)
         metrics["splits"][split] = result.scores
         print(summary_line(split, result.scores), flush=True)
         last = (split, rows, result)
@@ -194,6 +213,8 @@ def evaluate_and_report(run_tmp: Path, frame: pd.DataFrame, summaries: list[dict
             plot_confusion([rows.subtaxonomy.iloc[i] for i in mine], [result.given[i] for i in mine], level.labels,
                            f"{tax}: subtaxonomy given taxonomy ({split})", run_tmp / name)
             images.append(name)
+        images.append(plot_coverage(rows, result.answers, cascade.hierarchy.abstention,
+                                    split, run_tmp / "abstention_coverage.png").name)
     for s in summaries:
         name = f"curves_{s['folder'].replace('/', '_')}.png"
         plot_curves(s["history"], s["name"], run_tmp / name)

@@ -25,7 +25,8 @@ function explain(status, body) {
 
 function showAnswer(answer) {
   $("error").hidden = true;
-  $("path").textContent = answer.path.join(" › ");
+  $("abstain").hidden = !answer.abstain;
+  $("path").textContent = (answer.abstain ? "Best guess: " : "") + answer.path.join(" › ");
   $("path-score").textContent = percent(answer.path_score);
   for (const level of ["taxonomy", "subtaxonomy"]) {
     $(level).textContent = answer[level].label;
