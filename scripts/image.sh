@@ -16,8 +16,9 @@
 #   it is here or a registry answers; else a Debian bookworm base made here with mmdebstrap
 #   from Debian's packages (localhost/debian:bookworm).
 # run: serves on 127.0.0.1:PORT (inference: /predictions, KServe v1 and v2) and the metrics on
-#   127.0.0.1:METRICS-PORT, with a read-only root filesystem; TorchServe writes only in a tmpfs at /tmp.
-#   Ctrl-C or SIGTERM drains the requests in flight, then stops.
+#   127.0.0.1:METRICS-PORT (the KServe server's: on PORT, /metrics), with a read-only root
+#   filesystem; the server writes only in a tmpfs at /tmp. Ctrl-C or SIGTERM drains the requests
+#   in flight, then stops. --tag localhost/event-taxonomy-kserve:1.0 runs the KServe server's image.
 #
 # Environment: ENGINE (docker or podman; default docker when its daemon answers, else podman),
 # IMAGE_CACHE (default ~/.cache/event-taxonomy-image), OCI_RUNTIME (podman's runtime; default
