@@ -60,11 +60,14 @@ def test_non_root_read_only_and_no_torchserve(container: Container) -> None:
     for absent in ("java", "torchserve"):
         assert container.exec("sh", "-c", f"command -v {absent}").returncode != 0, f"{absent} is in the image"
     assert container.exec("python3", "-c", "import ts").returncode != 0, "TorchServe's package is in the image"
+    # deploy/kserve/inferenceservice-kserve-server.yaml's command, from any working directory.
+    usage = container.exec("python", "-m", "serving.kserve_server", "--help")
+    assert usage.returncode == 0 and "--model-dir" in usage.stdout, usage.stderr
 
 
 @image_test
 def test_three_protocols_answer_like_the_cascade(container: Container, tiny_run: Path) -> None:
-    assert_three_protocols_answer_like_the_cascade(container, tiny_run)
+    assert_three_protocols_answer_like_the_cascade(container, tiny_run, output="answers")  # its metadata's name
 
 
 @image_test
