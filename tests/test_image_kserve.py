@@ -16,7 +16,7 @@ from typing import Iterator
 import pytest
 
 from serving.container import ROOT, Container
-from tests.protocol_calls import call, metric
+from tests.protocol_calls import call, metric, v1
 from tests.test_deploy import pins
 from tests.test_image import (assert_non_root_and_read_only, assert_three_protocols_answer_like_the_cascade,
                               build_image, running, sigterm_during_requests)
@@ -68,6 +68,10 @@ def test_non_root_read_only_and_no_torchserve(container: Container) -> None:
 @image_test
 def test_three_protocols_answer_like_the_cascade(container: Container, tiny_run: Path) -> None:
     assert_three_protocols_answer_like_the_cascade(container, tiny_run, output="answers")  # its metadata's name
+    # v1's instances are one array here, refused as /predictions refuses one (TorchServe's envelope
+    # splits them into items and answers 413 "... instances in one request").
+    code, answer = v1(container.url, "events", [1] * 8000)
+    assert code == 400 and answer["message"] == "the array has 8000 events; the limit is 64 per request"
 
 
 @image_test
