@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The serving image (deploy/docker/Dockerfile): build it and run it, with docker or podman.
 #
-#   scripts/image.sh build [--layout DIR] [--base IMAGE] [--tag TAG]
+#   scripts/image.sh build [--server torchserve|kserve] [--layout DIR] [--base IMAGE] [--tag TAG]
 #   scripts/image.sh run [--tag TAG] [--port 8085] [--metrics-port 8082] [--name NAME] [-- ENGINE-RUN-ARGS...]
 #
-# build: DIR is a layout written by `scripts/build.sh --run RUN --name events --kserve-layout DIR`
-#   (config/config.properties and model-store/NAME.mar; default deploy/layout). The serve-only
-#   wheels (requirements-serve.txt) are downloaded once into the cache with pip on this machine;
+# build: --server kserve builds the image of KServe's Python model server (serving/kserve_server.py,
+#   requirements-kserve-serve.txt: no Java, no TorchServe; default tag localhost/event-taxonomy-kserve:1.0)
+#   instead of TorchServe's; both serve the same layout on the same port. DIR is a layout written by `scripts/build.sh --run RUN --name events --kserve-layout DIR`
+#   (config/config.properties and model-store/NAME.mar; default deploy/layout). The server's
+#   serve-only wheels are downloaded once into the cache with pip on this machine;
 #   the build installs from them alone, so it needs neither PyPI nor PyTorch's index. The torch
 #   wheel must be a CPU build (put one in PIP_FIND_LINKS, or download it with
 #   `pip download --index-url https://download.pytorch.org/whl/cpu torch==X -d CACHE/wheels`).
@@ -14,8 +16,9 @@
 #   it is here or a registry answers; else a Debian bookworm base made here with mmdebstrap
 #   from Debian's packages (localhost/debian:bookworm).
 # run: serves on 127.0.0.1:PORT (inference: /predictions, KServe v1 and v2) and the metrics on
-#   127.0.0.1:METRICS-PORT, with a read-only root filesystem; TorchServe writes only in a tmpfs at /tmp.
-#   Ctrl-C or SIGTERM drains the requests in flight, then stops.
+#   127.0.0.1:METRICS-PORT (the KServe server's: on PORT, /metrics), with a read-only root
+#   filesystem; the server writes only in a tmpfs at /tmp. Ctrl-C or SIGTERM drains the requests
+#   in flight, then stops. --tag localhost/event-taxonomy-kserve:1.0 runs the KServe server's image.
 #
 # Environment: ENGINE (docker or podman; default docker when its daemon answers, else podman),
 # IMAGE_CACHE (default ~/.cache/event-taxonomy-image), OCI_RUNTIME (podman's runtime; default
@@ -23,7 +26,7 @@
 set -euo pipefail
 source "$(dirname "$0")/_python.sh"
 
-TAG="localhost/event-taxonomy:1.0"
+TAG=""
 CACHE="${IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/event-taxonomy-image}"
 LOCAL_BASE="localhost/debian:bookworm"
 PUBLIC_BASE="$(sed -n 's/^ARG BASE=//p' "$ROOT/deploy/docker/Dockerfile")"
@@ -73,15 +76,16 @@ pick_base() {
     fi
 }
 
-# requirements-serve.txt as wheels, downloaded again only when the file changes.
+# The server's requirements file as wheels (one folder each), downloaded again only when it changes.
 wheelhouse() {
-    local wheels="$CACHE/wheels" stamp
-    stamp="$(sha256sum "$ROOT/requirements-serve.txt" | cut -c1-16)"
+    local requirements="$1" wheels="$CACHE/wheels" stamp
+    [ "$requirements" = requirements-serve.txt ] || wheels="$CACHE/wheels-${requirements%.txt}"
+    stamp="$(sha256sum "$ROOT/$requirements" | cut -c1-16)"
     if [ "$(cat "$wheels/.stamp" 2>/dev/null)" != "$stamp" ]; then
         rm -rf "$wheels"
         mkdir -p "$wheels"
-        echo "image.sh: downloading the serve-only wheels into $wheels" >&2
-        "$PY" -m pip download --quiet --only-binary=:all: --dest "$wheels" -r "$ROOT/requirements-serve.txt" >&2
+        echo "image.sh: downloading the serve-only wheels ($requirements) into $wheels" >&2
+        "$PY" -m pip download --quiet --only-binary=:all: --dest "$wheels" -r "$ROOT/$requirements" >&2
         echo "$stamp" > "$wheels/.stamp"
     fi
     local torch
@@ -94,39 +98,47 @@ wheelhouse() {
 }
 
 build() {
-    local layout="$ROOT/deploy/layout" base=""
+    local layout="$ROOT/deploy/layout" base="" server=torchserve requirements
     while [ $# -gt 0 ]; do
         case "$1" in
+            --server) server="$2"; shift 2 ;;
             --layout) layout="$2"; shift 2 ;;
             --base) base="$2"; shift 2 ;;
             --tag) TAG="$2"; shift 2 ;;
             *) die "build: unknown argument $1" ;;
         esac
     done
+    case "$server" in
+        torchserve) requirements=requirements-serve.txt; [ -n "$TAG" ] || TAG="localhost/event-taxonomy:1.0" ;;
+        kserve) requirements=requirements-kserve-serve.txt; [ -n "$TAG" ] || TAG="localhost/event-taxonomy-kserve:1.0" ;;
+        *) die "build: --server is torchserve or kserve, not $server" ;;
+    esac
     [ -f "$layout/config/config.properties" ] && ls "$layout"/model-store/*.mar >/dev/null 2>&1 \
         || die "no layout at $layout: write one with scripts/build.sh --run RUN --name events --kserve-layout $layout"
     pick_engine
     local started wheels
     started=$(date +%s)
     [ -n "$base" ] || base="$(pick_base)"
-    wheels="$(wheelhouse)"
+    wheels="$(wheelhouse "$requirements")"
     # The build context holds only what the Dockerfile copies, at the paths it names.
     mkdir -p "$CACHE"
     context="$(mktemp -d "$CACHE/context.XXXXXX")"
     trap 'rm -rf "$context"' EXIT
     mkdir -p "$context/deploy/docker"
-    cp "$ROOT/requirements-serve.txt" "$context/"
+    cp "$ROOT/$requirements" "$context/"
+    cp -r "$ROOT/handlers" "$ROOT/serving" "$context/"
+    find "$context/handlers" "$context/serving" -name __pycache__ -prune -exec rm -rf {} +
     cp "$ROOT/deploy/docker/Dockerfile" "$ROOT/deploy/docker/entrypoint.sh" "$ROOT/deploy/docker/healthcheck.py" \
         "$ROOT/deploy/docker/drain.py" "$context/deploy/docker/"
     cp -rL "$layout" "$context/deploy/layout"
     cp -al "$wheels" "$context/deploy/wheels" 2>/dev/null || cp -r "$wheels" "$context/deploy/wheels"
-    local args=(build -f "$context/deploy/docker/Dockerfile" --build-arg "BASE=$base" -t "$TAG")
+    local args=(build -f "$context/deploy/docker/Dockerfile" --build-arg "BASE=$base" --build-arg "SERVER=$server" -t "$TAG")
     if [ "$ENGINE" = podman ]; then args+=(--format docker --network host "${RUN_ARGS[@]}"); fi
-    echo "image.sh: building $TAG on $base with $ENGINE" >&2
+    echo "image.sh: building $TAG ($server) on $base with $ENGINE" >&2
     "$ENGINE" "${ENGINE_ARGS[@]}" "${args[@]}" "$context"
     local size
     size="$("$ENGINE" "${ENGINE_ARGS[@]}" image inspect --format '{{.Size}}' "$TAG")"
-    echo "image.sh: built $TAG on $base in $(( $(date +%s) - started )) s, $(( size / 1000000 )) MB"
+    echo "image.sh: built $TAG ($server) on $base in $(( $(date +%s) - started )) s, $(( size / 1000000 )) MB"
 }
 
 run() {
@@ -141,6 +153,7 @@ run() {
             *) die "run: unknown argument $1" ;;
         esac
     done
+    [ -n "$TAG" ] || TAG="localhost/event-taxonomy:1.0"
     pick_engine
     have_image "$TAG" || die "no image $TAG here: scripts/image.sh build first"
     exec "$ENGINE" "${ENGINE_ARGS[@]}" run --rm --name "$name" --read-only \

@@ -1,5 +1,6 @@
 #!/bin/sh
-# Container entrypoint: TorchServe in the foreground from a KServe-style layout.
+# Container entrypoint: TorchServe (SERVER=torchserve) or KServe's Python model server
+# (SERVER=kserve, an image built with that build argument) in the foreground from a KServe-style layout.
 #   MODEL_BASE (default /mnt/models) holds config/config.properties and model-store/*.mar,
 #   the folder archives/build.py --kserve-layout writes (the image bakes one in).
 # Every path can be overridden by the environment, so this runs outside a container too
@@ -14,13 +15,35 @@ CONFIG_PATH="${CONFIG_PATH:-$MODEL_BASE/config/config.properties}"
 MODEL_STORE="${MODEL_STORE:-$MODEL_BASE/model-store}"
 SERVE_DIR="${SERVE_DIR:-${HOME:-/tmp}/serve}"
 TORCHSERVE="${TORCHSERVE:-torchserve}"
-# The model server to start. Only TorchServe is in this image; another server reading the
-# same layout would be added here as another case.
+# The model server to start: the one the image was built for (its SERVER variable).
 SERVER="${SERVER:-torchserve}"
 case "$SERVER" in
-    torchserve) ;;
-    *) echo "entrypoint: SERVER=$SERVER is not in this image (torchserve is)" >&2; exit 2 ;;
+    torchserve|kserve) ;;
+    *) echo "entrypoint: SERVER=$SERVER is not a model server here (torchserve or kserve)" >&2; exit 2 ;;
 esac
+
+if [ "$SERVER" = kserve ]; then
+    # serving/kserve_server.py (on the image's sys.path) on HTTP_PORT (default 8085, TorchServe's
+    # inference port in the image), serving the layout's one archive as MODEL_NAME (default: its name).
+    # It is this process from here on (exec): SIGTERM reaches uvicorn, which stops taking
+    # connections, answers the requests it holds (KServe's grace period), then exits.
+    mar="" count=0
+    for f in "$MODEL_STORE"/*.mar; do
+        if [ -f "$f" ]; then mar="$f" count=$((count + 1)); fi
+    done
+    if [ "$count" -ne 1 ]; then
+        echo "entrypoint: $MODEL_STORE holds $count archives (*.mar); the KServe server serves one (set MODEL_BASE)" >&2
+        exit 2
+    fi
+    MODEL_NAME="${MODEL_NAME:-$(basename "$mar" .mar)}"
+    mkdir -p "$SERVE_DIR/tmp"
+    chmod 700 "$SERVE_DIR"
+    cd "$SERVE_DIR"
+    export TMPDIR="$SERVE_DIR/tmp" HF_HUB_OFFLINE=1 HF_HOME="$SERVE_DIR/hf" XDG_CACHE_HOME="$SERVE_DIR/cache"
+    umask 077
+    exec "${PYTHON:-python3}" -m serving.kserve_server --model-dir "$mar" --name "$MODEL_NAME" \
+        --host "${HOST:-0.0.0.0}" --http-port "${HTTP_PORT:-8085}" "$@"
+fi
 
 if [ ! -f "$CONFIG_PATH" ]; then
     echo "entrypoint: no TorchServe config at $CONFIG_PATH (set MODEL_BASE or CONFIG_PATH)" >&2

@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
-"""Kubernetes probe for a TorchServe replica, with token authorization on or off.
+"""Kubernetes probe for a TorchServe replica, with token authorization on or off, or for the
+KServe server (SERVER=kserve).
 
-    healthcheck.py live    /ping answers Healthy
+    healthcheck.py live    /ping answers Healthy (KServe: /v2/health/live answers live)
     healthcheck.py ready   and the model's workers are READY (management API, pod loopback)
+                           (KServe: /v2/health/ready answers ready: every model is loaded)
 
 Run inside the container (exec probe), so it reaches the management API that the cluster
 config keeps on loopback. With tokens on, TorchServe refuses /ping without a key (400):
 the key is read from key_file.json in SERVE_DIR, so the same probe works either way.
-Environment: CONFIG_PATH (or MODEL_BASE), SERVE_DIR, MODEL_NAME (default: every model).
+Environment: CONFIG_PATH (or MODEL_BASE), SERVE_DIR, MODEL_NAME (default: every model);
+SERVER and, for kserve, HTTP_PORT (default 8085).
 Exit 0 healthy, 1 not. Standard library only.
 """
 
@@ -51,8 +54,19 @@ def get(url: str, key: str | None) -> tuple[int, object]:
         return 0, None
 
 
+def kserve(mode: str) -> int:
+    """The KServe server's own Open Inference Protocol health routes, on the pod's loopback."""
+    code, body = get(f"http://127.0.0.1:{os.environ.get('HTTP_PORT', '8085')}/v2/health/{mode}", None)
+    if code != 200 or not isinstance(body, dict) or body.get(mode) is not True:
+        print(f"/v2/health/{mode}: {code} {body}")
+        return 1
+    return 0
+
+
 def main(argv: list[str]) -> int:
     mode = argv[1] if len(argv) > 1 else "live"
+    if os.environ.get("SERVER") == "kserve":
+        return kserve("ready" if mode == "ready" else "live")
     base = Path(os.environ.get("MODEL_BASE", "/mnt/models"))
     config = props(Path(os.environ.get("CONFIG_PATH", base / "config" / "config.properties")))
     serve_dir = Path(os.environ.get("SERVE_DIR", Path(os.environ.get("HOME", "/tmp")) / "serve"))
