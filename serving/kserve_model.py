@@ -20,6 +20,7 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from handlers.event_handler import REASONS
 from handlers.parsing import RequestError
+from handlers.protocols import TooLarge, bound
 from serving.handler_adapter import answer_batch, load_handler
 from serving.model_source import ModelSource
 from serving.oip_tensors import INPUT_TYPES, OUTPUT, OUTPUT_TYPES, answer_elements, request_events
@@ -84,11 +85,17 @@ class EventModel(Model):
         if not isinstance(payload, dict) or not isinstance(payload.get("instances"), list):
             raise Refused(400, 'send {"instances": [event, ...]}: each event a JSON object with '
                                "title/description or text, or plain text")
+        try:  # counted before any work, with the message and status TorchServe's KServe path gives
+            bound(len(payload["instances"]), "instances", self.source.settings)
+        except TooLarge as exc:
+            raise Refused(413, str(exc)) from None
         return {"predictions": await self.answer_or_raise(payload["instances"])}
 
     async def _infer(self, request: InferRequest) -> InferResponse:
         try:
             events = request_events(request.inputs, self.source.settings)
+        except TooLarge as exc:
+            raise Refused(413, str(exc)) from None
         except RequestError as exc:
             raise Refused(400, str(exc)) from None
         answers = await self.answer_or_raise(events)

@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from handlers.parsing import RequestError, parse_request
+from handlers.protocols import bound
 from handlers.settings import HandlerSettings
 
 INPUT, OUTPUT = "events", "answers"
@@ -36,8 +37,7 @@ def request_events(inputs: list[Any], limits: HandlerSettings) -> list[dict[str,
         raise RequestError(f"input {INPUT!r} does not match its shape {tensor.shape}: {str(exc)[:120]}") from None
     if not elements:
         raise RequestError(f"input {INPUT!r} is empty: send at least one event")
-    if len(elements) > limits.max_items:
-        raise RequestError(f"input {INPUT!r} has {len(elements)} events; the limit is {limits.max_items} per request")
+    bound(len(elements), f"elements in input {INPUT!r}", limits)
     events = []
     for index, element in enumerate(elements):
         if not isinstance(element, (str, bytes)):

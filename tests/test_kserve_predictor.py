@@ -111,13 +111,21 @@ def test_v2_infer_takes_a_bytes_tensor_of_json_events(model: EventModel, cascade
     ([1, 2], "events", "INT32", "must be BYTES"),
     ([json.dumps({"title": "ok"}), '{"title": '], "events", "BYTES", "element 1: malformed JSON"),
     ([json.dumps([{"title": "a"}])], "events", "BYTES", "element 0: one event per element"),
-    (["a"] * 5, "events", "BYTES", "has 5 events; the limit is 4"),
     ([json.dumps({"title": "x", "top_k": 99})], "events", "BYTES", "element 0: 'top_k' must be an integer"),
 ])
 def test_v2_refusals_name_the_fault(model: EventModel, elements, name, datatype, message) -> None:
     with pytest.raises(Refused, match=message) as refused:
         infer(model, elements, name, datatype)
     assert refused.value.code == 400
+
+
+def test_a_request_over_max_items_is_a_413_before_any_work(model: EventModel) -> None:
+    # The status and message TorchServe's KServe path gives (handlers/protocols.bound).
+    with pytest.raises(Refused, match="this request has 5 elements in input 'events'; the limit is 4 events") as v2:
+        infer(model, ["a"] * 5)
+    with pytest.raises(Refused, match="this request has 5 instances; the limit is 4 events") as v1:
+        asyncio.run(model.predict({"instances": [{"text": "a"}] * 5}))
+    assert v2.value.code == v1.value.code == 413
 
 
 def test_bodies_reach_the_handler_as_torchserve_hands_them_over() -> None:

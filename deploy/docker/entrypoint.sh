@@ -22,6 +22,9 @@ case "$SERVER" in
     *) echo "entrypoint: SERVER=$SERVER is not a model server here (torchserve or kserve)" >&2; exit 2 ;;
 esac
 
+# Either server's per-shape kernel caches bounded (handlers/kernel_caches.py, CACHE_ENV).
+export ONEDNN_PRIMITIVE_CACHE_CAPACITY="${ONEDNN_PRIMITIVE_CACHE_CAPACITY:-128}" LRU_CACHE_CAPACITY="${LRU_CACHE_CAPACITY:-128}"
+
 if [ "$SERVER" = kserve ]; then
     # serving/kserve_server.py (on the image's sys.path) on HTTP_PORT (default 8085, TorchServe's
     # inference port in the image), serving the layout's one archive as MODEL_NAME (default: its name).
@@ -62,8 +65,6 @@ export TMPDIR="$SERVE_DIR/tmp" TEMP="$SERVE_DIR/tmp"
 # Nothing is downloaded at serve time; any cache a library keeps goes under SERVE_DIR.
 export HF_HUB_OFFLINE=1 HF_HOME="$SERVE_DIR/hf" XDG_CACHE_HOME="$SERVE_DIR/cache"
 export LOG_LOCATION="${LOG_LOCATION:-$SERVE_DIR/logs}" METRICS_LOCATION="${METRICS_LOCATION:-$SERVE_DIR/logs}"
-# Workers' per-shape kernel caches bounded (handlers/kernel_caches.py, CACHE_ENV).
-export ONEDNN_PRIMITIVE_CACHE_CAPACITY="${ONEDNN_PRIMITIVE_CACHE_CAPACITY:-128}" LRU_CACHE_CAPACITY="${LRU_CACHE_CAPACITY:-128}"
 # TorchServe would read TS_CONFIG_FILE before --ts-config.
 unset TS_CONFIG_FILE
 umask 077
