@@ -121,6 +121,20 @@ WRK_SECONDS = 20.0
 WARMUP_REQUESTS, WARMUP_SECONDS = 1000, 15.0
 
 
+class TokenlessServer:
+    """What Served.load and Served.load_wrk read of a server that checks no token (a container
+    with tokens off, KServe's model server): its inference address, and a key no one checks."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def address(self, api: str) -> str:
+        return self.url
+
+    def key(self, api: str) -> str:
+        return "unused"
+
+
 class Served:
     """A TorchServe of its own (free loopback ports, temp serve dir) with one archive registered."""
 

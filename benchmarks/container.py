@@ -24,27 +24,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks.bench import Served
+from benchmarks.bench import Served, TokenlessServer
 from serving.container import Container
 from serving.replicas import Replica
 
 
-class _Address:
-    """What Served.load reads from a server: the inference address and a key (tokens are off)."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def address(self, api: str) -> str:
-        return self.url
-
-    def key(self, api: str) -> str:
-        return ""
-
-
 class _Target:
     def __init__(self, url: str, name: str) -> None:
-        self.server, self.name = _Address(url), name
+        self.server, self.name = TokenlessServer(url), name
 
 
 def measure(url: str, name: str, events: list[dict], concurrency: int, seconds: float) -> dict[str, Any]:

@@ -13,28 +13,15 @@ from typing import Any
 
 import psutil
 
-from benchmarks.bench import ROOT, Served
+from benchmarks.bench import ROOT, Served, TokenlessServer
 from serving import kservectl, tsctl
-
-
-class _Address:
-    """What Served.load and Served.load_wrk read of a server: its address and a key (none here)."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def address(self, api: str) -> str:
-        return self.url
-
-    def key(self, kind: str) -> str:
-        return "unused"
 
 
 class KServeServed(Served):
     def __init__(self, store: Path, archive: str, workdir: Path) -> None:
         self.archive, self.name, self.store, self.workdir = archive, archive.removesuffix(".mar"), store, workdir / "kserve"
         (self.port,) = tsctl.free_ports(1)
-        self.server = _Address(f"http://127.0.0.1:{self.port}")
+        self.server = TokenlessServer(f"http://127.0.0.1:{self.port}")
         self.pid = 0
 
     def __enter__(self) -> "KServeServed":
