@@ -32,7 +32,8 @@ from typing import Any
 from archives.int8 import check_int8, export_run_int8
 from archives.kserve import write_kserve_layout
 from archives.staging import interrupt, archive, build_dir, remove_stale_builds
-from handlers.hierarchy import TOKENIZER_DIR, Hierarchy, HierarchyError, Level
+from handlers.hierarchy import Hierarchy, HierarchyError, Level
+from handlers.run_layout import TOKENIZER_DIR
 from handlers.run_dir import check_inside_run, check_run_dir
 from handlers.settings import LAYOUTS, HandlerSettings, SettingsError
 

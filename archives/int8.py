@@ -10,7 +10,9 @@ import shutil
 import time
 from pathlib import Path
 
-from handlers.hierarchy import ONNX_FILE, TOKENIZER_DIR, Hierarchy
+from handlers.hierarchy import Hierarchy
+
+from handlers.run_layout import ONNX_FILE, TOKENIZER_DIR
 
 
 def export_run_int8(run_dir: Path, hierarchy: Hierarchy, dest: Path) -> None:
@@ -42,9 +44,9 @@ def check_int8(run_dir: Path, int8_dir: Path, data: str | None, max_drop: float)
     error message, or None when int8 is acceptable.
     """
     from handlers.cascade import Cascade
-    from training.data import DataError
-    from training.evaluate import evaluate_frame
-    from training.record import split_frame
+    from table.events import DataError
+    from table.scoring import evaluate_frame
+    from table.record import split_frame
 
     try:
         val = split_frame(run_dir, data)

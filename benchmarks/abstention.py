@@ -32,17 +32,18 @@ import torch
 
 from handlers.abstention import choose_min_score
 from handlers.cascade import Cascade
-from training.record import split_frame
+from table.record import split_frame
+from table.events import event_dicts
 
 
 def answers_of(cascade: Cascade, frame: pd.DataFrame, batch: int = 256) -> list[dict[str, Any]]:
-    events = frame[["title", "description"]].to_dict("records")
+    events = event_dicts(frame)
     return [a for s in range(0, len(events), batch) for a in cascade.predict(events[s : s + batch])]
 
 
 def pooled_features(cascade: Cascade, frame: pd.DataFrame, batch: int = 256) -> np.ndarray:
     """Per event, the mean of the trunk's hidden states over every token of every window."""
-    events = frame[["title", "description"]].to_dict("records")
+    events = event_dicts(frame)
     out = []
     for start in range(0, len(events), batch):
         inputs = cascade.encode(events[start : start + batch])
@@ -63,7 +64,7 @@ def tfidf_agreement(cascade: Cascade, frame: pd.DataFrame, answers: list[dict[st
     levels = [hierarchy.taxonomy, *hierarchy.subtaxonomies.values()]
     if any(level.lexical not in cascade.lexical for level in levels if len(level.labels) > 1):
         return None
-    texts = [hierarchy.text.format(e) for e in frame[["title", "description"]].to_dict("records")]
+    texts = [hierarchy.text.format(e) for e in event_dicts(frame)]
     lexical = np.ones(len(texts))
     tax = cascade.lexical[hierarchy.taxonomy.lexical].predict_proba(texts)
     for i, answer in enumerate(answers):

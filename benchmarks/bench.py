@@ -61,8 +61,8 @@ def percentile(values: list[float], q: float) -> float:
 
 def load_events(data: str | None, run: Path, n: int) -> list[dict[str, str]]:
     """Test-split events from the table (or val when it has no test rows), cycled to n."""
-    from training.data import DataError
-    from training.record import split_frame
+    from table.events import DataError, event_dicts
+    from table.record import split_frame
 
     try:
         frame = split_frame(run, data)
@@ -71,7 +71,7 @@ def load_events(data: str | None, run: Path, n: int) -> list[dict[str, str]]:
     rows = frame[frame.split == "test"]
     if rows.empty:
         rows = frame[frame.split == "val"]
-    events = rows[["title", "description"]].to_dict("records")
+    events = event_dicts(rows)
     events = [{k: v for k, v in e.items() if v} for e in events]
     return [events[i % len(events)] for i in range(n)]
 

@@ -34,6 +34,7 @@ import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from table.events import event_dicts
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -115,7 +116,7 @@ def heldout_leaf(run: Path, table: Path) -> float | None:
     import torch
 
     from handlers.cascade import Cascade
-    from training.evaluate import evaluate_frame
+    from table.scoring import evaluate_frame
 
     rows = _heldout(table)
     if rows is None:
@@ -130,7 +131,7 @@ def _val_groups(cascade: Any, table: Path, limit: int, per_group: int = 192) -> 
     import pandas as pd
 
     frame = pd.read_csv(table, keep_default_na=False)
-    events = frame[frame.split == "val"][["title", "description"]].to_dict("records")
+    events = event_dicts(frame[frame.split == "val"])
     fmt = dataclasses.replace(cascade.hierarchy.text, max_chars=16384)
     lengths = [len(ids) for ids in cascade.tokenizer([fmt.format(e) for e in events], truncation=False,
                                                      verbose=False)["input_ids"]]

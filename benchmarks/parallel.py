@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     from handlers.text import TextFormat
     from training import parallel
     from training.base_model import prepare_base_model
-    from training.data import Columns, load_events, split_events
+    from table.events import Columns, load_events, split_events
     from training.distributed import World
     from training.level import plan_jobs, train_level
     from training.long_text import choose_top_layers

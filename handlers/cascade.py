@@ -25,7 +25,8 @@ from handlers.batching import (IDS_CALL_COST, STATES_CALL_COST, autocast, bf16_l
                                resolve_precision)
 from handlers.checkpoints import load_model
 from handlers.encoded import Encoded, PathScores
-from handlers.hierarchy import TOKENIZER_DIR, Hierarchy, Level
+from handlers.hierarchy import Hierarchy, Level
+from handlers.run_layout import TOKENIZER_DIR
 from handlers.lexical import LexicalFeatures, LexicalModel
 from handlers.ranking import PathColumns
 from handlers.run_dir import check_run_dir

@@ -17,7 +17,8 @@ import torch
 from safetensors.torch import load_file
 
 from handlers.distilbert import DistilBertPart, Settings
-from handlers.hierarchy import ONNX_FILE, TOP_FILE, WEIGHTS_FILE, Hierarchy
+from handlers.hierarchy import Hierarchy
+from handlers.run_layout import ONNX_FILE, TOP_FILE, WEIGHTS_FILE
 from handlers.onnx_int8 import OnnxGraph
 
 

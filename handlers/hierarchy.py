@@ -13,22 +13,13 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Mapping
 
 from handlers.abstention import Abstention
+from handlers.run_layout import HIERARCHY_FILE
 from handlers.text import DEFAULT_MAX_WINDOWS, TextFormat
 
 # 2 added the shared trunk, 3 the lexical features every TF-IDF model reads; runs of version 1
 # (one whole checkpoint per level) and 2 (a word vectorizer per TF-IDF model) still load.
 SCHEMA_VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)
-HIERARCHY_FILE = "hierarchy.json"
-TOKENIZER_DIR = "tokenizer"
-WEIGHTS_FILE = "model.safetensors"  # a stock checkpoint's weights (and the trunk's)
-TOP_FILE = "top.safetensors"  # a level's own layers and head, on top of the shared trunk
-# What an int8 archive carries per checkpoint (and trunk) instead of the safetensors.
-ONNX_FILE = "model.int8.onnx"
-TAXONOMY_DIR = "taxonomy"
-SUBTAXONOMY_DIR = "subtaxonomy"
-TRUNK_DIR = "trunk"
-PATHS_DIR = "paths"  # the path warm-up's top: one classifier over every taxonomy / subtaxonomy pair
 
 
 def path_label(taxonomy: str, subtaxonomy: str) -> str:

@@ -33,11 +33,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from handlers.tfidf import TermVectorizer
+from handlers.run_layout import FEATURES_JSON, FEATURES_WEIGHTS, LEXICAL_JSON, LEXICAL_WEIGHTS
 
-LEXICAL_JSON = "lexical.json"
-LEXICAL_WEIGHTS = "lexical.safetensors"
-FEATURES_JSON = "features.json"
-FEATURES_WEIGHTS = "features.safetensors"
 # Each family's TfidfVectorizer settings; min_df and max_features only shape the fitted vocabulary.
 FAMILIES = (
     {"analyzer": "word", "ngram_range": [1, 2], "sublinear_tf": True, "min_df": 2, "max_features": 200_000,

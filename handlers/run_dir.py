@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from handlers.hierarchy import (ONNX_FILE, TOKENIZER_DIR, TOP_FILE, WEIGHTS_FILE, Hierarchy, HierarchyError, Level,
-                                Trunk)
+from handlers.hierarchy import Hierarchy, HierarchyError, Level, Trunk
+from handlers.run_layout import ONNX_FILE, TOKENIZER_DIR, TOP_FILE, WEIGHTS_FILE
 
 
 def check_run_dir(run_dir: str | Path) -> Hierarchy:

@@ -32,8 +32,8 @@ from safetensors.torch import load_file, save_file
 from transformers import DistilBertConfig, DistilBertForSequenceClassification, DistilBertModel
 
 from handlers.distilbert import STOCK_EMBEDDINGS, STOCK_LAYER, FirstPositionBlock
-from handlers.hierarchy import (TOKENIZER_DIR, TOP_FILE, TRUNK_DIR, WEIGHTS_FILE, Hierarchy, HierarchyError,
-                                Trunk)
+from handlers.hierarchy import Hierarchy, HierarchyError, Trunk
+from handlers.run_layout import TOKENIZER_DIR, TOP_FILE, TRUNK_DIR, WEIGHTS_FILE
 
 
 def in_trunk(key: str, trunk_layers: int) -> bool:

@@ -19,7 +19,7 @@ from typing import Iterator
 
 import yaml
 
-from handlers.hierarchy import HIERARCHY_FILE
+from handlers.run_layout import HIERARCHY_FILE
 from handlers.settings import LAYOUTS, HandlerSettings
 
 

@@ -5,7 +5,7 @@
     python -m serving.predict_batch events.jsonl out.parquet --server events
 
 Reads CSV, JSON Lines or Parquet (same column flags as training) and writes the same
-formats (chosen by OUT's extension): every input column kept, plus taxonomy, subtaxonomy,
+formats (chosen by OUT's extension): every input column kept (as text), plus taxonomy, subtaxonomy,
 their scores, path_score, ``abstain`` (true where no path fits: the run's rule, or
 ``--min-score``) and the top-k paths as JSON. Rows with no text get empty
 predictions and an ``error`` column instead of stopping the run.
@@ -24,34 +24,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 
 from handlers.abstention import fraction_argument
-from training.data import DataError
-
-
-def read_table(path: Path) -> pd.DataFrame:
-    suffix = path.suffix.lower()
-    if not path.is_file():
-        raise DataError(f"{path} not found")
-    if suffix in (".csv", ".tsv"):
-        return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False)
-    if suffix in (".jsonl", ".ndjson", ".json"):
-        return pd.read_json(path, lines=True, dtype=False)
-    if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    raise DataError(f"{path}: unknown format {suffix!r}; use .csv, .tsv, .jsonl or .parquet")
-
-
-def write_table(frame: pd.DataFrame, path: Path) -> None:
-    suffix = path.suffix.lower()
-    tmp = path.with_name(f".{path.name}.partial")
-    if suffix in (".csv", ".tsv"):
-        frame.to_csv(tmp, sep="\t" if suffix == ".tsv" else ",", index=False)
-    elif suffix in (".jsonl", ".ndjson", ".json"):
-        frame.to_json(tmp, orient="records", lines=True, force_ascii=False)
-    elif suffix in (".parquet", ".pq"):
-        frame.to_parquet(tmp, index=False)
-    else:
-        raise DataError(f"{path}: unknown output format {suffix!r}")
-    tmp.replace(path)
+from table.events import DataError, read_rows, write_table
 
 
 def chunks(items: list[Any], size: int) -> Iterator[tuple[int, list[Any]]]:
@@ -98,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     try:
-        frame = read_table(Path(args.input))
+        frame = pd.DataFrame(read_rows(args.input)[0])
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -136,7 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     out["top_k"] = [json.dumps(answers[i]["top_k"], ensure_ascii=False) if i in answers else ""
                     for i in range(len(frame))]
     out["error"] = [errors.get(i, "") for i in range(len(frame))]
-    write_table(out, Path(args.output))
+    try:
+        write_table(out, args.output)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"wrote {len(answers)} predictions ({len(errors)} rows without text) to {args.output}")
     return 0
 

@@ -38,6 +38,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+# The tiny session run's training flags (tests/same_results.py trains the same run).
+TINY_RUN_FLAGS = ["--epochs", "10", "--patience", "4", "--path-warmup-epochs", "5", "--subtaxonomy-epochs", "10",
+                  "--subtaxonomy-learning-rate", "1e-2", "--learning-rate", "1e-2", "--batch-size", "8",
+                  "--max-length", "32", "--quiet", "--threads", "2", "--top-layers", "1"]
+
+
 @pytest.fixture(scope="session")
 def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_base(tmp_path_factory.mktemp("base") / "tiny-distilbert")
@@ -53,10 +59,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path, events_c
     from training.train import main
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    code = main(["--data", str(events_csv), "--output", str(out), "--base-model", str(tiny_base),
-                 "--epochs", "10", "--patience", "4", "--path-warmup-epochs", "5", "--subtaxonomy-epochs", "10",
-                 "--subtaxonomy-learning-rate", "1e-2", "--learning-rate", "1e-2",
-                 "--batch-size", "8", "--max-length", "32", "--quiet", "--threads", "2", "--top-layers", "1"])
+    code = main(["--data", str(events_csv), "--output", str(out), "--base-model", str(tiny_base), *TINY_RUN_FLAGS])
     assert code == 0
     return out
 

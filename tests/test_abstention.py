@@ -16,10 +16,11 @@ import pytest
 
 from handlers.abstention import Abstention, choose_min_score, mark
 from handlers.cascade import Cascade
-from handlers.hierarchy import HIERARCHY_FILE, Hierarchy, HierarchyError
+from handlers.hierarchy import Hierarchy, HierarchyError
+from handlers.run_layout import HIERARCHY_FILE
 from tests.test_handler import emitted, handler_with, run
-from training.evaluate import evaluate_frame
-from training.record import split_frame
+from table.scoring import evaluate_frame
+from table.record import split_frame
 
 
 def test_the_threshold_keeps_the_target_share_of_a_hand_made_val() -> None:

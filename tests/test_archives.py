@@ -278,7 +278,7 @@ def _assert_int8_agrees(run: Path, int8_dir: Path, events_csv: Path) -> None:
     """Each level's probabilities close to fp32's, each from its own encode (so through the
     int8 trunk on a trunk run), and the same labels and paths wherever fp32 is not near a tie."""
     from handlers.cascade import Cascade
-    from training.data import load_events
+    from table.events import load_events
 
     int8, fp32 = Cascade(int8_dir, quantize="int8"), Cascade(run, precision="fp32")
     events = load_events(events_csv).head(60).to_dict("records")
@@ -295,7 +295,7 @@ def _assert_int8_agrees(run: Path, int8_dir: Path, events_csv: Path) -> None:
 
 def test_int8_cascade_agrees_with_fp32(tiny_run: Path, events_csv: Path, tmp_path: Path) -> None:
     from handlers.cascade import Cascade
-    from handlers.hierarchy import ONNX_FILE
+    from handlers.run_layout import ONNX_FILE
     from handlers.run_dir import check_run_dir
     from handlers.onnx_int8 import OnnxGraph
 
@@ -314,7 +314,7 @@ def test_int8_cascade_agrees_with_fp32(tiny_run: Path, events_csv: Path, tmp_pat
 
 def test_int8_of_a_run_without_trunk(tiny_run: Path, events_csv: Path, tmp_path: Path) -> None:
     """A version-1 run (a whole checkpoint per level) still exports and serves int8: ids -> logits."""
-    from handlers.hierarchy import ONNX_FILE
+    from handlers.run_layout import ONNX_FILE
     from handlers.run_dir import check_run_dir
     from handlers.trunk import export_whole_run
 

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from handlers.hierarchy import TOKENIZER_DIR, Hierarchy
+from handlers.hierarchy import Hierarchy
+
+from handlers.run_layout import TOKENIZER_DIR
 from handlers.settings import HandlerSettings
 from tests.live_server import register
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from tests.tiny import tiny_events, write_csv
-from training.data import Columns, DataError, load_events, split_events
+from table.events import Columns, DataError, load_events, split_events
 
 ROOT = Path(__file__).resolve().parent.parent
 

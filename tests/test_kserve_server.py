@@ -34,7 +34,7 @@ from tests.live_server import in_one_batch  # noqa: E402
 from tests.test_batch_isolation import HOSTILE  # noqa: E402
 from tests.test_robustness import CORPUS, bodies, check  # noqa: E402
 from tests.tiny import tiny_events  # noqa: E402
-from training.evaluate import evaluate_frame  # noqa: E402
+from table.scoring import evaluate_frame  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parent.parent

@@ -99,8 +99,8 @@ def test_head_tail_is_recorded_when_given(head_tail_run) -> None:
 @pytest.mark.parametrize("which", ["long_run", "head_tail_run"])
 def test_served_long_events_equal_evaluate(which: str, request: pytest.FixtureRequest, server, tmp_path: Path) -> None:
     from handlers.cascade import Cascade
-    from training.evaluate import evaluate_frame
-    from training.record import split_frame
+    from table.scoring import evaluate_frame
+    from table.record import split_frame
 
     run, _ = request.getfixturevalue(which)
     store = server.model_store

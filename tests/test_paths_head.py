@@ -13,11 +13,13 @@ import pandas as pd
 import pytest
 
 from handlers.cascade import Cascade
-from handlers.hierarchy import PATHS_DIR, TOP_FILE, Hierarchy, Level, path_label
+from handlers.hierarchy import Hierarchy, Level, path_label
+from handlers.run_layout import PATHS_DIR, TOP_FILE
 from handlers.run_dir import check_run_dir
 from tests.live_server import register
 from tests.tiny import add_lexical, tiny_events
 from training.decoding import PATHS_MIN_GAIN, PATHS_WEIGHTS, choose_paths_weight
+from table.events import event_dicts
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = tiny_events(rows_per_class=2, seed=5)
@@ -86,7 +88,7 @@ def test_the_weight_is_chosen_on_val_and_weight_zero_drops_the_head(paths_run: P
     assert choose_paths_weight(cascade, rows, run, {}, wanted=0.0) == 0.0
     assert not (run / PATHS_DIR).exists() and Hierarchy.load(run).paths is None and check_run_dir(run).paths is None
     # Weight 0 was scored as the run without the head serves: no head pass, no extra candidate.
-    from training.evaluate import evaluate_frame
+    from table.scoring import evaluate_frame
 
     assert evaluate_frame(Cascade(run), rows).scores["path_accuracy"] == pytest.approx(by_weight[0.0])
     assert Cascade(run).passes(1) == 2 and cascade.predict(EVENTS) == Cascade(run).predict(EVENTS)
@@ -97,7 +99,7 @@ def test_choosing_the_decoding_reads_the_taxonomy_given_part_once(paths_run: Pat
     """Greedy and joint are both scored on val; the taxonomy-given pass is the same for both."""
     from training import evaluate
     from training.decoding import choose_decoding
-    from training.evaluate import evaluate_frame
+    from table.scoring import evaluate_frame
 
     frame = pd.read_csv(paths_run / "split.csv")
     rows = pd.read_csv(events_csv, keep_default_na=False).iloc[frame[frame.split == "val"].row]
@@ -167,13 +169,13 @@ def test_the_structures_benchmark_runs_on_a_run_with_the_paths_head(paths_run: P
 
 def lexical_paths_run(paths_run: Path, events_csv: Path, dest: Path, weight: float = 0.4) -> Path:
     """A copy of the run whose paths level is a TF-IDF model over the paths alone (no head)."""
-    from training.long_text import PATHS_LEXICAL
+    from handlers.run_layout import PATHS_LEXICAL
 
     run = shutil.copytree(paths_run, dest)
     hierarchy = Hierarchy.load(run)
     frame = pd.read_csv(run / "split.csv")
     rows = pd.read_csv(events_csv, keep_default_na=False).iloc[frame[frame.split == "train"].row]
-    texts = [hierarchy.text.format(r) for r in rows[["title", "description"]].to_dict("records")]
+    texts = [hierarchy.text.format(r) for r in event_dicts(rows)]
     hierarchy = add_lexical(run, hierarchy, PATHS_LEXICAL, texts,
                             [path_label(t, s) for t, s in zip(rows.taxonomy, rows.subtaxonomy)], hierarchy.paths.labels)
     shutil.rmtree(run / PATHS_DIR)
@@ -207,8 +209,8 @@ def test_a_tfidf_paths_level_alone_costs_no_pass_and_is_mixed_like_the_head(path
 
 def test_the_tfidf_share_is_chosen_with_the_weight_and_scored_as_served(paths_run: Path, events_csv: Path,
                                                                          tmp_path: Path) -> None:
-    from training.evaluate import evaluate_frame
-    from training.long_text import PATHS_LEXICAL
+    from table.scoring import evaluate_frame
+    from handlers.run_layout import PATHS_LEXICAL
 
     run = lexical_paths_run(paths_run, events_csv, tmp_path / "run")
     shutil.copytree(paths_run / PATHS_DIR, run / PATHS_DIR)  # the head back, as training leaves it before the choice

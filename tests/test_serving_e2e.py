@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.live_server import SESSION, counter, in_one_batch, register, script, send_together
-from training.data import load_events, split_events
-from training.evaluate import evaluate_frame
+from table.events import load_events, split_events, event_dicts
+from table.scoring import evaluate_frame
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,7 +70,7 @@ def test_served_answers_equal_offline_evaluation(registered, tiny_run: Path, eve
 
     rows = held_out(events_csv)
     offline = evaluate_frame(Cascade(tiny_run), rows).answers
-    events = [{**e, "top_k": 1} for e in rows[["title", "description"]].to_dict("records")]
+    events = [{**e, "top_k": 1} for e in event_dicts(rows)]
     code, body = predict(registered, json.dumps(events))
     assert code == 200
     assert_same_answers(json.loads(body), offline)
@@ -87,7 +87,7 @@ def test_served_abstentions_equal_offline_evaluation(registered, tiny_run: Path,
     offline = evaluate_frame(cascade, rows).answers
     ranked = sorted(a["path_score"] for a in offline)
     floor = round((ranked[len(ranked) // 2 - 1] + ranked[len(ranked) // 2]) / 2, 6)  # half abstain
-    events = rows[["title", "description"]].to_dict("records")
+    events = event_dicts(rows)
     expected = cascade.predict(events, min_score=floor)
     assert 0 < sum(a["abstain"] for a in expected) < len(expected)
     before = counter(registered, "AbstentionsPerTaxonomy", "events")
@@ -104,7 +104,7 @@ def test_served_top_k_lists_equal_the_cascades(registered, tiny_run: Path, event
     """top_k from 2 to 10, one per event: every path of every list, and its score."""
     from handlers.cascade import Cascade
 
-    events = held_out(events_csv)[["title", "description"]].to_dict("records")
+    events = event_dicts(held_out(events_csv))
     ks = [2 + i % 9 for i in range(len(events))]
     expected = Cascade(tiny_run).predict(events, top_k=ks)
     assert max(len(e["top_k"]) for e in expected) > 3  # lists long enough to span taxonomies
@@ -138,7 +138,7 @@ def int8_model(registered, tiny_run: Path, model_store: Path, tmp_path_factory: 
 def test_served_int8_answers_equal_the_int8_cascade(registered, int8_model: Path, events_csv: Path) -> None:
     from handlers.cascade import Cascade
 
-    events = held_out(events_csv)[["title", "description"]].to_dict("records")
+    events = event_dicts(held_out(events_csv))
     cascade = Cascade(int8_model, quantize="int8")
     expected = cascade.predict(events, top_k=1)
     code, body = registered.call("inference", "POST", "/predictions/events-int8",

@@ -12,7 +12,8 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModelForSequenceClassification
 
 from handlers.cascade import Cascade
-from handlers.hierarchy import TOP_FILE, WEIGHTS_FILE, Hierarchy, HierarchyError
+from handlers.hierarchy import Hierarchy, HierarchyError
+from handlers.run_layout import TOP_FILE, WEIGHTS_FILE
 from handlers.run_dir import check_run_dir
 from handlers.trunk import export_level, export_whole_run, in_trunk, split_run
 from tests.tiny import tiny_events

@@ -76,7 +76,7 @@ def add_lexical(run: Path, hierarchy: "Hierarchy", folder: str, texts: list[str]
     import dataclasses
 
     from handlers.lexical import LexicalFeatures, LexicalModel
-    from training.long_text import LEXICAL_FEATURES
+    from handlers.run_layout import LEXICAL_FEATURES
 
     if hierarchy.lexical_features:
         features = LexicalFeatures.load(run / hierarchy.lexical_features)

@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from handlers.abstention import Abstention, answer_score, choose_min_score, mark  # noqa: E402
-from training.metrics import abstention_scores  # noqa: E402
+from table.scoring import abstention_scores  # noqa: E402
 
 
 def choose_abstention(cascade: Any, val: pd.DataFrame, result: Any, coverage: float | None,

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=42, help="one seed for every base: the same split")
     args = p.parse_args(argv)
 
-    from training.data import load_events, split_events
+    from table.events import load_events, split_events, event_dicts
     from training.train import main as train
 
     out = Path(args.output)
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     test = frame[frame.split == "test"]
     if test.empty:
         test = frame[frame.split == "val"]
-    events = test[["title", "description"]].to_dict("records")
+    events = event_dicts(test)
     rows = []
     for base in [b.strip() for b in args.base_models.split(",") if b.strip()]:
         name = "embedded-MiniLM-L6" if base in ("embedded", DEFAULT_BASE) else slug(base)

@@ -19,9 +19,12 @@ from typing import Any
 import pandas as pd
 
 from handlers.hierarchy import Level
-from handlers.lexical import LEXICAL_JSON, LexicalModel
-from training.evaluate import evaluate_frame
-from training.long_text import PATHS_LEXICAL, drop_unused_features
+from handlers.lexical import LexicalModel
+from handlers.run_layout import LEXICAL_JSON
+from table.scoring import evaluate_frame
+from training.long_text import drop_unused_features
+from handlers.run_layout import PATHS_LEXICAL
+from table.events import event_dicts
 
 
 def choose_decoding(cascade: Any, val: pd.DataFrame, wanted: str, run_tmp: Path,
@@ -111,7 +114,7 @@ def _path_accuracy(cascade: Any, val: pd.DataFrame, pairs: list[Pair], head: Any
     taxonomies included); each subtaxonomy level runs once per event that any pair needs."""
     import torch
 
-    events = val[["title", "description"]].to_dict("records")
+    events = event_dicts(val)
     truth = list(zip(val.taxonomy, val.subtaxonomy))
     hits = dict.fromkeys(pairs, 0)
     for start in range(0, len(events), batch_size):

@@ -13,59 +13,12 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
-
-import pandas as pd
 
 from handlers.cascade import Cascade
 from handlers.hierarchy import HierarchyError
-from training.data import Columns, DataError
-from training.record import split_frame
-from training.metrics import cascade_scores
-
-
-class Evaluation(NamedTuple):
-    scores: dict[str, Any]
-    answers: list[dict]
-    given: list[str]  # each row's subtaxonomy when its true taxonomy is given
-
-
-def evaluate_frame(cascade: Cascade, frame: pd.DataFrame, batch_size: int = 256,
-                   given: list[str] | None = None) -> Evaluation:
-    """Metrics, answers and taxonomy-given subtaxonomies for the rows of ``frame`` (one split).
-
-    ``given``: the taxonomy-given subtaxonomies of an earlier evaluation of the same rows.
-    They depend on neither the decoding nor the paths level, so training's choices score
-    val several times but compute them (a pass over every row) once.
-    """
-    events = frame[["title", "description"]].to_dict("records")
-    known = set(cascade.hierarchy.taxonomy.labels)
-    unknown = sorted(set(frame.taxonomy) - known)
-    if unknown:
-        raise DataError(f"taxonomies not in this run's hierarchy: {', '.join(unknown[:10])}")
-    answers: list[dict] = []
-    for start in range(0, len(events), batch_size):
-        answers += cascade.predict(events[start : start + batch_size], top_k=1)
-    if given is None:
-        given = subtaxonomy_given(cascade, events, list(frame.taxonomy))
-    scores = cascade_scores(list(frame.taxonomy), list(frame.subtaxonomy), answers, given)
-    return Evaluation(scores, answers, given)
-
-
-def subtaxonomy_given(cascade: Cascade, events: list[dict], taxonomies: list[str]) -> list[str]:
-    """The subtaxonomy each event gets when its taxonomy is given, not predicted: the second
-    level scored apart from the first's errors."""
-    inputs = cascade.encode(events)
-    groups: dict[str, list[int]] = {}
-    for i, tax in enumerate(taxonomies):
-        groups.setdefault(tax, []).append(i)
-    out = [""] * len(events)
-    for tax, members in groups.items():
-        level = cascade.hierarchy.subtaxonomies[tax]
-        best = cascade.level_probs(level, inputs.take(members)).argmax(dim=-1).tolist()
-        for i, b in zip(members, best):
-            out[i] = level.labels[b]
-    return out
+from table.events import Columns, DataError
+from table.scoring import evaluate_frame, summary_line
+from table.record import split_frame
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,15 +67,6 @@ def main(argv: list[str] | None = None) -> int:
           f"{kept['accuracy_when_answered'] or 0:.4f}")
     print(f"wrote {output}")
     return 0
-
-
-def summary_line(split: str, s: dict[str, Any]) -> str:
-    return (
-        f"{split}: {s['rows']} events | taxonomy acc {s['taxonomy']['accuracy']:.4f} "
-        f"macro-F1 {s['taxonomy']['macro_f1']:.4f} | leaf acc {s['subtaxonomy']['accuracy']:.4f} "
-        f"macro-F1 {s['subtaxonomy']['macro_f1']:.4f} | leaf acc given taxonomy "
-        f"{s['subtaxonomy_given_taxonomy']['accuracy']:.4f} | path acc {s['path_accuracy']:.4f}"
-    )
 
 
 if __name__ == "__main__":

@@ -14,7 +14,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from handlers.hierarchy import PATHS_DIR, SUBTAXONOMY_DIR, TAXONOMY_DIR, Hierarchy, Level
+from handlers.hierarchy import Hierarchy, Level
+
+from handlers.run_layout import PATHS_DIR, SUBTAXONOMY_DIR, TAXONOMY_DIR
 from handlers.text import TextFormat
 from handlers.trunk import split_run
 

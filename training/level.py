@@ -24,11 +24,12 @@ from handlers.text import TextFormat
 from handlers.trunk import read_first_position
 from training import distributed, rank_weights
 from training.top import TopOnTrunk, pad_states
+from handlers.run_layout import WARMUP_DIR
+from table.events import event_dicts
 
 
 # A job's role in the cascade.
 WARMUP_ROLE, TAXONOMY_ROLE, SUBTAXONOMY_ROLE = "warmup", "taxonomy", "subtaxonomy"
-WARMUP_DIR = "_warmup"  # the path warm-up checkpoint, inside the work folder; not part of the run
 
 
 @dataclass
@@ -53,7 +54,7 @@ def _tokenized(frame: pd.DataFrame, labels: tuple[str, ...], column: str, tokeni
 
     index = {label: i for i, label in enumerate(labels)}
     data = Dataset.from_dict({
-        "text": [text.format(r) for r in frame[["title", "description"]].to_dict("records")],
+        "text": [text.format(r) for r in event_dicts(frame)],
         "labels": [index[v] for v in frame[column]],
     })
     def encode(batch: dict[str, list]) -> dict[str, list]:

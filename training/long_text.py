@@ -31,17 +31,14 @@ import pandas as pd
 from handlers.hierarchy import Hierarchy, Level, path_label
 from handlers.text import TextFormat
 from handlers.lexical import LexicalFeatures, LexicalModel
+from handlers.run_layout import LEXICAL_DIR, LEXICAL_FEATURES, PATHS_LEXICAL
+from table.events import event_dicts
 
 logger = logging.getLogger("training")
 
 LONG_SHARE = 0.10
 TOP_LAYERS_SHORT, TOP_LAYERS_LONG = 2, 1  # --top-layers auto
 WEIGHTS = tuple(round(w, 1) for w in np.arange(0.0, 1.01, 0.1))
-LEXICAL_DIR = "lexical"
-# A TF-IDF classifier over every full path, fitted beside the levels' and mixed into the path
-# scores as (part of) the paths level; training.decoding.choose_paths_weight keeps it or not.
-PATHS_LEXICAL = f"{LEXICAL_DIR}/_paths"  # no level's slug starts with "_"
-LEXICAL_FEATURES = f"{LEXICAL_DIR}/_features"  # the TF-IDF features every lexical model reads
 
 
 def path_labels(hierarchy: Hierarchy) -> tuple[str, ...]:
@@ -84,7 +81,7 @@ def choose_reading(args: Any, tokenizer: Any, frame: pd.DataFrame) -> tuple[Text
     notes say why (printed, and kept in metrics.json)."""
     text = TextFormat(separator=args.separator, max_length=args.max_length,
                       max_chars=max(8192, args.max_length * args.max_windows * 16), max_windows=args.max_windows)
-    train_texts = [text.format(r) for r in frame[frame.split == "train"][["title", "description"]].to_dict("records")]
+    train_texts = [text.format(r) for r in event_dicts(frame[frame.split == "train"])]
     truncation, note, long = choose_truncation(text, tokenizer, train_texts, args.truncation)
     args.top_layers, top_note = choose_top_layers(args.top_layers, long)
     return dataclasses.replace(text, truncation=truncation), {"truncation": note, "top_layers": top_note}
@@ -123,18 +120,18 @@ def add_lexical_models(run_dir: Path, hierarchy: Hierarchy, train: pd.DataFrame,
     fmt = hierarchy.text
     summary: dict[str, Any] = {}
     fitted: dict[str, LexicalModel] = {}
-    texts = [fmt.format(r) for r in train[["title", "description"]].to_dict("records")]
+    texts = [fmt.format(r) for r in event_dicts(train)]
     features = LexicalFeatures.fit(texts, max_chars=fmt.max_chars)  # one vocabulary and idf for every level: each text is read once
     matrix = features.transform(texts)
 
     def fit(name: str, level: Level, rows: np.ndarray, labels: Sequence[str]) -> None:
         fitted[name] = LexicalModel.fit(features, matrix[rows], labels, level.labels, seed=seed)
 
-    val_texts = [fmt.format(r) for r in val[["title", "description"]].to_dict("records")]
+    val_texts = [fmt.format(r) for r in event_dicts(val)]
     val_matrix = features.transform(val_texts) if val_texts else None  # once, not once per level
 
     def probs(name: str, level: Level, among: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        inputs = cascade.encode(val[among][["title", "description"]].to_dict("records"))
+        inputs = cascade.encode(event_dicts(val[among]))
         return cascade.level_probs(level, inputs).numpy(), fitted[name].predict_proba(inputs.texts, val_matrix[among])
 
     if hierarchy.taxonomy.checkpoint:

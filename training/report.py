@@ -18,7 +18,7 @@ from handlers.abstention import DEFAULT_COVERAGE  # noqa: E402
 from handlers.cascade import Cascade  # noqa: E402
 from training.abstain import choose_abstention, plot_coverage  # noqa: E402
 from training.decoding import choose_decoding, choose_paths_weight  # noqa: E402
-from training.evaluate import evaluate_frame, summary_line  # noqa: E402
+from table.scoring import evaluate_frame, summary_line  # noqa: E402
 
 
 def plot_confusion(true: Sequence[str], pred: Sequence[str], labels: Sequence[str], title: str, path: Path) -> Path:

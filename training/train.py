@@ -25,14 +25,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from handlers.hierarchy import TOKENIZER_DIR, Hierarchy
+from handlers.hierarchy import Hierarchy
+
+from handlers.run_layout import TOKENIZER_DIR
 from training.layout import build_hierarchy, store_trunk
 from handlers.text import TextFormat
 from training import distributed, lifetime, parallel
-from training.data import Columns, DataError, load_events, split_events
-from training.level import SUBTAXONOMY_ROLE, WARMUP_DIR, LevelJob, cpu_bf16, plan_jobs, train_level
+from table.events import Columns, DataError, load_events, split_events
+from training.level import SUBTAXONOMY_ROLE, LevelJob, cpu_bf16, plan_jobs, train_level
+from handlers.run_layout import WARMUP_DIR
 from training.long_text import add_lexical_models, choose_reading
-from training.record import TrainingRecord, save_split, sha256_of
+from table.record import TrainingRecord, save_split, sha256_of
 from training.options import parse_args
 from training.tracking import EnergyMeter, ExtraMissing, MlflowTracker
 

@@ -1,12 +1,18 @@
-"""Scores of a cascade's predictions against the true labels of one split."""
+"""Scoring a cascade on the rows of one split: its answers, and their scores against the true labels."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
+
+import pandas as pd
 
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
 from handlers import abstention
+from table.events import DataError, event_dicts
+
+if TYPE_CHECKING:
+    from handlers.cascade import Cascade
 
 
 def level_scores(true: Sequence[str], pred: Sequence[str]) -> dict[str, Any]:
@@ -70,3 +76,56 @@ def abstention_scores(true_tax: Sequence[str], true_sub: Sequence[str],
     counting abstentions wrong, and path accuracy over the answers kept."""
     right = [tuple(a["path"]) == (t, s) for t, s, a in zip(true_tax, true_sub, answers)]
     return abstention.scores(right, [bool(a.get("abstain")) for a in answers])
+
+
+class Evaluation(NamedTuple):
+    scores: dict[str, Any]
+    answers: list[dict]
+    given: list[str]  # each row's subtaxonomy when its true taxonomy is given
+
+
+def evaluate_frame(cascade: Cascade, frame: pd.DataFrame, batch_size: int = 256,
+                   given: list[str] | None = None) -> Evaluation:
+    """Metrics, answers and taxonomy-given subtaxonomies for the rows of ``frame`` (one split).
+
+    ``given``: the taxonomy-given subtaxonomies of an earlier evaluation of the same rows.
+    They depend on neither the decoding nor the paths level, so training's choices score
+    val several times but compute them (a pass over every row) once.
+    """
+    events = event_dicts(frame)
+    known = set(cascade.hierarchy.taxonomy.labels)
+    unknown = sorted(set(frame.taxonomy) - known)
+    if unknown:
+        raise DataError(f"taxonomies not in this run's hierarchy: {', '.join(unknown[:10])}")
+    answers: list[dict] = []
+    for start in range(0, len(events), batch_size):
+        answers += cascade.predict(events[start : start + batch_size], top_k=1)
+    if given is None:
+        given = subtaxonomy_given(cascade, events, list(frame.taxonomy))
+    scores = cascade_scores(list(frame.taxonomy), list(frame.subtaxonomy), answers, given)
+    return Evaluation(scores, answers, given)
+
+
+def subtaxonomy_given(cascade: Cascade, events: list[dict], taxonomies: list[str]) -> list[str]:
+    """The subtaxonomy each event gets when its taxonomy is given, not predicted: the second
+    level scored apart from the first's errors."""
+    inputs = cascade.encode(events)
+    groups: dict[str, list[int]] = {}
+    for i, tax in enumerate(taxonomies):
+        groups.setdefault(tax, []).append(i)
+    out = [""] * len(events)
+    for tax, members in groups.items():
+        level = cascade.hierarchy.subtaxonomies[tax]
+        best = cascade.level_probs(level, inputs.take(members)).argmax(dim=-1).tolist()
+        for i, b in zip(members, best):
+            out[i] = level.labels[b]
+    return out
+
+
+def summary_line(split: str, s: dict[str, Any]) -> str:
+    return (
+        f"{split}: {s['rows']} events | taxonomy acc {s['taxonomy']['accuracy']:.4f} "
+        f"macro-F1 {s['taxonomy']['macro_f1']:.4f} | leaf acc {s['subtaxonomy']['accuracy']:.4f} "
+        f"macro-F1 {s['subtaxonomy']['macro_f1']:.4f} | leaf acc given taxonomy "
+        f"{s['subtaxonomy_given_taxonomy']['accuracy']:.4f} | path acc {s['path_accuracy']:.4f}"
+    )

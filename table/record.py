@@ -18,10 +18,9 @@ from typing import Any
 
 import pandas as pd
 
-from training.data import Columns, DataError, load_events, split_events
+from handlers.run_layout import RECORD_FILE, SPLIT_FILE
+from table.events import Columns, DataError, load_events, split_events
 
-RECORD_FILE = "training.json"
-SPLIT_FILE = "split.csv"
 RECORD_VERSION = 1
 
 

@@ -1,4 +1,4 @@
-"""Reading an events table, checking it, and splitting it.
+"""The events table: reading it, checking it, splitting it.
 
 Every problem a user can fix in their file becomes one ``DataError`` whose message names
 the rows (by line for CSV and JSON Lines, by row for Parquet), so ``training.train`` can
@@ -36,6 +36,11 @@ class Columns:
     taxonomy: str = "taxonomy"
     subtaxonomy: str = "subtaxonomy"
     split: str = "split"
+
+
+def event_dicts(frame: pd.DataFrame) -> list[dict[str, str]]:
+    """The rows of an events table as the cascade reads them: title and description."""
+    return frame[["title", "description"]].to_dict("records")
 
 
 def _where(refs: list[str], limit: int = 10) -> str:
@@ -106,6 +111,39 @@ READERS = {".csv": _read_csv, ".tsv": _read_csv, ".jsonl": _read_jsonl, ".ndjson
            ".json": _read_jsonl, ".parquet": _read_parquet, ".pq": _read_parquet}
 
 
+def read_rows(path: str | Path) -> tuple[list[dict[str, str]], list[str]]:
+    """Every row of a .csv, .tsv, .jsonl or .parquet table as text by column name, and each
+    row's place in the file ("line 12"); a ``DataError`` naming the rows it cannot read."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file {path} not found")
+    reader = READERS.get(path.suffix.lower())
+    if reader is None:
+        raise DataError(f"{path}: unknown format {path.suffix!r}; use .csv, .tsv, .jsonl or .parquet")
+    rows, refs, bad = reader(path)
+    if bad:
+        raise DataError(f"{path}: {len(bad)} unreadable rows: {_where(bad)}")
+    if not rows:
+        raise DataError(f"{path} has no data rows")
+    return rows, refs
+
+
+def write_table(frame: pd.DataFrame, path: str | Path) -> None:
+    """Write a frame as the table format its extension names, whole or not at all."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if READERS.get(suffix) is None:
+        raise DataError(f"{path}: unknown output format {suffix!r}; use .csv, .tsv, .jsonl or .parquet")
+    tmp = path.with_name(f".{path.name}.partial")
+    if suffix in (".csv", ".tsv"):
+        frame.to_csv(tmp, sep="\t" if suffix == ".tsv" else ",", index=False)
+    elif suffix in (".parquet", ".pq"):
+        frame.to_parquet(tmp, index=False)
+    else:
+        frame.to_json(tmp, orient="records", lines=True, force_ascii=False)
+    tmp.replace(path)
+
+
 def _row_problems(frame: pd.DataFrame, has_split: bool) -> list[str]:
     """Every kind of bad row, each with the rows it concerns, so one run of the loader names them all."""
     problems = []
@@ -134,16 +172,7 @@ def load_events(path: str | Path, columns: Columns = Columns()) -> pd.DataFrame:
     the file ("line 12"), carried along so later checks can name rows too.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"data file {path} not found")
-    reader = READERS.get(path.suffix.lower())
-    if reader is None:
-        raise DataError(f"{path}: unknown format {path.suffix!r}; use .csv, .tsv, .jsonl or .parquet")
-    rows, refs, bad = reader(path)
-    if bad:
-        raise DataError(f"{path}: {len(bad)} unreadable rows: {_where(bad)}")
-    if not rows:
-        raise DataError(f"{path} has no data rows")
+    rows, refs = read_rows(path)
 
     found = sorted({k for row in rows for k in row})
     required = {"description": columns.description, "taxonomy": columns.taxonomy,
