@@ -20,7 +20,8 @@ from typing import Any, Callable
 import numpy as np
 
 from benchmarks.long_text import _heldout, baseline
-from handlers.lexical import FAMILIES, LexicalFeatures, LexicalModel
+from handlers.lexical import FAMILIES, LexicalFeatures
+from training.lexical_fit import fit_features, fit_model
 
 
 def _texts(frame: Any) -> list[str]:
@@ -45,8 +46,8 @@ class _OneVocabulary(LexicalFeatures):
 
 
 VARIANTS: dict[str, Callable[[list[str]], LexicalFeatures]] = {
-    "word 1-2 grams": lambda texts: LexicalFeatures.fit(texts, FAMILIES[:1]),
-    "word 1-2 + character 3-5 grams, side by side (default)": lambda texts: LexicalFeatures.fit(texts),
+    "word 1-2 grams": lambda texts: fit_features(texts, FAMILIES[:1]),
+    "word 1-2 + character 3-5 grams, side by side (default)": lambda texts: fit_features(texts),
     "word 1-2 + character 3-5 grams, one vocabulary": lambda texts: _OneVocabulary.fit(texts),
 }
 
@@ -62,7 +63,7 @@ def compare(table: Path) -> dict[str, dict[str, float]]:
     for name, make in VARIANTS.items():
         started = time.perf_counter()
         features = make(_texts(train))
-        model = LexicalModel.fit(features, features.transform(_texts(train)), _leaves(train), order)
+        model = fit_model(features, features.transform(_texts(train)), _leaves(train), order)
         results[name] = {split: float(np.mean(np.array(order)[model.predict_proba(_texts(rows)).argmax(axis=1)]
                                               == np.array(_leaves(rows))))
                          for split, rows in scored.items() if rows is not None}

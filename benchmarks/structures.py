@@ -54,7 +54,7 @@ def _stock_model(cascade: Any) -> None:
     same checkpoint: every position through every layer."""
     from transformers import AutoModelForSequenceClassification
 
-    from handlers.batching import bf16_linears
+    from handlers.precision import bf16_linears
 
     for folder in cascade.models:
         cascade.models[folder] = AutoModelForSequenceClassification.from_pretrained(
@@ -77,7 +77,7 @@ def compare_structures(run: Path, events: list[dict], batch_sizes: list[int], th
 
     import torch
 
-    from handlers.batching import bf16_is_native
+    from handlers.precision import bf16_is_native
     from handlers.cascade import Cascade
     from handlers.hierarchy import Hierarchy
     from handlers.trunk import export_whole_run

@@ -21,8 +21,8 @@ from transformers import AutoTokenizer
 
 from handlers import abstention, ranking, routing
 from handlers.answers import LevelAnswer, PathAnswer, level_answer
-from handlers.batching import (IDS_CALL_COST, STATES_CALL_COST, autocast, bf16_linears, padded_chunks,
-                               resolve_precision)
+from handlers.batching import IDS_CALL_COST, STATES_CALL_COST, padded_chunks
+from handlers.precision import autocast, bf16_linears, resolve_precision
 from handlers.checkpoints import load_model
 from handlers.encoded import Encoded, PathScores
 from handlers.hierarchy import Hierarchy, Level
@@ -35,29 +35,27 @@ Event = Mapping[str, Any]
 
 
 class Cascade:
-    """Loads a run directory (or an extracted archive) and predicts full paths.
+    """Loads a run directory (or an extracted archive) and predicts full paths; ``hierarchy``,
+    when given, stands for its hierarchy.json (checked against the run's files all the same).
 
-    ``beam_min_prob``: with ``top_k`` > 1, other taxonomies at least this likely also get
-    their subtaxonomy model run, so the top-k paths can span taxonomies.
+    ``beam_min_prob``: with ``top_k`` > 1, other taxonomies at least this likely also get their
+    subtaxonomy model run, so the top-k paths can span taxonomies. ``decoding`` (hierarchy.json's,
+    unless given): ``greedy`` predicts the best taxonomy, then its best subtaxonomy; ``joint`` runs
+    the subtaxonomy models of the ``beam_width`` likeliest taxonomies (those at least
+    ``beam_min_prob`` likely) and predicts the path with the highest product, so a confident second
+    level can overrule an unsure first one; training picks the better on val. Either way the
+    prediction does not depend on ``top_k``.
 
-    ``decoding`` (hierarchy.json's, unless given): ``greedy`` predicts the best taxonomy,
-    then its best subtaxonomy; ``joint`` runs the subtaxonomy models of the
-    ``beam_width`` likeliest taxonomies (those at least ``beam_min_prob`` likely) and predicts
-    the path with the highest product, so a confident second level can overrule an unsure
-    first one. Training picks the one that scores better on the validation split. Either way
-    the prediction does not depend on ``top_k``.
+    ``quantize="int8"`` runs each checkpoint's ``model.int8.onnx`` (handlers/onnx_int8.py) with
+    ONNX Runtime instead of the fp32 safetensors with torch.
 
-    ``quantize="int8"`` runs each checkpoint's ``model.int8.onnx`` (see handlers/onnx_int8.py)
-    with ONNX Runtime instead of the fp32 safetensors with torch.
+    ``precision="bf16"`` runs the torch models under bfloat16 autocast, their Linear weights stored
+    in bf16 once (``precision.bf16_linears``): two to three times faster on CPUs with native bf16
+    (avx512_bf16, AMX), slower on others; ``"auto"`` picks bf16 on such a CPU and fp32 elsewhere (and
+    on GPUs), as a default archive serves: offline scores match served answers (``self.precision``).
 
-    ``precision="bf16"`` runs the torch models under bfloat16 autocast, their Linear weights
-    stored in bf16 once (``batching.bf16_linears``): two to three times
-    faster on CPUs with native bf16 (avx512_bf16, AMX), slower on others; ``"auto"`` picks
-    bf16 on such a CPU and fp32 elsewhere (and on GPUs), as a default archive serves, so
-    offline scores match served answers on the same machine. ``self.precision`` says which ran.
-
-    ``routing=False`` runs every candidate taxonomy's subtaxonomy model, not only those an
-    answer can need (handlers/routing.py): the same answers, more passes; for benchmarks.
+    ``routing=False`` runs every candidate taxonomy's subtaxonomy model, not only those an answer
+    can need (handlers/routing.py): the same answers, more passes; for benchmarks.
     """
 
     def __init__(
@@ -71,9 +69,10 @@ class Cascade:
         quantize: str | None = None,
         precision: str = "auto",
         routing: bool = True,
+        hierarchy: Hierarchy | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
-        self.hierarchy: Hierarchy = check_run_dir(self.run_dir)
+        self.hierarchy: Hierarchy = check_run_dir(self.run_dir, hierarchy)
         self.device = torch.device(device)
         self.max_batch = max(1, int(max_batch))
         self.beam_min_prob = float(beam_min_prob)

@@ -8,6 +8,7 @@ torch or TorchServe: it is cheap to import anywhere.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Mapping
@@ -226,8 +227,11 @@ class Hierarchy:
         return hierarchy
 
     def save(self, run_dir: str | Path) -> Path:
+        """Write hierarchy.json atomically: a reader sees the old file or the new one, never half."""
         path = Path(run_dir) / HIERARCHY_FILE
-        path.write_text(json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        partial = path.with_name(f".{HIERARCHY_FILE}.{os.getpid()}.tmp")
+        partial.write_text(json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(partial, path)
         return path
 
     @classmethod

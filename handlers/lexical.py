@@ -19,9 +19,9 @@ Stored without pickle, so loading an archive never runs code from it: the featur
 family's idf), a level as ``lexical.json`` (labels) and ``lexical.safetensors``
 (coefficients, intercepts, and which feature columns they cover when not all).
 
-Training fits the vocabularies, idf and regressions with scikit-learn; every transform of
-text into features, in training and in serving, is handlers/tfidf.py's, so serving never
-imports scikit-learn.
+Training fits the vocabularies, idf and regressions with scikit-learn (training/lexical_fit.py);
+every transform of text into features, in training and in serving, is handlers/tfidf.py's, so
+serving never imports scikit-learn.
 """
 
 from __future__ import annotations
@@ -55,18 +55,6 @@ class LexicalFeatures:
     @property
     def size(self) -> int:
         return sum(len(v.vocabulary_) for v in self.vectorizers)
-
-    @classmethod
-    def fit(cls, texts: Sequence[str], families: Sequence[dict[str, Any]] = FAMILIES,
-            max_chars: int | None = None) -> "LexicalFeatures":
-        vectorizers = []
-        for settings in families:
-            fitting = dict(settings)
-            if len(texts) < 50:  # tiny tables: keep terms seen once
-                fitting["min_df"] = 1
-            fitted = _sklearn_vectorizer(fitting).fit(texts)
-            vectorizers.append(TermVectorizer(settings, fitted.vocabulary_, fitted.idf_, max_chars))
-        return cls(vectorizers, families)
 
     def transform(self, texts: Sequence[str]) -> Any:
         """A sparse matrix, one row per text, the families side by side."""
@@ -125,29 +113,6 @@ class LexicalModel:
         """(labels, features), C order: as scikit-learn and the stored file hold it."""
         return np.ascontiguousarray(self.weights.T)
 
-    @classmethod
-    def fit(cls, features: LexicalFeatures, matrix: Any, labels: Sequence[str], order: Sequence[str],
-            c: float = 10.0, seed: int = 0) -> "LexicalModel":
-        """Fit on ``matrix`` (``features.transform`` of the training texts, one row per label)."""
-        from sklearn.linear_model import LogisticRegression
-
-        index = {label: i for i, label in enumerate(order)}
-        target = np.array([index[label] for label in labels])
-        classifier = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(matrix, target)
-        coef = np.zeros((len(order), matrix.shape[1]), dtype=np.float32)
-        intercept = np.full(len(order), -1e4, dtype=np.float32)  # a label absent from training is never chosen
-        if len(classifier.classes_) == 2 and classifier.coef_.shape[0] == 1:  # binary: one row for class 1
-            rows, biases = np.vstack([-classifier.coef_[0], classifier.coef_[0]]) / 2, \
-                np.array([-classifier.intercept_[0], classifier.intercept_[0]]) / 2
-        else:
-            rows, biases = classifier.coef_, classifier.intercept_
-        coef[classifier.classes_] = rows
-        intercept[classifier.classes_] = biases
-        used = np.flatnonzero(np.any(coef != 0, axis=0))
-        if len(used) < coef.shape[1]:
-            return cls(features, coef[:, used], intercept, order, used.astype(np.int32))
-        return cls(features, coef, intercept, order)
-
     def predict_proba(self, texts: Sequence[str], matrix: Any = None) -> np.ndarray:
         """Probabilities (rows: texts, columns: labels in level order); ``matrix``, when given,
         is the features' transform of ``texts``, computed once for every level."""
@@ -193,13 +158,6 @@ class LexicalModel:
                                     or (len(columns) and not 0 <= columns.min() <= columns.max() < features.size)):
             raise ValueError(f"{folder / LEXICAL_WEIGHTS}: its columns do not fit its coefficients and the features")
         return cls(features, arrays["coef"], arrays["intercept"], meta["labels"], columns)
-
-
-def _sklearn_vectorizer(settings: dict[str, Any]) -> Any:
-    """The TfidfVectorizer that learns a family's vocabulary and idf (training only)."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
-    return TfidfVectorizer(**{**settings, "ngram_range": tuple(settings["ngram_range"])}, dtype=np.float32)
 
 
 def check_lexical(folder: Path, labels: Sequence[str], features: int | None) -> str | None:

@@ -10,8 +10,9 @@ from handlers.hierarchy import Hierarchy, HierarchyError, Level, Trunk
 from handlers.run_layout import ONNX_FILE, TOKENIZER_DIR, TOP_FILE, WEIGHTS_FILE
 
 
-def check_run_dir(run_dir: str | Path) -> Hierarchy:
-    """Load hierarchy.json and check that every file it promises is there and agrees.
+def check_run_dir(run_dir: str | Path, hierarchy: Hierarchy | None = None) -> Hierarchy:
+    """Load hierarchy.json (or take ``hierarchy``, the one training holds before it writes
+    it) and check that every file it promises is there and agrees.
 
     Packaging and serving call this first, so a broken run directory is reported by
     name at build time instead of as a dead worker at load time.
@@ -19,7 +20,7 @@ def check_run_dir(run_dir: str | Path) -> Hierarchy:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise HierarchyError(f"run directory {run_dir} does not exist")
-    hierarchy = Hierarchy.load(run_dir)
+    hierarchy = hierarchy if hierarchy is not None else Hierarchy.load(run_dir)
     tokenizer = run_dir / TOKENIZER_DIR
     if not (tokenizer / "tokenizer.json").is_file() and not (tokenizer / "vocab.txt").is_file():
         raise HierarchyError(f"{tokenizer} holds no tokenizer (tokenizer.json or vocab.txt)")

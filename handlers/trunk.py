@@ -28,12 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from transformers import DistilBertConfig, DistilBertForSequenceClassification, DistilBertModel
 
 from handlers.distilbert import STOCK_EMBEDDINGS, STOCK_LAYER, FirstPositionBlock
-from handlers.hierarchy import Hierarchy, HierarchyError, Trunk
-from handlers.run_layout import TOKENIZER_DIR, TOP_FILE, TRUNK_DIR, WEIGHTS_FILE
+from handlers.hierarchy import Hierarchy, HierarchyError
+from handlers.run_layout import TOKENIZER_DIR, TOP_FILE, WEIGHTS_FILE
 
 
 def in_trunk(key: str, trunk_layers: int) -> bool:
@@ -152,40 +152,6 @@ class TopClassifier(torch.nn.Module):
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.model(inputs_embeds=hidden_states, attention_mask=attention_mask).logits
-
-
-def split_run(run_dir: str | Path, hierarchy: Hierarchy, top_layers: int) -> Hierarchy:
-    """Turn a run of whole checkpoints, trained with the lower layers frozen, into trunk + tops.
-
-    Every level must hold exactly the trunk's tensors below its top: that is checked, so a
-    level whose lower layers moved in training is an error here, not a silent accuracy loss
-    at serving. Returns the hierarchy that records the trunk (the caller saves it).
-    """
-    run_dir = Path(run_dir)
-    folders = hierarchy.checkpoints()
-    if not folders:
-        return hierarchy
-    trunk_layers = max(0, _config(run_dir / folders[0]).n_layers - top_layers)
-    first = load_file(str(run_dir / folders[0] / WEIGHTS_FILE))
-    trunk = {key: value for key, value in first.items() if in_trunk(key, trunk_layers)}
-    tops = {}
-    for folder in folders:
-        state = first if folder == folders[0] else load_file(str(run_dir / folder / WEIGHTS_FILE))
-        moved = [key for key in trunk if key not in state or not torch.equal(state[key], trunk[key])]
-        if moved:
-            raise HierarchyError(f"{folder}: {len(moved)} tensors below the top {trunk_layers} layers differ from "
-                                 f"{folders[0]}'s (e.g. {moved[0]}): the levels do not share a trunk")
-        tops[folder] = {key: value for key, value in state.items() if not in_trunk(key, trunk_layers)}
-    (run_dir / TRUNK_DIR).mkdir()
-    config = json.loads((run_dir / folders[0] / "config.json").read_text(encoding="utf-8"))
-    for key in ("id2label", "label2id", "architectures", "problem_type"):
-        config.pop(key, None)
-    (run_dir / TRUNK_DIR / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    save_file(trunk, str(run_dir / TRUNK_DIR / WEIGHTS_FILE), metadata={"format": "pt"})
-    for folder, top in tops.items():
-        save_file(top, str(run_dir / folder / TOP_FILE), metadata={"format": "pt"})
-        (run_dir / folder / WEIGHTS_FILE).unlink()
-    return dataclasses.replace(hierarchy, trunk=Trunk(TRUNK_DIR, trunk_layers))
 
 
 def _whole_model(run_dir: Path, hierarchy: Hierarchy, folder: str) -> DistilBertForSequenceClassification:

@@ -8,7 +8,8 @@ import random
 import pytest
 import torch
 
-from handlers.batching import bf16_is_native, length_cuts, padded_chunks, resolve_precision
+from handlers.batching import length_cuts, padded_chunks
+from handlers.precision import bf16_is_native, resolve_precision
 
 
 def _cost(lengths: list[int], cuts: list[tuple[int, int]], call_cost: int) -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from handlers import kernel_caches
-from handlers.batching import bf16_is_native
+from handlers.precision import bf16_is_native
 from serving import tsctl
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +34,7 @@ def test_a_value_already_set_wins() -> None:
 
 PROBE = """
 import json, torch
-from handlers.batching import autocast, bf16_linears
+from handlers.precision import autocast, bf16_linears
 from benchmarks.memory_growth import heap_mb
 torch.set_num_threads(1)
 model = bf16_linears(torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.Linear(64, 256)))

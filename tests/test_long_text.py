@@ -19,6 +19,7 @@ from handlers.lexical import (FAMILIES, LEXICAL_JSON, LEXICAL_WEIGHTS, LexicalFe
                               check_lexical)
 from handlers.tfidf import TermVectorizer
 from tests.tiny import add_lexical, tiny_events
+from training.lexical_fit import fit_features, fit_model
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,8 +54,8 @@ def test_an_unknown_truncation_is_refused() -> None:
 
 
 def fitted(texts: list[str], labels: list[str], order: tuple[str, ...], families=FAMILIES) -> LexicalModel:
-    features = LexicalFeatures.fit(texts, families)
-    return LexicalModel.fit(features, features.transform(texts), labels, order)
+    features = fit_features(texts, families)
+    return fit_model(features, features.transform(texts), labels, order)
 
 
 def tiny_texts(**kwargs) -> tuple[list[str], list[str]]:
@@ -96,10 +97,10 @@ def test_a_stored_lexical_model_predicts_what_it_predicted_when_fitted(tmp_path:
 def test_a_level_that_sees_a_few_rows_keeps_only_the_feature_columns_they_hold(tmp_path: Path) -> None:
     rows = tiny_events(rows_per_class=10)
     texts = [f"{r['title']}. {r['description']}" for r in rows]
-    features = LexicalFeatures.fit(texts)
+    features = fit_features(texts)
     matrix = features.transform(texts)
     music = [i for i, r in enumerate(rows) if r["taxonomy"] == "music"]
-    model = LexicalModel.fit(features, matrix[music], [rows[i]["subtaxonomy"] for i in music], ("jazz", "rock"))
+    model = fit_model(features, matrix[music], [rows[i]["subtaxonomy"] for i in music], ("jazz", "rock"))
     assert model.columns is not None and len(model.columns) < features.size
     assert set(model.columns) == set(np.flatnonzero(matrix[music].getnnz(axis=0)))
     dense = np.zeros((2, features.size), dtype=np.float32)

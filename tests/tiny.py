@@ -75,14 +75,15 @@ def add_lexical(run: Path, hierarchy: "Hierarchy", folder: str, texts: list[str]
     be pointed at the model)."""
     import dataclasses
 
-    from handlers.lexical import LexicalFeatures, LexicalModel
+    from handlers.lexical import LexicalFeatures
+    from training.lexical_fit import fit_features, fit_model
     from handlers.run_layout import LEXICAL_FEATURES
 
     if hierarchy.lexical_features:
         features = LexicalFeatures.load(run / hierarchy.lexical_features)
     else:
-        features = LexicalFeatures.fit(texts)
+        features = fit_features(texts)
         features.save(run / LEXICAL_FEATURES)
         hierarchy = dataclasses.replace(hierarchy, lexical_features=LEXICAL_FEATURES)
-    LexicalModel.fit(features, features.transform(texts), labels, order).save(run / folder)
+    fit_model(features, features.transform(texts), labels, order).save(run / folder)
     return hierarchy

@@ -1,7 +1,7 @@
 """The run's abstention rule, settled on the validation split, and its coverage curve.
 
 A threshold on the answers' ``path_score`` is chosen so that the target share of val answers
-is kept (handlers/abstention.py); it is written into hierarchy.json, so evaluation, batch
+is kept (handlers/abstention.py); it goes into hierarchy.json, so evaluation, batch
 prediction and serving all apply it. Out-of-scope rows are not needed: the rule sees only
 the scores of in-scope val answers.
 """
@@ -19,18 +19,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from handlers.abstention import Abstention, answer_score, choose_min_score, mark  # noqa: E402
-from table.scoring import abstention_scores  # noqa: E402
+from handlers.cascade import Cascade  # noqa: E402
+from table.scoring import Evaluation, abstention_scores  # noqa: E402
 
 
-def choose_abstention(cascade: Any, val: pd.DataFrame, result: Any, coverage: float | None,
-                      run_tmp: Path, metrics: dict[str, Any]) -> Abstention:
-    """Settle hierarchy.json's rule on val's evaluation (its answers marked again, its scores
+def choose_abstention(cascade: Cascade, val: pd.DataFrame, result: Evaluation, coverage: float | None,
+                      metrics: dict[str, Any]) -> Abstention:
+    """Settle the cascade's rule on val's evaluation (its answers marked again, its scores
     updated) and return it."""
     answers = result.answers
     min_score = choose_min_score([answer_score(a) for a in answers], coverage)
     rule = Abstention(min_score, coverage) if min_score > 0 else Abstention()
     cascade.hierarchy = dataclasses.replace(cascade.hierarchy, abstention=rule)
-    cascade.hierarchy.save(run_tmp)
     mark(answers, rule)
     metrics["abstention"] = {"score": "path_score", "min_score": rule.min_score, "target_coverage": coverage}
     if answers:

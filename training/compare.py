@@ -23,7 +23,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from handlers.cascade import Cascade  # noqa: E402
+from handlers.run_layout import METRICS_FILE, RECORD_FILE  # noqa: E402
+from table.events import event_dicts, load_events, split_events  # noqa: E402
 from training.base_model import DEFAULT_BASE  # noqa: E402
+from training.train import main as train  # noqa: E402
 
 
 def slug(base: str) -> str:
@@ -31,8 +35,6 @@ def slug(base: str) -> str:
 
 
 def inference_speed(run: Path, events: list[dict], batch: int = 32) -> float:
-    from handlers.cascade import Cascade
-
     cascade = Cascade(run, max_batch=batch)
     cascade.predict(events[:batch])
     started = time.perf_counter()
@@ -71,10 +73,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", default="artifacts/compare", help="folder for the runs, table and plot")
     p.add_argument("--seed", type=int, default=42, help="one seed for every base: the same split")
     args = p.parse_args(argv)
-
-    from table.events import load_events, split_events, event_dicts
-    from training.train import main as train
-
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     frame, _ = split_events(load_events(args.data), seed=args.seed)
@@ -87,14 +85,14 @@ def main(argv: list[str] | None = None) -> int:
         name = "embedded-MiniLM-L6" if base in ("embedded", DEFAULT_BASE) else slug(base)
         run = out / name
         print(f"== {name}", flush=True)
-        if not (run / "metrics.json").is_file():
+        if not (run / METRICS_FILE).is_file():
             base_arg = [] if base in ("embedded", DEFAULT_BASE) else ["--base-model", base]
             code = train(["--data", args.data, "--output", str(run), "--seed", str(args.seed), *base_arg, *extra])
             if code != 0:
                 print(f"error: training with {base} failed (exit {code}); skipped", file=sys.stderr)
                 continue
-        metrics = json.loads((run / "metrics.json").read_text())
-        info = json.loads((run / "training.json").read_text())
+        metrics = json.loads((run / METRICS_FILE).read_text())
+        info = json.loads((run / RECORD_FILE).read_text())
         split = "test" if "test" in metrics["splits"] else "val"
         m = metrics["splits"][split]
         rows.append({

@@ -5,31 +5,29 @@ Greedy takes the likeliest taxonomy, then its likeliest subtaxonomy; joint takes
 with the highest product over the likeliest taxonomies, so a confident second level can
 overrule an unsure first one. A paths level, a flat classifier over every path, can then be
 mixed into each path's score: the paths head (the path warm-up's own top on the shared
-trunk), a TF-IDF model over the paths, or a mix of the two. The choices are written into
-hierarchy.json.
+trunk), a TF-IDF model over the paths, or a mix of the two. Each choice changes the cascade
+it is scored on (its decoding, hierarchy and paths level) and nothing on disk:
+training/choices.py writes the final hierarchy and removes what it does not use.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import shutil
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 
-from handlers.hierarchy import Level
+from handlers.cascade import Cascade
+from handlers.hierarchy import Hierarchy, Level
 from handlers.lexical import LexicalModel
-from handlers.run_layout import LEXICAL_JSON
-from table.scoring import evaluate_frame
-from training.long_text import drop_unused_features
-from handlers.run_layout import PATHS_LEXICAL
+from handlers.run_layout import LEXICAL_JSON, PATHS_LEXICAL
 from table.events import event_dicts
+from table.scoring import Evaluation, evaluate_frame
 
 
-def choose_decoding(cascade: Any, val: pd.DataFrame, wanted: str, run_tmp: Path,
-                    metrics: dict[str, Any]) -> dict[str, Any]:
-    """Settle hierarchy.json's decoding: as asked, or whichever is better on val.
+def choose_decoding(cascade: Cascade, val: pd.DataFrame, wanted: str, metrics: dict[str, Any]) -> dict[str, Evaluation]:
+    """Settle the cascade's decoding: as asked, or whichever is better on val.
 
     Returns the val evaluation of each mode tried, so it is not computed again.
     """
@@ -46,7 +44,6 @@ def choose_decoding(cascade: Any, val: pd.DataFrame, wanted: str, run_tmp: Path,
         print(f"decoding on val: greedy {scores['greedy']:.4f}, joint {scores['joint']:.4f} -> {choice}", flush=True)
     cascade.decoding = choice
     cascade.hierarchy = dataclasses.replace(cascade.hierarchy, decoding=choice)
-    cascade.hierarchy.save(run_tmp)
     metrics["decoding"] = choice
     return tried
 
@@ -60,20 +57,20 @@ PATHS_MIN_GAIN = 0.0025
 Pair = tuple[float, float]  # (paths weight, lexical share of the paths level)
 
 
-def choose_paths_weight(cascade: Any, val: pd.DataFrame, run_tmp: Path, metrics: dict[str, Any],
+def choose_paths_weight(cascade: Cascade, val: pd.DataFrame, metrics: dict[str, Any],
                         wanted: str | float = "auto", batch_size: int = 256) -> float:
     """Settle the paths level: its weight in the path scores and the TF-IDF paths model's share
     in it against the paths head's, as given or the pair with the best val path accuracy (ties
     to the smaller). The head stays only when it beats the best pair without it by at least
-    ``PATHS_MIN_GAIN``; what is not kept is removed from the run (weight 0: no paths level,
-    scored exactly as a run without one serves). Returns the paths weight."""
+    ``PATHS_MIN_GAIN``; what is not kept leaves the cascade's hierarchy (weight 0: no paths
+    level, scored exactly as a run without one serves). Returns the paths weight."""
     hierarchy = cascade.hierarchy
-    lexical_dir = run_tmp / PATHS_LEXICAL
+    lexical_dir = cascade.run_dir / PATHS_LEXICAL
     lexical = LexicalModel.load(lexical_dir, cascade.lexical_features) \
         if (lexical_dir / LEXICAL_JSON).is_file() else None
     head = hierarchy.paths if hierarchy.paths is not None and hierarchy.paths.checkpoint else None
     if head is None and lexical is None:
-        _settle(cascade, run_tmp, hierarchy)
+        cascade.hierarchy = without_unused_features(hierarchy)
         return 0.0
     labels = head.labels if head is not None else lexical.labels
     cascade.index_paths(labels)
@@ -95,7 +92,7 @@ def choose_paths_weight(cascade: Any, val: pd.DataFrame, run_tmp: Path, metrics:
         plain = best_of([p for p in pairs if not uses_head(p)])
         if uses_head(best) and accuracy[best] - accuracy[plain] < PATHS_MIN_GAIN - 1e-9:  # 2 of 800 val events
             best = plain
-    _keep(cascade, run_tmp, best, labels, head if uses_head(best) else None, lexical if best[1] > 0 else None)
+    _keep(cascade, best, labels, head if uses_head(best) else None, lexical if best[1] > 0 else None)
     metrics["paths_head"] = {
         "weight": best[0], "head": uses_head(best), "lexical_share": best[1] if best[0] > 0 else 0.0,
         "val_path_accuracy_by_weight": {str(w): accuracy[(w, best[1]) if w > 0 else (0.0, 0.0)]
@@ -108,12 +105,10 @@ def choose_paths_weight(cascade: Any, val: pd.DataFrame, run_tmp: Path, metrics:
     return best[0]
 
 
-def _path_accuracy(cascade: Any, val: pd.DataFrame, pairs: list[Pair], head: Any, lexical: Any,
-                   batch_size: int) -> dict[Pair, float]:
+def _path_accuracy(cascade: Cascade, val: pd.DataFrame, pairs: list[Pair], head: Level | None,
+                   lexical: LexicalModel | None, batch_size: int) -> dict[Pair, float]:
     """Val path accuracy of every pair, as the cascade would serve it (its candidate
     taxonomies included); each subtaxonomy level runs once per event that any pair needs."""
-    import torch
-
     events = event_dicts(val)
     truth = list(zip(val.taxonomy, val.subtaxonomy))
     hits = dict.fromkeys(pairs, 0)
@@ -140,27 +135,26 @@ def _path_accuracy(cascade: Any, val: pd.DataFrame, pairs: list[Pair], head: Any
     return {pair: right / len(events) for pair, right in hits.items()}
 
 
-def _keep(cascade: Any, run_tmp: Path, pair: Pair, labels: tuple[str, ...], head: Any, lexical: Any) -> None:
-    """Write the chosen paths level into the run (and the cascade); remove what it does not use."""
+def _keep(cascade: Cascade, pair: Pair, labels: tuple[str, ...], head: Level | None,
+          lexical: LexicalModel | None) -> None:
+    """Put the chosen paths level into the cascade and its hierarchy."""
     hierarchy, (weight, share) = cascade.hierarchy, pair
     if hierarchy.paths is not None and hierarchy.paths.checkpoint and head is None:
         cascade.models.pop(hierarchy.paths.checkpoint, None)
-        shutil.rmtree(run_tmp / hierarchy.paths.checkpoint, ignore_errors=True)
-    if lexical is None or weight == 0:
-        shutil.rmtree(run_tmp / PATHS_LEXICAL, ignore_errors=True)
-        lexical = None
     if weight == 0:
-        paths = None
+        lexical, paths = None, None
     else:
         paths = Level(labels, head.checkpoint if head is not None else None,
                       PATHS_LEXICAL if lexical is not None else None, share if lexical is not None else 0.0)
         if lexical is not None:
             cascade.lexical[PATHS_LEXICAL] = lexical
     cascade.paths_weight = weight
-    _settle(cascade, run_tmp, dataclasses.replace(hierarchy, paths=paths, paths_weight=weight))
+    cascade.hierarchy = without_unused_features(dataclasses.replace(hierarchy, paths=paths, paths_weight=weight))
 
 
-def _settle(cascade: Any, run_tmp: Path, hierarchy: Any) -> None:
-    """Save the run's final hierarchy, without lexical features when no lexical model is left."""
-    cascade.hierarchy = drop_unused_features(run_tmp, hierarchy)
-    cascade.hierarchy.save(run_tmp)
+def without_unused_features(hierarchy: Hierarchy) -> Hierarchy:
+    """The hierarchy without lexical features when no lexical model is left to read them: a
+    run carries nothing it does not read."""
+    if hierarchy.lexical_features is None or hierarchy.lexical_folders() != [hierarchy.lexical_features]:
+        return hierarchy
+    return dataclasses.replace(hierarchy, lexical_features=None)

@@ -1,8 +1,8 @@
 """The hierarchy a table of events implies (labels sorted, one checkpoint folder per model),
-and the run's final layout on a shared trunk (one trunk, a top per level, the paths head).
+and the run's layout on a shared trunk (one trunk, a top per level, the paths head).
 
-Training builds the hierarchy once; from then on hierarchy.json (handlers/hierarchy.py) is
-the record.
+Training builds the hierarchy once and carries it in memory as the run takes shape; it is
+written to hierarchy.json once, when the choices on val are made (training/choices.py).
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from handlers.hierarchy import Hierarchy, Level
+import torch
+from safetensors.torch import load_file, save_file
 
-from handlers.run_layout import PATHS_DIR, SUBTAXONOMY_DIR, TAXONOMY_DIR
+from handlers.hierarchy import Hierarchy, HierarchyError, Level, Trunk
+from handlers.run_layout import PATHS_DIR, SUBTAXONOMY_DIR, TAXONOMY_DIR, TOP_FILE, TRUNK_DIR, WEIGHTS_FILE
 from handlers.text import TextFormat
-from handlers.trunk import split_run
+from handlers.trunk import in_trunk
 
 
 def slugify(label: str, taken: set[str] | None = None) -> str:
@@ -55,12 +57,12 @@ def build_hierarchy(
     )
 
 
-def store_trunk(run_tmp: Path, hierarchy: Hierarchy, warmup: Path, top_layers: int, paths_head: bool) -> None:
+def store_trunk(run_tmp: Path, hierarchy: Hierarchy, warmup: Path, top_layers: int, paths_head: bool) -> Hierarchy:
     """The trained run as it is stored on a shared trunk: the warm-up kept as the paths head
     (``paths_head``), then every level split into the one trunk and its top."""
     if paths_head:
         hierarchy = keep_paths_head(hierarchy, warmup, run_tmp)
-    split_run(run_tmp, hierarchy, top_layers).save(run_tmp)
+    return split_run(run_tmp, hierarchy, top_layers)
 
 
 def keep_paths_head(hierarchy: Hierarchy, warmup: Path, run_tmp: Path) -> Hierarchy:
@@ -74,3 +76,40 @@ def keep_paths_head(hierarchy: Hierarchy, warmup: Path, run_tmp: Path) -> Hierar
     config = json.loads((warmup / "config.json").read_text(encoding="utf-8"))
     labels = tuple(config["id2label"][str(i)] for i in range(len(config["id2label"])))
     return dataclasses.replace(hierarchy, paths=Level(labels, PATHS_DIR))
+
+
+def split_run(run_dir: str | Path, hierarchy: Hierarchy, top_layers: int) -> Hierarchy:
+    """Turn a run of whole checkpoints, trained with the lower layers frozen, into trunk + tops.
+
+    Every level must hold exactly the trunk's tensors below its top: that is checked, so a
+    level whose lower layers moved in training is an error here, not a silent accuracy loss
+    at serving. Returns the hierarchy that records the trunk (the caller saves it).
+    """
+    run_dir = Path(run_dir)
+    folders = hierarchy.checkpoints()
+    if not folders:
+        return hierarchy
+    config = json.loads((run_dir / folders[0] / "config.json").read_text(encoding="utf-8"))
+    if config.get("model_type") != "distilbert":
+        raise HierarchyError(f"{folders[0]}: a shared trunk needs a DistilBERT checkpoint, not "
+                             f"{config.get('model_type')!r}")
+    trunk_layers = max(0, config["n_layers"] - top_layers)
+    first = load_file(str(run_dir / folders[0] / WEIGHTS_FILE))
+    trunk = {key: value for key, value in first.items() if in_trunk(key, trunk_layers)}
+    tops = {}
+    for folder in folders:
+        state = first if folder == folders[0] else load_file(str(run_dir / folder / WEIGHTS_FILE))
+        moved = [key for key in trunk if key not in state or not torch.equal(state[key], trunk[key])]
+        if moved:
+            raise HierarchyError(f"{folder}: {len(moved)} tensors below the top {trunk_layers} layers differ from "
+                                 f"{folders[0]}'s (e.g. {moved[0]}): the levels do not share a trunk")
+        tops[folder] = {key: value for key, value in state.items() if not in_trunk(key, trunk_layers)}
+    (run_dir / TRUNK_DIR).mkdir()
+    for key in ("id2label", "label2id", "architectures", "problem_type"):
+        config.pop(key, None)
+    (run_dir / TRUNK_DIR / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    save_file(trunk, str(run_dir / TRUNK_DIR / WEIGHTS_FILE), metadata={"format": "pt"})
+    for folder, top in tops.items():
+        save_file(top, str(run_dir / folder / TOP_FILE), metadata={"format": "pt"})
+        (run_dir / folder / WEIGHTS_FILE).unlink()
+    return dataclasses.replace(hierarchy, trunk=Trunk(TRUNK_DIR, trunk_layers))

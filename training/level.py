@@ -1,13 +1,12 @@
-"""One classifier of the cascade: which rows and labels it gets, and its fine-tuning with the Trainer.
+"""One classifier of the cascade and its fine-tuning with the Trainer.
 
-``plan_jobs`` lists the models of a run (path warm-up, taxonomy, one per taxonomy with two
-or more subtaxonomies); ``train_level`` trains one of them, alone or as a rank of a
-torchrun job, and saves it as a stock checkpoint folder.
+A ``LevelJob`` is one model to train (training/jobs.py plans them: path warm-up, taxonomy,
+one per taxonomy with two or more subtaxonomies); ``train_level`` trains one of them, alone
+or as a rank of a torchrun job, and saves it as a stock checkpoint folder.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import shutil
@@ -18,14 +17,22 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
+from datasets import Dataset
+from safetensors.torch import load_file
+from transformers import (AutoModelForSequenceClassification, DataCollatorWithPadding, EarlyStoppingCallback, Trainer,
+                          TrainingArguments)
 
-from handlers.hierarchy import Hierarchy, Level, path_label
+from handlers.hierarchy import Level, path_label
+from handlers.precision import resolve_precision
+from handlers.run_layout import TRAINER_DIR, WEIGHTS_FILE
 from handlers.text import TextFormat
 from handlers.trunk import read_first_position
-from training import distributed, rank_weights
-from training.top import TopOnTrunk, pad_states
-from handlers.run_layout import WARMUP_DIR
 from table.events import event_dicts
+from training import distributed, rank_weights
+from training.base_model import quiet_load_report
+from training.config import TrainingConfig
+from training.top import TopOnTrunk, pad_states
 
 
 # A job's role in the cascade.
@@ -50,8 +57,6 @@ class LevelJob:
 
 
 def _tokenized(frame: pd.DataFrame, labels: tuple[str, ...], column: str, tokenizer: Any, text: TextFormat):
-    from datasets import Dataset
-
     index = {label: i for i, label in enumerate(labels)}
     data = Dataset.from_dict({
         "text": [text.format(r) for r in event_dicts(frame)],
@@ -75,15 +80,12 @@ def _init_head(model: Any, warmup: Path, paths: list[str] | None) -> None:
     starts as the all-data path classifier restricted to its taxonomy and fine-tuning only
     refines it; the taxonomy model gets a fresh layer.
     """
-    import torch
-    from safetensors.torch import load_file
-
     head = model.classifier
     with torch.no_grad():
         if paths:
             config = json.loads((warmup / "config.json").read_text())
             index = {label: int(i) for i, label in config["id2label"].items()}
-            weights = load_file(str(warmup / "model.safetensors"))
+            weights = load_file(str(warmup / WEIGHTS_FILE))
             rows = torch.tensor([index[p] for p in paths])
             head.weight.copy_(weights["classifier.weight"][rows])
             head.bias.copy_(weights["classifier.bias"][rows])
@@ -103,10 +105,6 @@ def _start_model(start: str, labels: tuple[str, ...]) -> Any:
     needs. It is read here instead: only weights outside the head that were not loaded are
     worth a line.
     """
-    from transformers import AutoModelForSequenceClassification
-
-    from training.base_model import quiet_load_report
-
     with quiet_load_report():
         model, info = AutoModelForSequenceClassification.from_pretrained(
             start, id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)},
@@ -119,7 +117,7 @@ def _start_model(start: str, labels: tuple[str, ...]) -> Any:
     return model
 
 
-def _training_args(job: LevelJob, args: argparse.Namespace, work: Path, train_rows: int, has_val: bool) -> Any:
+def _training_args(job: LevelJob, config: TrainingConfig, work: Path, train_rows: int, has_val: bool) -> TrainingArguments:
     """The Trainer's arguments for one classifier; under torchrun the Trainer runs DDP with them.
 
     Steps per epoch count the whole job's batch (per-device batch x world size), so the
@@ -127,21 +125,18 @@ def _training_args(job: LevelJob, args: argparse.Namespace, work: Path, train_ro
     saves the epoch checkpoints into ``work`` (node-local); ranks on other machines get
     the best epoch's weights from rank 0 afterwards (rank_weights.adopt_main_weights).
     """
-    import torch
-    from transformers import TrainingArguments
-
     epochs, lr = job.epochs, job.learning_rate
-    steps_per_epoch = math.ceil(train_rows / (args.batch_size * distributed.current_size()))
+    steps_per_epoch = math.ceil(train_rows / (config.batch_size * distributed.current_size()))
     cuda = torch.cuda.is_available()
     return TrainingArguments(
-        output_dir=str(work / "_trainer" / job.folder.replace("/", "_")),
+        output_dir=str(work / TRAINER_DIR / job.folder.replace("/", "_")),
         num_train_epochs=epochs,
         learning_rate=lr,
         lr_scheduler_type="linear",
-        warmup_steps=int(args.warmup_ratio * steps_per_epoch * epochs),
-        weight_decay=args.weight_decay,
-        per_device_train_batch_size=args.batch_size,
-        per_device_eval_batch_size=args.eval_batch_size,
+        warmup_steps=int(config.warmup_ratio * steps_per_epoch * epochs),
+        weight_decay=config.weight_decay,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.eval_batch_size,
         eval_strategy="epoch" if has_val else "no",
         save_strategy="epoch" if has_val else "no",
         save_only_model=True,
@@ -151,32 +146,26 @@ def _training_args(job: LevelJob, args: argparse.Namespace, work: Path, train_ro
         greater_is_better=True,
         logging_strategy="steps",
         logging_steps=max(1, steps_per_epoch // 10),
-        seed=args.seed,
-        data_seed=args.seed,
+        seed=config.seed,
+        data_seed=config.seed,
         use_cpu=not cuda,
         fp16=cuda,
-        bf16=not cuda and cpu_bf16(args.precision),
+        bf16=not cuda and config.bf16,
         report_to=[],
-        disable_tqdm=args.quiet,
+        disable_tqdm=config.quiet,
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False,
         train_sampling_strategy="group_by_length",  # batches of rows of about one length: less padding
     )
 
 
-def cpu_bf16(precision: str) -> bool:
-    """Whether CPU training runs under bf16 autocast: asked for, or ``auto`` on a CPU with native bf16."""
-    import torch
-
-    from handlers.batching import resolve_precision
-
-    return resolve_precision(precision, torch.device("cpu")) == "bf16"
+def cpu_precision(precision: str) -> str:
+    """The arithmetic of CPU training: bf16 autocast when asked for, or ``auto`` on a CPU with native bf16; else fp32."""
+    return resolve_precision(precision, torch.device("cpu"))
 
 
 def _weighted_loss(train_labels: Any, n_labels: int) -> Any:
     """Cross-entropy weighted by inverse class frequency (``--class-weights balanced``)."""
-    import torch
-
     counts = np.bincount(np.asarray(train_labels), minlength=n_labels).astype(float)
     weights = torch.tensor(len(train_labels) / (n_labels * np.maximum(counts, 1)), dtype=torch.float)
 
@@ -191,7 +180,7 @@ def _accuracy(pred: Any) -> dict[str, float]:
     return {"accuracy": float((np.argmax(pred.predictions, axis=-1) == pred.label_ids).mean())}
 
 
-def train_level(job: LevelJob, base: str, warmup: str, tokenizer: Any, text: TextFormat, args: argparse.Namespace,
+def train_level(job: LevelJob, base: str, warmup: str, tokenizer: Any, text: TextFormat, config: TrainingConfig,
                 run_tmp: Path, callbacks: list[Any] | None = None) -> dict[str, Any]:
     """Fine-tune one classifier with the Trainer and save it as a stock checkpoint.
 
@@ -202,8 +191,6 @@ def train_level(job: LevelJob, base: str, warmup: str, tokenizer: Any, text: Tex
     best-epoch weights).
     ``callbacks``: extra TrainerCallbacks (experiment tracking).
     """
-    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer
-
     started = time.perf_counter()
     labels = job.level.labels
     train_ds = _tokenized(job.train, labels, job.label_column, tokenizer, text)
@@ -214,23 +201,22 @@ def train_level(job: LevelJob, base: str, warmup: str, tokenizer: Any, text: Tex
         _init_head(model, Path(warmup), paths)
     collator, trained = DataCollatorWithPadding(tokenizer), read_first_position(model)  # same gradients, less work
     top = None
-    if args.top_layers and job.role != WARMUP_ROLE:  # the warm-up trains the whole encoder: it becomes the trunk
-        top = TopOnTrunk(model, args.top_layers)
-        bf16 = args.precision == "bf16"
-        train_ds = top.dataset(train_ds, tokenizer.pad_token_id or 0, bf16)
-        val_ds = top.dataset(val_ds, tokenizer.pad_token_id or 0, bf16) if val_ds is not None else None
+    if config.top_layers and job.role != WARMUP_ROLE:  # the warm-up trains the whole encoder: it becomes the trunk
+        top = TopOnTrunk(model, config.top_layers)
+        train_ds = top.dataset(train_ds, tokenizer.pad_token_id or 0, config.bf16)
+        val_ds = top.dataset(val_ds, tokenizer.pad_token_id or 0, config.bf16) if val_ds is not None else None
         collator, trained = pad_states, top.top.model
 
-    training_args = _training_args(job, args, run_tmp, len(train_ds), val_ds is not None)
+    training_args = _training_args(job, config, run_tmp, len(train_ds), val_ds is not None)
     digests: dict[float, str] = {}
-    extra = [EarlyStoppingCallback(early_stopping_patience=args.patience)] if val_ds is not None else []
+    extra = [EarlyStoppingCallback(early_stopping_patience=config.patience)] if val_ds is not None else []
     if distributed.current_size() > 1:
         extra.append(rank_weights.epoch_digests_callback(digests))
     trainer = Trainer(
         model=trained, args=training_args, train_dataset=train_ds, eval_dataset=val_ds,
         data_collator=collator, compute_metrics=_accuracy,
         compute_loss_func=_weighted_loss(train_ds["labels"] if top is None else train_ds.labels, len(labels))
-        if args.class_weights == "balanced" else None,
+        if config.class_weights == "balanced" else None,
         callbacks=extra + list(callbacks or []),
     )
     trainer.train()
@@ -269,30 +255,3 @@ def _summary(job: LevelJob, state: Any, train_rows: int, seconds: float) -> dict
         "train_samples_per_second": round(train_rows * epochs / max(seconds, 1e-9), 1),
         "history": history,
     }
-
-
-WARMUP = "paths (warm-up)"
-
-
-def plan_jobs(hierarchy: Hierarchy, frame: pd.DataFrame, args: argparse.Namespace) -> list[LevelJob]:
-    """Every model of the run, in training order, with its epochs, rate and starting weights."""
-    train, val = frame[frame.split == "train"], frame[frame.split == "val"]
-    warm = args.path_warmup_epochs > 0
-    sub_epochs = args.subtaxonomy_epochs or (3 if warm else args.epochs)
-    sub_rate = args.subtaxonomy_learning_rate or (args.learning_rate / 2 if warm else args.learning_rate)
-    jobs = []
-    if warm:
-        paths = [path_label(t, s) for t, s in zip(frame.taxonomy, frame.subtaxonomy)]
-        frame = frame.assign(path=paths)
-        level = Level(tuple(sorted(set(paths))), WARMUP_DIR)
-        jobs.append(LevelJob(WARMUP_ROLE, WARMUP, WARMUP_DIR, level, frame[frame.split == "train"],
-                             frame[frame.split == "val"], "path", args.path_warmup_epochs, args.learning_rate))
-    if hierarchy.taxonomy.checkpoint:
-        jobs.append(LevelJob(TAXONOMY_ROLE, "taxonomy", hierarchy.taxonomy.checkpoint, hierarchy.taxonomy, train, val,
-                             "taxonomy", args.epochs, args.learning_rate, warm))
-    for tax, level in hierarchy.subtaxonomies.items():
-        if level.checkpoint:
-            jobs.append(LevelJob(SUBTAXONOMY_ROLE, f"subtaxonomy:{tax}", level.checkpoint, level,
-                                 train[train.taxonomy == tax], val[val.taxonomy == tax], "subtaxonomy", sub_epochs,
-                                 sub_rate, warm, tax))
-    return jobs

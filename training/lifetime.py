@@ -13,6 +13,7 @@ one still being written, and remove it.
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import os
 import shutil
@@ -35,8 +36,6 @@ def die_with_parent(signum: int = signal.SIGKILL, parent: int | None = None) -> 
     """
     if not sys.platform.startswith("linux"):
         return
-    import ctypes
-
     if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signum)) != 0:
         return
     if os.getppid() != (parent if parent is not None else os.getppid()) or os.getppid() == 1:
@@ -75,3 +74,14 @@ def remove_abandoned(parent: Path, name: str) -> list[Path]:
         removed.append(folder)
         print(f"removed {folder}, left by an interrupted run", flush=True)
     return removed
+
+
+def move_into_place(new: Path, target: Path) -> None:
+    """Move the finished run into place; an old run is removed only after that worked."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        target.rename(old)
+    new.rename(target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -11,7 +11,6 @@ nodes need not share a file system.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
@@ -19,9 +18,14 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+import torch
+from transformers import AutoTokenizer, set_seed
+
+from handlers.text import TextFormat
 from training import distributed, lifetime
+from training.config import TrainingConfig
 from training.distributed import World
-from training.level import SUBTAXONOMY_ROLE, TAXONOMY_ROLE
+from training.level import SUBTAXONOMY_ROLE, TAXONOMY_ROLE, LevelJob, train_level
 
 
 def my_share(jobs: list[Any], world: World) -> list[Any]:
@@ -38,8 +42,6 @@ def worker_threads(total: int, workers: int) -> int:
 def worker_gpu(world: World) -> str | None:
     """The GPU this rank's workers use: the rank's own, as torchrun's one-GPU-per-process
     layout gives it (None without CUDA)."""
-    import torch
-
     if not torch.cuda.is_available():
         return None
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -51,34 +53,28 @@ def _init_worker(threads: int, gpu: str | None, parent: int) -> None:
     # A worker trains one whole model alone: it dies with the process that started it (a
     # SIGKILLed rank cannot stop it), it must not join the torchrun job, it keeps to its
     # share of the cores (torch's default would oversubscribe them), and it uses its rank's
-    # GPU, not GPU 0 (CUDA reads the variable when first used, after this).
+    # GPU, not GPU 0 (CUDA reads the variable when first used, after this: importing torch
+    # does not).
     lifetime.die_with_parent(parent=parent)
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
-    import torch
-
     distributed.strip_launcher_env()
     os.environ["OMP_NUM_THREADS"] = str(threads)
     torch.set_num_threads(threads)
 
 
-def _train_one(job: Any, start: str, base: str, text: Any, args: argparse.Namespace, out: Path,
+def _train_one(job: LevelJob, start: str, base: str, text: TextFormat, config: TrainingConfig, out: Path,
                tag: str) -> dict[str, Any]:
-    import torch
-    from transformers import AutoTokenizer, set_seed
-
-    from training.level import train_level
-
-    set_seed(args.seed)
+    set_seed(config.seed)
     print(f"== [{tag}] {job.name}: {len(job.level.labels)} labels, {len(job.train)} train / "
           f"{len(job.val)} val rows, pid {os.getpid()}, {torch.get_num_threads()} threads", flush=True)
     tokenizer = AutoTokenizer.from_pretrained(base)
-    summary = train_level(job, base, start, tokenizer, text, args, out)
+    summary = train_level(job, base, start, tokenizer, text, config, out)
     summary["trained_by"] = tag
     return summary
 
 
-def train_jobs(jobs: list[Any], start: str, base: str, text: Any, args: argparse.Namespace, out: Path,
+def train_jobs(jobs: list[LevelJob], start: str, base: str, text: TextFormat, config: TrainingConfig, out: Path,
                world: World, threads: int) -> list[dict[str, Any]]:
     """Train ``jobs`` (this rank's share) in ``--parallel-models`` spawned workers into ``out``.
 
@@ -87,14 +83,14 @@ def train_jobs(jobs: list[Any], start: str, base: str, text: Any, args: argparse
     """
     if not jobs:
         return []
-    workers = min(args.parallel_models, len(jobs))
+    workers = min(config.parallel_models, len(jobs))
     per_worker = worker_threads(threads, workers)
     where = f"rank {world.rank}/{world.size}" if world.distributed else "local"
     print(f"training {len(jobs)} subtaxonomy models ({where}) in {workers} worker process(es), "
           f"{per_worker} thread(s) each", flush=True)
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
                              initargs=(per_worker, worker_gpu(world), os.getpid())) as pool:
-        futures = [pool.submit(_train_one, job, start, base, text, args, out,
+        futures = [pool.submit(_train_one, job, start, base, text, config, out,
                                f"{where}, model {i}/{len(jobs)}") for i, job in enumerate(jobs, start=1)]
         try:
             return [future.result() for future in futures]

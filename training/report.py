@@ -14,11 +14,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.metrics import confusion_matrix  # noqa: E402
 
-from handlers.abstention import DEFAULT_COVERAGE  # noqa: E402
-from handlers.cascade import Cascade  # noqa: E402
-from training.abstain import choose_abstention, plot_coverage  # noqa: E402
-from training.decoding import choose_decoding, choose_paths_weight  # noqa: E402
-from table.scoring import evaluate_frame, summary_line  # noqa: E402
+from handlers.hierarchy import Hierarchy  # noqa: E402
+from handlers.run_layout import (COVERAGE_PLOT, METRICS_FILE, REPORT_FILE, TAXONOMY_CONFUSION_PLOT,  # noqa: E402
+                                 confusion_plot, curves_plot)
+from table.scoring import Evaluation, evaluate_frame, summary_line  # noqa: E402
+from training.abstain import plot_coverage  # noqa: E402
+from training.choices import Settled  # noqa: E402
 
 
 def plot_confusion(true: Sequence[str], pred: Sequence[str], labels: Sequence[str], title: str, path: Path) -> Path:
@@ -137,7 +138,7 @@ def write_report(run_dir: Path, metrics: dict[str, Any], summaries: list[dict[st
     for tax, c in m["subtaxonomy_given_taxonomy"]["per_taxonomy"].items():
         lines.append(f"| {tax} | {c['rows']} | {_pct(c['accuracy_given_taxonomy'])} |")
     lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in images] + [""]
-    path = run_dir / "report.md"
+    path = run_dir / REPORT_FILE
     path.write_text("\n".join(lines))
     return path
 
@@ -168,27 +169,18 @@ def energy_lines(energy: dict[str, Any]) -> list[str]:
     ]
 
 
-def evaluate_and_report(run_tmp: Path, frame: pd.DataFrame, summaries: list[dict[str, Any]],
-                        info: dict[str, Any], batch_size: int, energy: dict[str, Any] | None = None,
+def evaluate_and_report(run_tmp: Path, settled: Settled, frame: pd.DataFrame, summaries: list[dict[str, Any]],
+                        info: dict[str, Any], energy: dict[str, Any] | None = None,
                         long_text: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Score val and test through the serving cascade, then write metrics, plots, report."""
-    cascade = Cascade(run_tmp, max_batch=batch_size)  # precision auto: scored as a default archive serves here
-    hierarchy = cascade.hierarchy
-    metrics: dict[str, Any] = {"splits": {}, "precision": cascade.precision}
-    tried = choose_decoding(cascade, frame[frame.split == "val"], info["args"]["decoding"], run_tmp, metrics)
-    val_given = next(iter(tried.values())).given if tried else None
-    if choose_paths_weight(cascade, frame[frame.split == "val"], run_tmp, metrics, info["args"]["paths_weight"]) > 0:
-        tried = {}  # the paths level changes the answers: val is scored again (not its taxonomy-given part)
+    """Score val and test through the settled cascade, then write metrics, plots, report."""
+    cascade = settled.cascade
+    metrics: dict[str, Any] = {"splits": {}, "precision": cascade.precision, **settled.choices}
     last = None
     for split in ("val", "test"):
         rows = frame[frame.split == split]
         if rows.empty:
             continue
-        result = tried.get(metrics["decoding"]) if split == "val" else None
-        result = result or evaluate_frame(cascade, rows, given=val_given if split == "val" else None)
-        if split == "val":
-            choose_abstention(cascade, rows, result, info["args"].get("abstain_coverage", DEFAULT_COVERAGE),
-                              run_tmp, metrics)
+        result = settled.val if split == "val" else evaluate_frame(cascade, rows)
         metrics["splits"][split] = result.scores
         print(summary_line(split, result.scores), flush=True)
         last = (split, rows, result)
@@ -197,28 +189,25 @@ def evaluate_and_report(run_tmp: Path, frame: pd.DataFrame, summaries: list[dict
         metrics["energy"] = energy
     if long_text:
         metrics["long_text"] = long_text
-    images = []
-    if last is not None:
-        split, rows, result = last
-        plot_confusion(list(rows.taxonomy), [a["taxonomy"]["label"] for a in result.answers], hierarchy.taxonomy.labels,
-                       f"taxonomy ({split})", run_tmp / "confusion_taxonomy.png")
-        images.append("confusion_taxonomy.png")
-        for tax, level in hierarchy.subtaxonomies.items():
-            if not level.checkpoint:
-                continue
-            mine = [i for i, t in enumerate(rows.taxonomy) if t == tax]
-            if not mine:
-                continue
-            name = f"confusion_{level.checkpoint.replace('/', '_')}.png"
-            plot_confusion([rows.subtaxonomy.iloc[i] for i in mine], [result.given[i] for i in mine], level.labels,
-                           f"{tax}: subtaxonomy given taxonomy ({split})", run_tmp / name)
-            images.append(name)
-        images.append(plot_coverage(rows, result.answers, cascade.hierarchy.abstention,
-                                    split, run_tmp / "abstention_coverage.png").name)
+    images = plot_split(run_tmp, settled.hierarchy, *last) if last is not None else []
     for s in summaries:
-        name = f"curves_{s['folder'].replace('/', '_')}.png"
-        plot_curves(s["history"], s["name"], run_tmp / name)
-        images.append(name)
-    (run_tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        images.append(plot_curves(s["history"], s["name"], run_tmp / curves_plot(s["folder"])).name)
+    (run_tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
     write_report(run_tmp, metrics, summaries, images, info)
     return metrics
+
+
+def plot_split(run_tmp: Path, hierarchy: Hierarchy, split: str, rows: pd.DataFrame, result: Evaluation) -> list[str]:
+    """The confusion matrices (taxonomy, and each subtaxonomy given its taxonomy) and the
+    abstention curve of one split's answers; their file names."""
+    images = [plot_confusion(list(rows.taxonomy), [a["taxonomy"]["label"] for a in result.answers],
+                             hierarchy.taxonomy.labels, f"taxonomy ({split})", run_tmp / TAXONOMY_CONFUSION_PLOT).name]
+    for tax, level in hierarchy.subtaxonomies.items():
+        mine = [i for i, t in enumerate(rows.taxonomy) if t == tax]
+        if not level.checkpoint or not mine:
+            continue
+        images.append(plot_confusion([rows.subtaxonomy.iloc[i] for i in mine], [result.given[i] for i in mine],
+                                     level.labels, f"{tax}: subtaxonomy given taxonomy ({split})",
+                                     run_tmp / confusion_plot(level.checkpoint)).name)
+    images.append(plot_coverage(rows, result.answers, hierarchy.abstention, split, run_tmp / COVERAGE_PLOT).name)
+    return images

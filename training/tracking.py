@@ -12,10 +12,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from handlers.run_layout import REPORT_ARTIFACTS
+
 EXTRAS_HINT = "install the extras: scripts/setup.sh --extras (or pip install -r requirements-extras.txt)"
 DEFAULT_EXPERIMENT = "event-taxonomy"
-# Small run-directory files worth seeing in the MLflow UI; checkpoints stay in the run dir.
-ARTIFACT_PATTERNS = ("report.md", "metrics.json", "training.json", "hierarchy.json", "*.png")
 
 
 class ExtraMissing(RuntimeError):
@@ -120,7 +120,7 @@ class MlflowTracker:
                 mlflow.log_metrics(final)
                 mlflow.set_tag("run_dir", str(run_dir.resolve()))
                 mlflow.set_tag("decoding", str(metrics.get("decoding")))
-                for pattern in ARTIFACT_PATTERNS:
+                for pattern in REPORT_ARTIFACTS:  # small files worth seeing in the MLflow UI; not checkpoints
                     for path in sorted(run_dir.glob(pattern)):
                         mlflow.log_artifact(str(path), artifact_path="plots" if path.suffix == ".png" else None)
         finally:
