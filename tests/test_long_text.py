@@ -64,16 +64,16 @@ def tiny_texts(**kwargs) -> tuple[list[str], list[str]]:
 
 
 def test_given_top_layers_are_kept_whatever_the_texts_length() -> None:
-    from training.long_text import choose_top_layers
-    from training.options import parse_args
+    from training.config import parse_config
+    from training.reading import choose_top_layers
 
     def given(flag: str, long: bool) -> tuple[int, str]:
-        return choose_top_layers(parse_args(["--data", "x", "--output", "y", "--top-layers", flag]).top_layers, long)
+        return choose_top_layers(parse_config(["--data", "x", "--output", "y", "--top-layers", flag]).top_layers, long)
 
     assert given("3", True) == (3, "3 (given)") and given("1", False) == (1, "1 (given)")
     assert given("all", True) == (0, "all (given)")
     assert given("auto", True)[0] == 1 and given("auto", False)[0] == 2
-    assert parse_args(["--data", "x", "--output", "y"]).top_layers == "auto"
+    assert parse_config(["--data", "x", "--output", "y"]).top_layers == "auto"
 
 
 def test_a_stored_lexical_model_predicts_what_it_predicted_when_fitted(tmp_path: Path) -> None:
@@ -251,11 +251,12 @@ def test_lexical_features_that_are_missing_or_not_the_models_are_named_at_check_
 
 
 def test_features_no_lexical_model_reads_are_dropped_from_the_run(tiny_run: Path, tmp_path: Path) -> None:
-    from training.long_text import drop_unused_features
+    from training.choices import write_run
+    from training.decoding import without_unused_features
 
     run = with_lexical(tiny_run, tmp_path / "run", weight=0.5)
     hierarchy = Hierarchy.load(run)
-    assert drop_unused_features(run, hierarchy) == hierarchy  # still read by the taxonomy level
+    assert without_unused_features(hierarchy) == hierarchy  # still read by the taxonomy level
     def strip(level: Level) -> Level:
         return dataclasses.replace(level, lexical=None, lexical_weight=0.0)
 
@@ -264,8 +265,11 @@ def test_features_no_lexical_model_reads_are_dropped_from_the_run(tiny_run: Path
     for level in hierarchy.levels():  # as training leaves it: no model saved for a weight of 0
         if level.lexical:
             shutil.rmtree(run / level.lexical)
-    assert drop_unused_features(run, unused).lexical_features is None
+    settled = without_unused_features(unused)
+    assert settled.lexical_features is None
+    write_run(run, settled)
     assert not (run / "lexical").exists()  # nor the folder that held them
+    assert Hierarchy.load(run) == settled
 
 
 def test_old_hierarchy_files_load_with_head_truncation_and_no_lexical(tiny_run: Path) -> None:

@@ -18,6 +18,7 @@ from handlers.run_layout import PATHS_DIR, TOP_FILE
 from handlers.run_dir import check_run_dir
 from tests.live_server import register
 from tests.tiny import add_lexical, tiny_events
+from training.choices import write_run
 from training.decoding import PATHS_MIN_GAIN, PATHS_WEIGHTS, choose_paths_weight
 from table.events import event_dicts
 
@@ -79,13 +80,14 @@ def test_the_weight_is_chosen_on_val_and_weight_zero_drops_the_head(paths_run: P
     rows = pd.read_csv(events_csv, keep_default_na=False).iloc[frame[frame.split == "val"].row]
     run = shutil.copytree(paths_run, tmp_path / "run")
     metrics: dict = {}
-    best = choose_paths_weight(Cascade(run), rows, run, metrics)
+    best = choose_paths_weight(Cascade(run), rows, metrics)
     by_weight = {float(w): a for w, a in metrics["paths_head"]["val_path_accuracy_by_weight"].items()}
     assert set(by_weight) == set(PATHS_WEIGHTS)
     top = max(by_weight, key=lambda w: (by_weight[w], -w))  # the best, ties to the smaller weight
     assert best == (top if by_weight[top] - by_weight[0.0] >= PATHS_MIN_GAIN - 1e-9 else 0.0)
     cascade = Cascade(run)
-    assert choose_paths_weight(cascade, rows, run, {}, wanted=0.0) == 0.0
+    assert choose_paths_weight(cascade, rows, {}, wanted=0.0) == 0.0
+    write_run(run, cascade.hierarchy)
     assert not (run / PATHS_DIR).exists() and Hierarchy.load(run).paths is None and check_run_dir(run).paths is None
     # Weight 0 was scored as the run without the head serves: no head pass, no extra candidate.
     from table.scoring import evaluate_frame
@@ -97,17 +99,17 @@ def test_the_weight_is_chosen_on_val_and_weight_zero_drops_the_head(paths_run: P
 def test_choosing_the_decoding_reads_the_taxonomy_given_part_once(paths_run: Path, events_csv: Path,
                                                                   tmp_path: Path, monkeypatch) -> None:
     """Greedy and joint are both scored on val; the taxonomy-given pass is the same for both."""
-    from training import evaluate
-    from training.decoding import choose_decoding
+    from table import scoring
     from table.scoring import evaluate_frame
+    from training.decoding import choose_decoding
 
     frame = pd.read_csv(paths_run / "split.csv")
     rows = pd.read_csv(events_csv, keep_default_na=False).iloc[frame[frame.split == "val"].row]
     run = shutil.copytree(paths_run, tmp_path / "run")
     cascade, calls = Cascade(run), []
-    given = evaluate.subtaxonomy_given
-    monkeypatch.setattr(evaluate, "subtaxonomy_given", lambda *args: calls.append(args) or given(*args))
-    tried = choose_decoding(cascade, rows, "auto", run, {})
+    given = scoring.subtaxonomy_given
+    monkeypatch.setattr(scoring, "subtaxonomy_given", lambda *args: calls.append(args) or given(*args))
+    tried = choose_decoding(cascade, rows, "auto", {})
     assert sorted(tried) == ["greedy", "joint"] and len(calls) == 1
     for mode, result in tried.items():  # the same as scoring each decoding on its own
         alone = evaluate_frame(Cascade(run, decoding=mode), rows)
@@ -220,7 +222,8 @@ def test_the_tfidf_share_is_chosen_with_the_weight_and_scored_as_served(paths_ru
     rows = pd.read_csv(events_csv, keep_default_na=False).iloc[frame[frame.split == "val"].row]
     metrics: dict = {}
     cascade = Cascade(run)
-    weight = choose_paths_weight(cascade, rows, run, metrics)
+    weight = choose_paths_weight(cascade, rows, metrics)
+    write_run(run, cascade.hierarchy)
     chosen = metrics["paths_head"]
     by_share = {float(s): a for s, a in chosen["val_path_accuracy_by_lexical_share"].items()}
     assert weight == chosen["weight"] and (weight == 0 or set(by_share) == set(PATHS_WEIGHTS))
@@ -235,7 +238,9 @@ def test_the_tfidf_share_is_chosen_with_the_weight_and_scored_as_served(paths_ru
     again = lexical_paths_run(paths_run, events_csv, tmp_path / "again")
     shutil.copytree(paths_run / PATHS_DIR, again / PATHS_DIR)
     dataclasses.replace(hierarchy, paths=Level(hierarchy.paths.labels, PATHS_DIR), paths_weight=0.0).save(again)
-    assert choose_paths_weight(Cascade(again), rows, again, {}, wanted=0.3) == 0.3
+    cascade = Cascade(again)
+    assert choose_paths_weight(cascade, rows, {}, wanted=0.3) == 0.3
+    write_run(again, cascade.hierarchy)
     assert check_run_dir(again).paths.checkpoint == PATHS_DIR and check_run_dir(again).paths.lexical_weight < 1
 
 

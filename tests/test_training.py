@@ -128,17 +128,17 @@ def test_a_tops_rows_are_batched_by_length(tiny_base: Path, tmp_path: Path) -> N
 
     from handlers.hierarchy import Level
     from training.level import LevelJob, _training_args
-    from training.options import parse_args
+    from training.config import parse_config
     from training.top import TopOnTrunk, pad_states
 
     model = AutoModelForSequenceClassification.from_pretrained(tiny_base, num_labels=2)
     lengths = [4, 60] * 160
     rows = {"input_ids": [[2] + [7] * (n - 2) + [3] for n in lengths], "labels": [0, 1] * 160}
     data = TopOnTrunk(model, 1).dataset(rows, pad_id=0, bf16=False)
-    args = parse_args(["--data", "x.csv", "--output", str(tmp_path / "run"), "--batch-size", "8"])
+    config = parse_config(["--data", "x.csv", "--output", str(tmp_path / "run"), "--batch-size", "8"])
     job = LevelJob("taxonomy", "taxonomy", "taxonomy", Level(("a", "b"), "taxonomy"), pd.DataFrame(),
                    pd.DataFrame(), "taxonomy", 1, 1e-4)
-    trainer = Trainer(model=model, args=_training_args(job, args, tmp_path, len(data), False),
+    trainer = Trainer(model=model, args=_training_args(job, config, tmp_path, len(data), False),
                       train_dataset=data, data_collator=pad_states)
     batches = list(trainer.get_train_dataloader())
     assert sum(len(b["labels"]) for b in batches) == len(lengths)

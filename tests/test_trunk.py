@@ -15,7 +15,8 @@ from handlers.cascade import Cascade
 from handlers.hierarchy import Hierarchy, HierarchyError
 from handlers.run_layout import TOP_FILE, WEIGHTS_FILE
 from handlers.run_dir import check_run_dir
-from handlers.trunk import export_level, export_whole_run, in_trunk, split_run
+from handlers.trunk import export_level, export_whole_run, in_trunk
+from training.layout import split_run
 from tests.tiny import tiny_events
 
 EVENTS = tiny_events(rows_per_class=2, seed=5)
