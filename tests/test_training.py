@@ -197,3 +197,21 @@ def test_path_warmup_run(tiny_base: Path, events_csv: Path, tmp_path: Path) -> N
     # Short texts: --top-layers auto keeps two layers per top, all the tiny base has.
     assert metrics["long_text"]["top_layers"] == "2 (auto: short texts -> 2)"
     assert Hierarchy.load(out).trunk.layers == 0
+
+
+def test_a_run_writes_hierarchy_json_once_and_records_its_resolved_config(tiny_base: Path, events_csv: Path,
+                                                                         tmp_path: Path, monkeypatch) -> None:
+    """Warm-up, shared trunk, lexical models, decoding, paths level and abstention are all chosen,
+    and hierarchy.json is written once, at the end, with what was chosen."""
+    saved: list[Hierarchy] = []
+    save = Hierarchy.save
+    monkeypatch.setattr(Hierarchy, "save", lambda self, run_dir: saved.append(self) or save(self, run_dir))
+    out = tmp_path / "run"
+    assert train_main(["--data", str(events_csv), "--output", str(out), "--base-model", str(tiny_base),
+                       "--path-warmup-epochs", "1", "--epochs", "1", "--top-layers", "1", "--quiet",
+                       "--max-length", "16"]) == 0
+    assert len(saved) == 1 and Hierarchy.load(out) == saved[0]
+    assert saved[0].trunk is not None  # the run stored on its shared trunk
+    assert not list(out.glob(".hierarchy.json*"))  # no temporary file left beside it
+    args = json.loads((out / "training.json").read_text())["args"]
+    assert args["precision"] in ("bf16", "fp32") and args["truncation"] in ("head", "windows") and args["top_layers"] == 1
