@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 from transformers import AutoTokenizer, BertConfig, BertModel, DistilBertConfig, DistilBertModel
+from transformers.utils import logging as hf_logging
 
 logger = logging.getLogger(__name__)
 
@@ -165,8 +166,6 @@ def quiet_load_report() -> Iterator[None]:
     Where the difference is by design (the pooler left out here, a new head for a level),
     the table only alarms; callers that need to know read ``output_loading_info`` instead.
     """
-    from transformers.utils import logging as hf_logging
-
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:

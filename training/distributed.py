@@ -25,6 +25,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import torch
+import torch.distributed as dist
+
 from training import lifetime
 
 # Set by torchrun / torch.distributed.run for every worker; a worker process we spawn must
@@ -53,12 +56,10 @@ class World:
     @property
     def distributed(self) -> bool:
         return self.size > 1
-
     @property
     def main(self) -> bool:
         """Global rank 0: the only process that writes the run folder, MLflow and energy."""
         return self.rank == 0
-
     @property
     def local_main(self) -> bool:
         """Local rank 0: the process that writes this node's scratch files."""
@@ -94,8 +95,6 @@ def init(world: World) -> None:
     # A rank whose launcher is killed ends as if the launcher had stopped it: SIGTERM,
     # which sigterm_as_exit turns into the usual cleanup.
     lifetime.die_with_parent(signal.SIGTERM)
-    import torch
-    import torch.distributed as dist
 
     if not dist.is_initialized():
         if torch.cuda.is_available():
@@ -147,8 +146,6 @@ def shutdown() -> None:
     global _control
     if _control is None:
         return
-    import torch.distributed as dist
-
     _control = None
     if dist.is_initialized():
         dist.destroy_process_group()
@@ -156,8 +153,6 @@ def shutdown() -> None:
 
 def barrier() -> None:
     if _control is not None:
-        import torch.distributed as dist
-
         dist.barrier(group=_control)
 
 
@@ -165,8 +160,6 @@ def broadcast(value: Any, src: int = 0) -> Any:
     """``value`` as rank ``src`` holds it, on every rank (picklable objects)."""
     if _control is None:
         return value
-    import torch.distributed as dist
-
     box = [value]
     dist.broadcast_object_list(box, src=src, group=_control)
     return box[0]
@@ -176,8 +169,6 @@ def all_gather(value: Any) -> list[Any]:
     """Every rank's ``value``, in rank order, on every rank."""
     if _control is None:
         return [value]
-    import torch.distributed as dist
-
     out: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(out, value, group=_control)
     return out
@@ -187,8 +178,6 @@ def gather_to_main(value: Any) -> list[Any] | None:
     """Every rank's ``value`` in rank order on global rank 0; None elsewhere."""
     if _control is None:
         return [value]
-    import torch.distributed as dist
-
     rank = dist.get_rank()
     out: list[Any] | None = [None] * dist.get_world_size() if rank == 0 else None
     dist.gather_object(value, out, dst=0, group=_control)
@@ -223,8 +212,6 @@ def strip_launcher_env() -> None:
 
 def current_size() -> int:
     """How many processes train the current model together (1 in a spawned worker)."""
-    import torch.distributed as dist
-
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
@@ -234,8 +221,6 @@ def configure_threads(requested: int | None) -> int:
     Otherwise torch follows OMP_NUM_THREADS, which torchrun sets per worker (to 1 unless
     the user set it): the launcher knows how many processes share the machine.
     """
-    import torch
-
     if requested:
         launcher = os.environ.get("OMP_NUM_THREADS")
         if launched_by_torchrun() and launcher and int(launcher) != requested:

@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 from handlers.cascade import Cascade
 from handlers.hierarchy import HierarchyError
 from table.events import Columns, DataError
@@ -39,8 +41,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument(f"--{field}-column", help=f"column holding {field} (default: the run's)")
     args = parser.parse_args(argv)
     if args.threads:
-        import torch
-
         torch.set_num_threads(args.threads)
     given = {f: getattr(args, f"{f}_column") for f in ("title", "description", "taxonomy", "subtaxonomy", "split")}
     columns = Columns(**{f: c or f for f, c in given.items()}) if any(given.values()) else None

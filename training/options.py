@@ -6,7 +6,8 @@ import argparse
 
 from handlers.abstention import DEFAULT_COVERAGE, coverage_argument
 from handlers.text import DEFAULT_MAX_WINDOWS
-from training.tracking import DEFAULT_EXPERIMENT
+
+DEFAULT_EXPERIMENT = "event-taxonomy"  # MLflow's experiment name unless --experiment is given
 
 
 def _positive_int(value: str) -> int:

@@ -12,6 +12,11 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+import torch
+import torch.distributed as dist
+from safetensors.torch import save_model
+from transformers import TrainerCallback
+
 from training import distributed
 
 
@@ -21,8 +26,6 @@ def weights_digest(model: Any) -> str:
     Two ranks of one DDP model must end with equal digests; a saved checkpoint's digest
     says which epoch's weights it holds.
     """
-    import torch
-
     h = hashlib.sha256()
     for name, param in sorted(model.named_parameters()):
         tensor = param.detach().to("cpu").contiguous()
@@ -42,9 +45,6 @@ def adopt_main_weights(model: Any) -> None:
     """
     if not distributed.joined():
         return
-    import torch
-    import torch.distributed as dist
-
     with torch.no_grad():
         for _, tensor in sorted(model.state_dict().items()):
             dist.broadcast(tensor, src=0)
@@ -56,13 +56,9 @@ def save_node_copy(model: Any, folder: Path) -> None:
     ``save_pretrained`` writes nothing on a rank other than global rank 0 once a process
     group exists, so the local rank 0 of another node writes the same two files itself.
     """
-    import torch.distributed as dist
-
     if not distributed.joined() or dist.get_rank() == 0:
         model.save_pretrained(folder, safe_serialization=True)
         return
-    from safetensors.torch import save_model
-
     folder.mkdir(parents=True, exist_ok=True)
     model.config.save_pretrained(folder)
     save_model(model, str(folder / "model.safetensors"), metadata={"format": "pt"})
@@ -88,8 +84,6 @@ def epoch_digests_callback(record: dict[float, str]) -> Any:
     Evaluation precedes the checkpoint of the same epoch, so the digest recorded at the
     best epoch is the digest of the weights ``load_best_model_at_end`` restores.
     """
-    from transformers import TrainerCallback
-
     class _Digests(TrainerCallback):
         def on_evaluate(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
             if model is not None:

@@ -12,10 +12,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from transformers import TrainerCallback
+
 from handlers.run_layout import REPORT_ARTIFACTS
 
 EXTRAS_HINT = "install the extras: scripts/setup.sh --extras (or pip install -r requirements-extras.txt)"
-DEFAULT_EXPERIMENT = "event-taxonomy"
 
 
 class ExtraMissing(RuntimeError):
@@ -82,8 +83,6 @@ class MlflowTracker:
 
     def callback(self, model_name: str) -> Any:
         """A TrainerCallback that sends one model's training and eval logs, keyed by its name."""
-        from transformers import TrainerCallback
-
         mlflow, prefix = self.mlflow, model_name.strip("_") + "/"
 
         class _Log(TrainerCallback):
