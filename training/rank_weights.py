@@ -17,6 +17,7 @@ import torch.distributed as dist
 from safetensors.torch import save_model
 from transformers import TrainerCallback
 
+from handlers.run_layout import WEIGHTS_FILE
 from training import distributed
 
 
@@ -61,7 +62,7 @@ def save_node_copy(model: Any, folder: Path) -> None:
         return
     folder.mkdir(parents=True, exist_ok=True)
     model.config.save_pretrained(folder)
-    save_model(model, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    save_model(model, str(folder / WEIGHTS_FILE), metadata={"format": "pt"})
 
 
 def check_ranks_agree(model: Any, what: str) -> str:

@@ -6,7 +6,7 @@ only the top (K layers and the head), a stock DistilBertForSequenceClassificatio
 input is those states (handlers/trunk.py's TopClassifier). The states come from the trunk
 module serving runs (handlers/distilbert.py), so a top trains on what it will read. The
 trained top then goes back on the trunk as a whole checkpoint, which
-``handlers.trunk.split_run`` splits again, checking that no trunk tensor moved.
+``training.layout.split_run`` splits again, checking that no trunk tensor moved.
 """
 
 from __future__ import annotations
