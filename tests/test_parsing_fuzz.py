@@ -74,7 +74,7 @@ HOSTILE_TEXT = {
     "RTL override and zero-width": "\u202e\u200b\u200d\u2067ab",
     "fullwidth and circled": "\uff21\u2474\u3392 ",
 }
-MAX_CHARS = 8192  # the text format training writes for the default 128 tokens x 2 windows (training/long_text.py)
+MAX_CHARS = 8192  # the text format training writes for the default 128 tokens x 2 windows (training/reading.py)
 PLAIN_WORST = {"one long word": "a" * MAX_CHARS, "one accented word": "\u00e9" * MAX_CHARS, "short words": ("abcdefg " * MAX_CHARS)[:MAX_CHARS],
                "two-letter words": ("ab " * MAX_CHARS)[:MAX_CHARS],
                "hyphenated (one word to split, many to regex)": ("ab-" * MAX_CHARS)[:MAX_CHARS]}
