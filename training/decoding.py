@@ -26,7 +26,8 @@ from table.events import event_dicts
 from table.scoring import Evaluation, evaluate_frame
 
 
-def choose_decoding(cascade: Cascade, val: pd.DataFrame, wanted: str, metrics: dict[str, Any]) -> dict[str, Evaluation]:
+def choose_decoding(cascade: Cascade, val: pd.DataFrame, wanted: str,
+                    metrics: dict[str, Any]) -> dict[str, Evaluation]:
     """Settle the cascade's decoding: as asked, or whichever is better on val.
 
     Returns the val evaluation of each mode tried, so it is not computed again.

@@ -117,7 +117,8 @@ def _start_model(start: str, labels: tuple[str, ...]) -> Any:
     return model
 
 
-def _training_args(job: LevelJob, config: TrainingConfig, work: Path, train_rows: int, has_val: bool) -> TrainingArguments:
+def _training_args(job: LevelJob, config: TrainingConfig, work: Path, train_rows: int,
+                   has_val: bool) -> TrainingArguments:
     """The Trainer's arguments for one classifier; under torchrun the Trainer runs DDP with them.
 
     Steps per epoch count the whole job's batch (per-device batch x world size), so the
@@ -160,7 +161,8 @@ def _training_args(job: LevelJob, config: TrainingConfig, work: Path, train_rows
 
 
 def cpu_precision(precision: str) -> str:
-    """The arithmetic of CPU training: bf16 autocast when asked for, or ``auto`` on a CPU with native bf16; else fp32."""
+    """The arithmetic of CPU training: bf16 autocast when asked for, or ``auto`` on a CPU with
+    native bf16; else fp32."""
     return resolve_precision(precision, torch.device("cpu"))
 
 
