@@ -47,7 +47,7 @@ from benchmarks.structures import compare_structures
 from benchmarks.structures import table as structures_table
 from handlers.hierarchy import Hierarchy
 from handlers.settings import HandlerSettings
-from handlers.trunk import export_whole_run
+from archives.export import export_whole_run
 from serving import tsctl
 
 

@@ -50,7 +50,7 @@ def child(run: str, events_file: str, batch: int, threads: int) -> dict[str, flo
 def measure(run: Path, events: list[dict[str, Any]], batch: int, threads: int) -> dict[str, dict[str, float]]:
     """RSS stages per structure, each in its own process."""
     from handlers.hierarchy import Hierarchy
-    from handlers.trunk import export_whole_run
+    from archives.export import export_whole_run
 
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:

@@ -80,7 +80,7 @@ def compare_structures(run: Path, events: list[dict], batch_sizes: list[int], th
     from handlers.batching import bf16_is_native
     from handlers.cascade import Cascade
     from handlers.hierarchy import Hierarchy
-    from handlers.trunk import export_whole_run
+    from archives.export import export_whole_run
 
     torch.set_num_threads(threads)
     hierarchy = Hierarchy.load(run)

@@ -316,7 +316,7 @@ def test_int8_of_a_run_without_trunk(tiny_run: Path, events_csv: Path, tmp_path:
     """A version-1 run (a whole checkpoint per level) still exports and serves int8: ids -> logits."""
     from handlers.run_layout import ONNX_FILE
     from handlers.run_dir import check_run_dir
-    from handlers.trunk import export_whole_run
+    from archives.export import export_whole_run
 
     legacy = export_whole_run(tiny_run, tmp_path / "legacy")
     data = json.loads((legacy / "hierarchy.json").read_text())
