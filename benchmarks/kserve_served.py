@@ -13,7 +13,7 @@ from typing import Any
 
 import psutil
 
-from benchmarks.bench import ROOT, Served, TokenlessServer
+from benchmarks.served import ROOT, Served, TokenlessServer
 from serving import kservectl, tsctl
 
 

@@ -93,9 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.run:
         p.error("--run is required")
-    from benchmarks.bench import load_events
+    from benchmarks.workload import held_out_events
 
-    events = load_events(args.data, Path(args.run), args.events)
+    events = held_out_events(args.data, Path(args.run), args.events)
     print(table(measure(Path(args.run), events, args.batch, args.threads)))
     return 0
 

@@ -33,7 +33,9 @@ ROOT = Path(__file__).resolve().parent.parent
 import psutil
 
 from serving import tsctl
-from benchmarks.bench import Served, build, load_events, percentile
+from benchmarks.bench import build
+from benchmarks.served import Served, percentile
+from benchmarks.workload import held_out_events
 
 
 def worker(served: Served) -> psutil.Process:
@@ -228,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.bench import parse_layout
 
     run = Path(args.run)
-    events = load_events(args.data, run, 512)
+    events = held_out_events(args.data, run, 512)
     layout = parse_layout(args.config)
     report: dict[str, Any] = {"run": run.name, "concurrency": args.concurrency, "layout": args.config,
                               "rss_every": args.rss_every}

@@ -343,7 +343,7 @@ def test_int8_gate_refuses_exactly_above_max_drop(tiny_run: Path, events_csv: Pa
     import types
 
     import handlers.cascade
-    import training.evaluate
+    import table.scoring
     from archives.int8 import check_int8
 
     class Fake:
@@ -354,7 +354,7 @@ def test_int8_gate_refuses_exactly_above_max_drop(tiny_run: Path, events_csv: Pa
         return types.SimpleNamespace(scores={"path_accuracy": int8 if cascade.quantize == "int8" else fp32})
 
     monkeypatch.setattr(handlers.cascade, "Cascade", Fake)
-    monkeypatch.setattr(training.evaluate, "evaluate_frame", evaluate_frame)
+    monkeypatch.setattr(table.scoring, "evaluate_frame", evaluate_frame)
     problem = check_int8(tiny_run, tiny_run, str(events_csv), max_drop)
     drop = 100 * (fp32 - int8)
     if refused:
