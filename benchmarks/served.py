@@ -18,7 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from serving import tsctl
+from serving import ts_process
+from serving.ts_client import Server
+from serving.ts_config import config_on_free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,27 +58,27 @@ class Served:
     """A TorchServe of its own (free loopback ports, temp serve dir) with one archive registered."""
 
     def __init__(self, store: Path, archive: str, workdir: Path) -> None:
-        config = tsctl.config_on_free_ports(ROOT / "config.properties", workdir / "config.properties",
+        config = config_on_free_ports(ROOT / "config.properties", workdir / "config.properties",
                                             extra="job_queue_size=1000\n")
-        self.server = tsctl.Server(config, workdir / "serve", store)
+        self.server = Server(config, workdir / "serve", store)
         self.archive = archive
         self.name = archive.removesuffix(".mar")
 
     def __enter__(self) -> "Served":
-        tsctl.start(self.server, [], timeout=180)
+        ts_process.start(self.server, [], timeout=180)
         code, body = self.server.call("management", "POST",
                                       f"/models?url={self.archive}&synchronous=true&initial_workers=1", timeout=600)
         if code != 200:
             log = self.server.serve_dir / "logs" / "model_log.log"
             tail = log.read_text(errors="replace")[-3000:] if log.is_file() else "(no model_log.log)"
-            tsctl.stop(self.server)  # a failed registration must not leave the server running
+            ts_process.stop(self.server)  # a failed registration must not leave the server running
             raise RuntimeError(f"register failed: {code} {body}\nlast of {log}:\n{tail}")
         code, body = self.server.call("management", "GET", f"/models/{self.name}")
         self.model = json.loads(body)[0]
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        tsctl.stop(self.server)
+        ts_process.stop(self.server)
 
     def worker_rss_mb(self) -> float:
         """The model worker's resident memory (the Java frontend not counted)."""

@@ -39,9 +39,9 @@ def predictor(args: argparse.Namespace):
 
         cascade = Cascade(args.run, max_batch=args.batch_size)
         return lambda events: cascade.predict(events, top_k=args.top_k, min_score=args.min_score)
-    from serving import tsctl
+    from serving.ts_client import Server
 
-    server = tsctl.Server()
+    server = Server()
 
     def remote(events: list[dict]) -> list[dict]:
         floor = {} if args.min_score is None else {"min_score": args.min_score}

@@ -35,7 +35,10 @@ from pathlib import Path
 from typing import Any
 
 
-from serving import loopback, tsctl
+from serving import loopback
+from serving.ts_client import CtlError, Server
+from serving.ts_config import config_on_free_ports, free_ports
+from serving.ts_process import pid_alive, torchserve_executable, wait_for_exit
 
 
 class ReplicaError(RuntimeError):
@@ -49,14 +52,14 @@ class Replica:
     layout: Path
     base: Path
     config: Path = field(init=False)
-    server: tsctl.Server = field(init=False)
+    server: Server = field(init=False)
 
     def __post_init__(self) -> None:
         self.base.mkdir(parents=True, exist_ok=True)
         # The layout's config as the runtime reads it, with only the five listeners moved.
-        self.config = tsctl.config_on_free_ports(self.layout / "config" / "config.properties",
+        self.config = config_on_free_ports(self.layout / "config" / "config.properties",
                                                  self.base / "config.properties")
-        self.server = tsctl.Server(self.config, self.base / "serve", self.layout / "model-store")
+        self.server = Server(self.config, self.base / "serve", self.layout / "model-store")
 
     @property
     def url(self) -> str:
@@ -64,7 +67,7 @@ class Replica:
 
     def command(self) -> list[str]:
         # KServe's runtime: torchserve --start --model-store=/mnt/models/model-store --ts-config=...
-        return [tsctl._torchserve(), "--start", f"--model-store={self.server.model_store}",
+        return [torchserve_executable(), "--start", f"--model-store={self.server.model_store}",
                 f"--ts-config={self.config}"]
 
     def env(self) -> dict[str, str]:
@@ -85,7 +88,7 @@ class Replica:
         while time.time() < deadline:
             if self.ready():
                 return
-            if self.pid_file.is_file() and not tsctl._alive(self.pid_file):
+            if self.pid_file.is_file() and not pid_alive(self.pid_file):
                 break
             time.sleep(0.5)
         raise ReplicaError(f"replica {self.base} not ready within {timeout:.0f}s; see {self.server.serve_dir}/logs")
@@ -104,7 +107,7 @@ class Replica:
         """/ping healthy and the model's worker up (no key: the cluster config has tokens off)."""
         try:
             code, body = self.server._http("GET", self.url + "/ping", None, {}, timeout=5)
-        except tsctl.CtlError:
+        except CtlError:
             return False
         if code != 200 or json.loads(body).get("status") != "Healthy":
             return False
@@ -130,9 +133,9 @@ class Replica:
 
     def stop(self) -> None:
         if self.pid_file.is_file():
-            subprocess.run([tsctl._torchserve(), "--stop"], cwd=self.server.serve_dir, env=self.env(),
+            subprocess.run([torchserve_executable(), "--stop"], cwd=self.server.serve_dir, env=self.env(),
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, timeout=120)
-            if not tsctl.wait_for_exit(self.pid(), 60):
+            if not wait_for_exit(self.pid(), 60):
                 self.kill()
             self.pid_file.unlink(missing_ok=True)
 
@@ -178,7 +181,7 @@ http {{
 class Nginx:
     def __init__(self, base: Path, upstreams: list[str]) -> None:
         self.base = base
-        self.port = tsctl.free_ports(1)[0]
+        self.port = free_ports(1)[0]
         base.mkdir(parents=True, exist_ok=True)
         servers = "\n".join(f"        server {u.split('://', 1)[-1]} max_fails=1 fail_timeout=5s;" for u in upstreams)
         self.conf = base / "nginx.conf"
@@ -346,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = failover(Path(args.layout).resolve(), base.resolve(), args.replicas, args.requests, args.seconds,
                           args.clients, phase_seconds=args.phase_seconds)
-    except (ReplicaError, subprocess.CalledProcessError, tsctl.CtlError) as exc:
+    except (ReplicaError, subprocess.CalledProcessError, CtlError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(report, indent=2))
