@@ -29,7 +29,7 @@ import pandas as pd
 from benchmarks.served import Served, TokenlessServer
 from benchmarks.workload import held_out_events
 from serving.container import Container
-from serving.replicas import Replica
+from serving.replica import Replica
 from table.events import event_dicts
 
 

@@ -20,7 +20,7 @@ import pytest
 from archives import kserve
 from serving.ts_client import Server
 from serving.ts_config import read_properties
-from serving.replicas import Replica
+from serving.replica import Replica
 from tests.protocol_calls import EVENTS, assert_same, call, in_process, metric, v1, v2, v2_answers
 
 pytestmark = pytest.mark.e2e
