@@ -67,18 +67,14 @@ class Replica:
         while time.time() < deadline:
             if self.ready():
                 return
-            if self.pid_file.is_file() and not pid_alive(self.pid_file):
+            if self.server.pid_file.is_file() and not pid_alive(self.server.pid_file):
                 break
             time.sleep(0.5)
         raise ReplicaError(f"replica {self.base} not ready within {timeout:.0f}s; see {self.server.serve_dir}/logs")
 
-    @property
-    def pid_file(self) -> Path:
-        return self.server.serve_dir / "tmp" / ".model_server.pid"
-
     def pid(self) -> int | None:
         try:
-            return int(self.pid_file.read_text().strip())
+            return int(self.server.pid_file.read_text().strip())
         except (OSError, ValueError):
             return None
 
@@ -108,12 +104,12 @@ class Replica:
                     os.kill(target, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-            self.pid_file.unlink(missing_ok=True)
+            self.server.pid_file.unlink(missing_ok=True)
 
     def stop(self) -> None:
-        if self.pid_file.is_file():
+        if self.server.pid_file.is_file():
             subprocess.run([torchserve_executable(), "--stop"], cwd=self.server.serve_dir, env=self.env(),
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, timeout=120)
             if not wait_for_exit(self.pid(), 60):
                 self.kill()
-            self.pid_file.unlink(missing_ok=True)
+            self.server.pid_file.unlink(missing_ok=True)

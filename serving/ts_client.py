@@ -67,6 +67,11 @@ class Server:
     def key_file(self) -> Path:
         return self.serve_dir / "key_file.json"
 
+    @property
+    def pid_file(self) -> Path:
+        """Where TorchServe writes its pid ($TMPDIR, which ``env`` puts in the serve directory)."""
+        return self.serve_dir / "tmp" / ".model_server.pid"
+
     def make_serve_dir(self) -> None:
         """The serve directory and its tmp/ and logs/, readable by this user alone."""
         for folder in (self.serve_dir, self.serve_dir / "tmp", self.serve_dir / "logs"):

@@ -29,17 +29,36 @@ def torchserve_executable() -> str:
 
 
 def start(server: Server, models: list[str], timeout: float, restore_models: bool = True) -> None:
+    """Start TorchServe on the server's config and serve directory, wait for /ping, register the saved models."""
     if shutil.which("java") is None:
         raise CtlError("Java is not installed; TorchServe needs Java 11 or newer. "
                        "On Debian/Ubuntu: sudo apt-get install -y openjdk-17-jre-headless")
     if server.key_file.is_file() and server.ping():
         print(f"TorchServe already running ({server.address('inference')}, serve dir {server.serve_dir})")
         return
+    check_ports(server)
+    log = _launch(server, models)
+    _wait_until_up(server, timeout, log)
+    os.chmod(server.key_file, 0o600)
+    server.write_headers()
+    print(f"TorchServe is up: inference {server.address('inference')}, management "
+          f"{server.address('management')}, metrics {server.address('metrics')}")
+    print(f"keys: {server.key_file}; logs: {server.serve_dir / 'logs'}")
+    if restore_models:
+        restore(server)
+
+
+def check_ports(server: Server) -> None:
+    """Refuse to start when any of the five listeners' ports is taken, naming the setting to change."""
     for api in LISTENERS:
         if port_in_use(server.address(api)):
             setting = f"{api}_port" if api.startswith("grpc_") else f"{api}_address"
             raise CtlError(f"port of the {api.replace('_', ' ')} API ({server.address(api)}) is already in use: "
                            f"stop what holds it (ss -ltnp) or change {setting} in {server.config}")
+
+
+def _launch(server: Server, models: list[str]) -> Path:
+    """Run ``torchserve --start`` (it returns at once, the server running on); the launcher's log."""
     server.make_serve_dir()
     server.key_file.unlink(missing_ok=True)
     command = [torchserve_executable(), "--start", "--ncs", "--ts-config", str(server.config),
@@ -52,20 +71,17 @@ def start(server: Server, models: list[str], timeout: float, restore_models: boo
         # umask 077: key_file.json, logs and unpacked archives are created readable by this user only.
         subprocess.run(command, cwd=server.serve_dir, env=server.env(), stdout=out, stderr=subprocess.STDOUT,
                        check=False, umask=0o077)
+    return log
+
+
+def _wait_until_up(server: Server, timeout: float, log: Path) -> None:
+    """Until the server has written its keys and answers /ping; an error once it exits or ``timeout`` passes."""
     deadline = time.time() + timeout
-    pid_file = server.serve_dir / "tmp" / ".model_server.pid"
     while time.time() < deadline:
-        if pid_file.is_file() and not pid_alive(pid_file):
+        if server.pid_file.is_file() and not pid_alive(server.pid_file):
             raise CtlError(f"TorchServe exited while starting; see {server.serve_dir / 'logs' / 'ts_log.log'} "
                            f"and {log}")
         if server.key_file.is_file() and server.ping():
-            os.chmod(server.key_file, 0o600)
-            server.write_headers()
-            print(f"TorchServe is up: inference {server.address('inference')}, management "
-                  f"{server.address('management')}, metrics {server.address('metrics')}")
-            print(f"keys: {server.key_file}; logs: {server.serve_dir / 'logs'}")
-            if restore_models:
-                restore(server)
             return
         time.sleep(0.5)
     raise CtlError(f"TorchServe did not answer /ping within {timeout:.0f}s; "
@@ -94,7 +110,7 @@ def wait_for_exit(pid: int, seconds: float) -> bool:
 
 
 def stop(server: Server) -> None:
-    pid_file = server.serve_dir / "tmp" / ".model_server.pid"
+    pid_file = server.pid_file
     if not pid_file.is_file():
         print("TorchServe is not running (no pid file)")
         return
