@@ -109,8 +109,6 @@ def failover(layout: Path, base: Path, replicas: int = 2, requests: int = 20000,
     )["models"].popitem()[0]
     servers = [Replica(layout, base / f"replica{i}") for i in range(replicas)]
     nginx = Nginx(base / "nginx", [s.url for s in servers])
-    log: list[tuple[float, float, int]] = []
-    marks: dict[str, float] = {}
     try:
         for server in servers:
             server.start()
@@ -118,46 +116,58 @@ def failover(layout: Path, base: Path, replicas: int = 2, requests: int = 20000,
         url = f"{nginx.url}/predictions/{name}"
         if post(url, json.dumps(EVENTS[0]).encode()) != 200:
             raise ReplicaError("nginx does not answer a prediction before the load starts")
-        marks["start"] = time.time()
-        deadline = marks["start"] + seconds
-        stop = threading.Event()
-        loader = threading.Thread(target=drive, args=(url, deadline, requests, clients, log, stop), daemon=True)
-        loader.start()
-        time.sleep(phase_seconds)
         victim = servers[-1]
-        marks["kill"] = time.time()
-        victim.kill()
-        time.sleep(phase_seconds)
-        marks["restart"] = time.time()
-        victim.start()
-        marks["rejoined"] = time.time()
-        time.sleep(phase_seconds)
-        stop.set()
-        loader.join(timeout=120)
-        marks["end"] = time.time()
+        log, marks = kill_under_load(url, victim, requests, seconds, clients, phase_seconds)
         after = upstream_counts(nginx.base / "access.log", marks["rejoined"] + 5.5)  # past fail_timeout
         # The restarted replica serves again: nginx sends it its share once fail_timeout passes.
         direct = post(f"{victim.url}/predictions/{name}", json.dumps(EVENTS[1]).encode())
-        in_flight = [e for e in log if e[0] <= marks["kill"] + 0.05 and e[1] >= marks["kill"]]
-        failed = [e for e in log if e[2] != 200]
-        return {
-            "replicas": replicas, "clients": clients, "requests_sent": len(log),
-            "answered": sum(1 for e in log if e[2] == 200), "failed": len(failed),
-            "failed_statuses": sorted({e[2] for e in failed}),
-            "in_flight_at_kill": len(in_flight),
-            "failed_not_in_flight": sum(1 for e in failed if e not in in_flight),
-            "before_kill": phase(log, marks["start"], marks["kill"]),
-            "one_replica": phase(log, marks["kill"], marks["restart"]),
-            "restarting": phase(log, marks["restart"], marks["rejoined"]),
-            "after_rejoin": phase(log, marks["rejoined"], marks["end"]),
-            "restart_seconds": round(marks["rejoined"] - marks["restart"], 1),
-            "rejoined_replica_answers": direct,
-            "after_rejoin_per_replica": {u: after.get(u.split("://", 1)[-1], 0) for u in (s.url for s in servers)},
-        }
+        return {"replicas": replicas, "clients": clients, **summarize(log, marks),
+                "rejoined_replica_answers": direct,
+                "after_rejoin_per_replica": {u: after.get(u.split("://", 1)[-1], 0) for u in (s.url for s in servers)}}
     finally:
         nginx.stop()
         for server in servers:
             server.stop()
+
+
+def kill_under_load(url: str, victim: Replica, requests: int, seconds: float, clients: int,
+                    phase_seconds: float) -> tuple[list[tuple[float, float, int]], dict[str, float]]:
+    """Load ``url``, kill ``victim`` and start it again part way; the request log and when each phase began."""
+    log: list[tuple[float, float, int]] = []
+    marks = {"start": time.time()}
+    stop = threading.Event()
+    loader = threading.Thread(target=drive, args=(url, marks["start"] + seconds, requests, clients, log, stop),
+                              daemon=True)
+    loader.start()
+    time.sleep(phase_seconds)
+    marks["kill"] = time.time()
+    victim.kill()
+    time.sleep(phase_seconds)
+    marks["restart"] = time.time()
+    victim.start()
+    marks["rejoined"] = time.time()
+    time.sleep(phase_seconds)
+    stop.set()
+    loader.join(timeout=120)
+    marks["end"] = time.time()
+    return log, marks
+
+
+def summarize(log: list[tuple[float, float, int]], marks: dict[str, float]) -> dict[str, Any]:
+    """Requests answered and failed, overall and per phase; failures not explained by the kill."""
+    in_flight = [e for e in log if e[0] <= marks["kill"] + 0.05 and e[1] >= marks["kill"]]
+    failed = [e for e in log if e[2] != 200]
+    return {
+        "requests_sent": len(log), "answered": sum(1 for e in log if e[2] == 200), "failed": len(failed),
+        "failed_statuses": sorted({e[2] for e in failed}),
+        "in_flight_at_kill": len(in_flight),
+        "failed_not_in_flight": sum(1 for e in failed if e not in in_flight),
+        "before_kill": phase(log, marks["start"], marks["kill"]),
+        "one_replica": phase(log, marks["kill"], marks["restart"]),
+        "restarting": phase(log, marks["restart"], marks["rejoined"]),
+        "after_rejoin": phase(log, marks["rejoined"], marks["end"]),
+        "restart_seconds": round(marks["rejoined"] - marks["restart"], 1),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
