@@ -13,12 +13,69 @@ exported level is the whole DistilBertForSequenceClassification (trunk + top) th
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import shutil
 import sys
 from pathlib import Path
 
-from handlers.hierarchy import HierarchyError
+from safetensors.torch import load_file
+from transformers import DistilBertForSequenceClassification
+
+from handlers.hierarchy import Hierarchy, HierarchyError
 from handlers.run_dir import check_run_dir
-from handlers.trunk import export_level, export_whole_run
+from handlers.run_layout import TOKENIZER_DIR, TOP_FILE, WEIGHTS_FILE
+from handlers.trunk import _config
+
+
+def _whole_model(run_dir: Path, hierarchy: Hierarchy, folder: str) -> DistilBertForSequenceClassification:
+    """One level as a whole stock model: the trunk's tensors and the level's top in one state dict."""
+    model = DistilBertForSequenceClassification(_config(run_dir / folder))
+    if hierarchy.trunk is None:
+        state = load_file(str(run_dir / folder / WEIGHTS_FILE))
+    else:
+        state = {**load_file(str(run_dir / hierarchy.trunk.folder / WEIGHTS_FILE)),
+                 **load_file(str(run_dir / folder / TOP_FILE))}
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def export_level(run_dir: str | Path, folder: str, out: str | Path) -> Path:
+    """Write one level as a stock checkpoint folder (config.json, model.safetensors, tokenizer).
+
+    The result loads with ``AutoModelForSequenceClassification.from_pretrained`` and gives
+    the probabilities the cascade gives for that level (before any lexical mix).
+    """
+    run_dir, out = Path(run_dir), Path(out)
+    hierarchy = Hierarchy.load(run_dir)
+    if folder not in hierarchy.checkpoints():
+        raise HierarchyError(f"{folder!r} is not a checkpoint of {run_dir}: one of {hierarchy.checkpoints()}")
+    model = _whole_model(run_dir, hierarchy, folder)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    shutil.copytree(run_dir / TOKENIZER_DIR, out, dirs_exist_ok=True)
+    return out
+
+
+def export_whole_run(run_dir: str | Path, out: str | Path) -> Path:
+    """A copy of a run with every level a stock checkpoint folder and no trunk.
+
+    What ``--top-layers all`` would have stored for the same weights: it answers exactly as
+    the trunk run does, at the cost of a full pass per level (benchmarks compare the two).
+    """
+    run_dir, out = Path(run_dir), Path(out)
+    hierarchy = Hierarchy.load(run_dir)
+    if hierarchy.trunk is None:
+        shutil.copytree(run_dir, out)
+        return out
+    skip = {hierarchy.trunk.folder.split("/")[0]}
+    shutil.copytree(run_dir, out, ignore=lambda folder, names: skip if Path(folder) == run_dir else set())
+    for folder in hierarchy.checkpoints():
+        model = _whole_model(run_dir, hierarchy, folder)
+        (out / folder / TOP_FILE).unlink()
+        model.save_pretrained(out / folder, safe_serialization=True)
+    dataclasses.replace(hierarchy, trunk=None).save(out)
+    return out
+
 
 
 def main(argv: list[str] | None = None) -> int:

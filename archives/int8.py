@@ -17,7 +17,7 @@ from handlers.run_layout import ONNX_FILE, TOKENIZER_DIR
 
 def export_run_int8(run_dir: Path, hierarchy: Hierarchy, dest: Path) -> None:
     """A copy of the run whose checkpoints (and trunk) are int8 ONNX exports (config.json kept for its labels)."""
-    from handlers.onnx_int8 import export_int8
+    from archives.onnx_export import export_int8  # ONNX and its tools load only for an int8 build
 
     dest.mkdir(parents=True)
     hierarchy.save(dest)

@@ -24,9 +24,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks.bench import Served, TokenlessServer
+import pandas as pd
+
+from benchmarks.served import Served, TokenlessServer
+from benchmarks.workload import held_out_events
 from serving.container import Container
-from serving.replicas import Replica
+from serving.replica import Replica
+from table.events import event_dicts
 
 
 class _Target:
@@ -41,14 +45,13 @@ def measure(url: str, name: str, events: list[dict], concurrency: int, seconds: 
     return Served.load(target, many, concurrency, seconds)
 
 
-def load_events(run: str | None) -> list[dict]:
+def request_events(run: str | None) -> list[dict]:
+    """The run's held-out events, or the tiny generated ones without a run."""
     if run:
-        from benchmarks.bench import load_events as from_run
-
-        return from_run(None, Path(run), 512)
+        return held_out_events(None, Path(run), 512)
     from tests.tiny import tiny_events
 
-    return [{"title": e["title"], "description": e["description"]} for e in tiny_events(rows_per_class=20)]
+    return event_dicts(pd.DataFrame(tiny_events(rows_per_class=20)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=30)
     p.add_argument("--rounds", type=int, default=3)
     args = p.parse_args(argv)
-    events = load_events(args.run)
+    events = request_events(args.run)
     name = next((args.layout / "model-store").glob("*.mar")).stem
     rows: dict[str, list[dict[str, Any]]] = {"outside": [], "container": []}
     with tempfile.TemporaryDirectory(prefix="bench-container-") as tmp:

@@ -13,14 +13,15 @@ from typing import Any
 
 import psutil
 
-from benchmarks.bench import ROOT, Served, TokenlessServer
-from serving import kservectl, tsctl
+from benchmarks.served import ROOT, Served, TokenlessServer
+from serving import kservectl
+from serving.ts_config import free_ports
 
 
 class KServeServed(Served):
     def __init__(self, store: Path, archive: str, workdir: Path) -> None:
         self.archive, self.name, self.store, self.workdir = archive, archive.removesuffix(".mar"), store, workdir / "kserve"
-        (self.port,) = tsctl.free_ports(1)
+        (self.port,) = free_ports(1)
         self.server = TokenlessServer(f"http://127.0.0.1:{self.port}")
         self.pid = 0
 

@@ -172,7 +172,7 @@ def serving_cost(run: Path, table: Path) -> dict[str, float]:
     import torch
 
     from handlers.cascade import Cascade
-    from handlers.trunk import export_whole_run
+    from archives.export import export_whole_run
 
     torch.set_num_threads(2)
     cascade = Cascade(run, max_batch=32)

@@ -50,7 +50,7 @@ def child(run: str, events_file: str, batch: int, threads: int) -> dict[str, flo
 def measure(run: Path, events: list[dict[str, Any]], batch: int, threads: int) -> dict[str, dict[str, float]]:
     """RSS stages per structure, each in its own process."""
     from handlers.hierarchy import Hierarchy
-    from handlers.trunk import export_whole_run
+    from archives.export import export_whole_run
 
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
@@ -93,9 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.run:
         p.error("--run is required")
-    from benchmarks.bench import load_events
+    from benchmarks.workload import held_out_events
 
-    events = load_events(args.data, Path(args.run), args.events)
+    events = held_out_events(args.data, Path(args.run), args.events)
     print(table(measure(Path(args.run), events, args.batch, args.threads)))
     return 0
 

@@ -92,12 +92,12 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from benchmarks.bench import load_events
+    from benchmarks.workload import held_out_events
     from handlers.cascade import Cascade
     from handlers.settings import HandlerSettings
 
     torch.set_num_threads(args.threads)
-    events = load_events(args.data, Path(args.run), 100_000)
+    events = held_out_events(args.data, Path(args.run), 100_000)
     settings = HandlerSettings()
     cascade = Cascade(args.run, max_batch=settings.max_batch, beam_min_prob=settings.beam_min_prob,
                       precision=settings.precision)

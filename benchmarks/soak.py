@@ -32,8 +32,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 import psutil
 
-from serving import tsctl
-from benchmarks.bench import Served, build, load_events, percentile
+from serving import ts_process
+from benchmarks.bench import build
+from benchmarks.served import Served, percentile
+from benchmarks.workload import held_out_events
 
 
 def worker(served: Served) -> psutil.Process:
@@ -140,8 +142,8 @@ def kill_summary(log: list[tuple[float, float, int]], t_kill: float) -> dict[str
 
 def restart_run(served: Served) -> dict[str, Any]:
     started = time.perf_counter()
-    tsctl.stop(served.server)
-    tsctl.start(served.server, [], timeout=180)
+    ts_process.stop(served.server)
+    ts_process.start(served.server, [], timeout=180)
     code, body = served.server.call("inference", "POST", f"/predictions/{served.name}",
                                     json.dumps({"title": "after restart"}).encode(), {"Content-Type": "application/json"})
     return {"model_back": code == 200, "seconds": time.perf_counter() - started}
@@ -228,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.bench import parse_layout
 
     run = Path(args.run)
-    events = load_events(args.data, run, 512)
+    events = held_out_events(args.data, run, 512)
     layout = parse_layout(args.config)
     report: dict[str, Any] = {"run": run.name, "concurrency": args.concurrency, "layout": args.config,
                               "rss_every": args.rss_every}

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.workload import held_out_events
 from handlers.settings import HandlerSettings
 
 
@@ -80,7 +81,7 @@ def compare_structures(run: Path, events: list[dict], batch_sizes: list[int], th
     from handlers.precision import bf16_is_native
     from handlers.cascade import Cascade
     from handlers.hierarchy import Hierarchy
-    from handlers.trunk import export_whole_run
+    from archives.export import export_whole_run
 
     torch.set_num_threads(threads)
     hierarchy = Hierarchy.load(run)
@@ -144,8 +145,6 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.bench import load_events
-
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", required=True, help="a run trained with a shared trunk (--top-layers K)")
     p.add_argument("--data", default=None, help="the events table (default: the one the run recorded)")
@@ -157,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=1,
                    help="measure every cell this many times, structures in rotated order, and report the median")
     args = p.parse_args(argv)
-    events = load_events(args.data, Path(args.run), args.events)
+    events = held_out_events(args.data, Path(args.run), args.events)
     rows = compare_structures(Path(args.run), events, [int(b) for b in args.batch_sizes.split(",")], args.threads,
                               args.max_seconds, args.top_k, args.repeats)
     print(table(rows))

@@ -14,7 +14,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from serving import loopback, tsctl
+from serving import loopback
+from serving.ts_config import free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE_SH = ROOT / "scripts" / "image.sh"
@@ -33,7 +34,7 @@ class Container:
 
     def __init__(self, tag: str, log: Path, start: bool = True) -> None:
         self.tag = tag
-        self.port, self.metrics_port = tsctl.free_ports(2)
+        self.port, self.metrics_port = free_ports(2)
         self.name = f"event-taxonomy-{os.getpid()}-{self.port}"
         self.url = f"http://127.0.0.1:{self.port}"
         self.metrics = f"http://127.0.0.1:{self.metrics_port}"

@@ -33,254 +33,160 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 from serving import loopback
-from serving.tsctl import CtlError, Server
+from serving.bounded_server import MAX_CONNECTIONS, READ_TIMEOUT, SECURITY_HEADERS, BoundedServer, Expired
+from serving.ts_client import CtlError, Server
 
 WEB = Path(__file__).resolve().parent.parent / "web"
 FILES = {"/": "index.html", "/index.html": "index.html", "/app.js": "app.js", "/style.css": "style.css"}
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
          ".css": "text/css; charset=utf-8"}
 MODEL_NAME = re.compile(r"^/predictions/([A-Za-z0-9][A-Za-z0-9_.-]{0,127})$")
-# Scripts and styles from this origin only; fetch() to this origin only; never inside a frame.
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; form-action 'none'; "
-       "frame-ancestors 'none'; base-uri 'none'")
 DIGITS = re.compile(r"[0-9]{1,18}")
-READ_TIMEOUT = 10.0  # seconds a client has to send its whole request (head and body)
-MAX_CONNECTIONS = 16  # connections handled at once; one more is answered 503
 
 
-class Expired(Exception):
-    """The connection's read deadline passed: it has been answered 408 and shut down."""
+@dataclass(frozen=True)
+class Forwarding:
+    """Where and how the page server passes predictions on."""
+
+    inference: str  # TorchServe's inference address
+    max_body: int  # largest request body accepted, in bytes (TorchServe's max_request_size)
+    timeout: float  # seconds TorchServe has to answer
 
 
-class BoundedServer(ThreadingHTTPServer):
-    """A ThreadingHTTPServer with at most ``max_connections`` handler threads and a deadline
-    for reading each request.
+class PageHandler(BaseHTTPRequestHandler):
+    """One connection to the page server: the page's files, and POST /predictions/<model> passed on."""
 
-    When every slot is taken, the accepting thread itself writes a short 503 and closes the
-    connection: no thread is started, so a flood of connections cannot grow the thread
-    count. One watcher thread answers 408 to, and shuts down, every connection still
-    sending its request ``read_timeout`` seconds after it was accepted: a per-read socket
-    timeout alone lets a client that sends a byte every few seconds hold a thread forever.
-    """
+    server: PageServer
+    server_version = "event-taxonomy-demo"
 
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
-                 max_connections: int = MAX_CONNECTIONS, read_timeout: float = READ_TIMEOUT) -> None:
-        super().__init__(address, handler)
-        self.max_connections, self.read_timeout = max_connections, read_timeout
-        self._slots = threading.BoundedSemaphore(max_connections)
-        self._lock = threading.Lock()
-        self._reading: dict[socket.socket, float] = {}  # connection -> deadline
-        self._expired: set[socket.socket] = set()  # answered 408 by the deadline
-        self.active = 0  # connections being handled now
-        self._closed = threading.Event()
-        threading.Thread(target=self._watch, name="demo-page-deadlines", daemon=True).start()
-
-    # -- the bound on threads -------------------------------------------------------------
-    def process_request(self, request, client_address) -> None:  # type: ignore[override]
-        if not self._slots.acquire(blocking=False):
-            self._refuse(request)
-            return
-        with self._lock:
-            self.active += 1
-            self._reading[request] = time.monotonic() + self.read_timeout
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self._release(request)
-            raise
-
-    def process_request_thread(self, request, client_address) -> None:  # type: ignore[override]
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._release(request)
-
-    def _release(self, request: socket.socket) -> None:
-        with self._lock:
-            self._reading.pop(request, None)
-            self._expired.discard(request)
-            self.active -= 1
-        self._slots.release()
-
-    def _refuse(self, request: socket.socket) -> None:
-        body = json.dumps({"code": 503, "message": f"busy: {self.max_connections} connections "
-                                                  "already open; try again"}).encode()
-        try:
-            request.settimeout(0)  # never let one unread client block the accepting thread
-            request.send(_raw_response(503, "Service Unavailable", body, {"Retry-After": "1"}))
-        except OSError:
-            pass
-        self.shutdown_request(request)
-
-    # -- the read deadline ----------------------------------------------------------------
-    def claim(self, request: socket.socket) -> bool:
-        """Called before answering: False when the deadline has already answered 408."""
-        with self._lock:
-            self._reading.pop(request, None)
-            return request not in self._expired
-
-    def _watch(self) -> None:
-        while not self._closed.wait(min(0.2, self.read_timeout / 4)):
-            now = time.monotonic()
-            with self._lock:
-                late = [conn for conn, deadline in self._reading.items() if deadline <= now]
-                for conn in late:
-                    del self._reading[conn]
-                    self._expired.add(conn)
-            for conn in late:
-                body = json.dumps({"code": 408, "message": f"request not received within "
-                                                          f"{self.read_timeout:g} seconds"}).encode()
-                try:
-                    conn.send(_raw_response(408, "Request Timeout", body), socket.MSG_DONTWAIT)
-                    conn.shutdown(socket.SHUT_RDWR)  # wakes the handler's blocked read with EOF
-                except OSError:
-                    pass
-
-    def handle_error(self, request, client_address) -> None:  # type: ignore[override]
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (Expired, OSError)):  # timed out, or the client went away
-            return
-        super().handle_error(request, client_address)
-
-    def server_close(self) -> None:
-        self._closed.set()
-        super().server_close()
-
-
-def _raw_response(status: int, reason: str, body: bytes, extra: dict[str, str] | None = None) -> bytes:
-    headers = {"Content-Type": "application/json", "Content-Length": str(len(body)), "Cache-Control": "no-store",
-               "Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
-               "Connection": "close", **(extra or {})}
-    head = f"HTTP/1.0 {status} {reason}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    return head.encode("latin-1") + b"\r\n" + body
-
-
-def make_handler(inference: str, max_body: int, timeout: float,
-                 read_timeout: float = READ_TIMEOUT) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "event-taxonomy-demo"
+    def setup(self) -> None:
         # The server's deadline bounds the whole request (and answers 408); this per-call
         # socket timeout, a little longer so that the deadline answers first, also bounds
         # every write to a client that stops reading its answer.
-        timeout = read_timeout + 1
+        self.timeout = self.server.read_timeout + 1
+        super().setup()
 
-        def send_response(self, code: int, message: str | None = None) -> None:
-            claim = getattr(self.server, "claim", None)
-            if claim is not None and not claim(self.connection):
-                self.close_connection = True
-                raise Expired()
-            super().send_response(code, message)
+    def send_response(self, code: int, message: str | None = None) -> None:
+        if not self.server.claim(self.connection):
+            self.close_connection = True
+            raise Expired()
+        super().send_response(code, message)
 
-        def log_message(self, fmt: str, *args: object) -> None:  # one line per request, to stderr
-            sys.stderr.write(f"{self.address_string()} {fmt % args}\n")
+    def log_message(self, fmt: str, *args: object) -> None:  # one line per request, to stderr
+        sys.stderr.write(f"{self.address_string()} {fmt % args}\n")
 
-        def _send(self, status: int, body: bytes, content_type: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.send_header("Content-Security-Policy", CSP)
-            self.send_header("X-Content-Type-Options", "nosniff")
-            self.send_header("X-Frame-Options", "DENY")
-            self.end_headers()
-            self.wfile.write(body)
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for header, value in SECURITY_HEADERS.items():
+            self.send_header(header, value)
+        self.end_headers()
+        self.wfile.write(body)
 
-        def _error(self, status: int, message: str) -> None:
-            self._send(status, json.dumps({"code": status, "message": message}).encode(), "application/json")
+    def _error(self, status: int, message: str) -> None:
+        self._send(status, json.dumps({"code": status, "message": message}).encode(), "application/json")
 
-        def finish(self) -> None:
-            super().finish()
-            if getattr(self, "_unread", False):
-                # A body refused unread is still arriving: closing now would send a reset that
-                # can destroy the answer before the client reads it. Half-close, and drain a
-                # little for a moment; the answer has been sent either way.
-                end = time.monotonic() + 0.5
-                try:
-                    self.connection.shutdown(socket.SHUT_WR)
-                    while (left := end - time.monotonic()) > 0:
-                        self.connection.settimeout(left)
-                        if not self.connection.recv(65536):
-                            break
-                except OSError:
-                    pass
-
-        def _content_length(self) -> int | None:
-            """The declared body length, or None once the request has been answered.
-
-            Decided from the headers alone, before a byte of the body is read: a negative
-            length would make a read run to the end of the stream, past every limit.
-            """
-            self.close_connection = self._unread = True  # a refused body is never read
-            if self.headers.get_all("Transfer-Encoding"):
-                self._error(411, "chunked or otherwise encoded bodies are not accepted; send Content-Length")
-                return None
-            values = self.headers.get_all("Content-Length") or []
-            if not values:
-                self._error(411, "Content-Length required")
-                return None
-            value = values[0].strip(" \t")
-            if len(values) > 1:
-                self._error(400, "more than one Content-Length")
-                return None
-            if not value.isascii() or not value.isdigit():
-                self._error(400, f"Content-Length must be a number of bytes, not {value[:40]!r}")
-                return None
-            if not DIGITS.fullmatch(value) or int(value) > max_body:
-                self._error(413, f"request body of {value[:40]} bytes is over the {max_body}-byte limit")
-                return None
-            self._unread = False
-            return int(value)
-
-        def do_GET(self) -> None:
-            name = FILES.get(self.path.split("?", 1)[0])
-            if name is None:
-                self._error(404, f"no such page: {self.path}")
-                return
-            path = WEB / name
-            self._send(200, path.read_bytes(), TYPES[path.suffix])
-
-        def do_POST(self) -> None:
-            match = MODEL_NAME.match(self.path)
-            if match is None:
-                self._error(404, "only POST /predictions/<model> is forwarded")
-                return
-            length = self._content_length()
-            if length is None:
-                return
-            body = self.rfile.read(length)
-            if len(body) != length:  # the client closed early, or the deadline shut it down
-                self._error(400, f"request body ended after {len(body)} of {length} bytes")
-                return
-            claim = getattr(self.server, "claim", None)
-            if claim is not None and not claim(self.connection):
-                return  # the deadline answered 408 just now
-            # The request is in: from here the deadline no longer applies, only --timeout
-            # for TorchServe's answer.
-            headers = {"Content-Type": self.headers.get("Content-Type", "application/json")}
-            if self.headers.get("Authorization"):
-                headers["Authorization"] = self.headers["Authorization"]
-            request = urllib.request.Request(f"{inference}/predictions/{match.group(1)}", data=body,
-                                             headers=headers, method="POST")
+    def finish(self) -> None:
+        super().finish()
+        if getattr(self, "_unread", False):
+            # A body refused unread is still arriving: closing now would send a reset that
+            # can destroy the answer before the client reads it. Half-close, and drain a
+            # little for a moment; the answer has been sent either way.
+            end = time.monotonic() + 0.5
             try:
-                with loopback.urlopen(request, timeout=timeout) as response:
-                    status, answer = response.status, response.read()
-                    kind = response.headers.get("Content-Type", "application/json")
-            except urllib.error.HTTPError as exc:
-                status, answer, kind = exc.code, exc.read(), exc.headers.get("Content-Type", "application/json")
-            except (urllib.error.URLError, OSError) as exc:
-                reason = getattr(exc, "reason", exc)
-                self._error(502, f"cannot reach TorchServe at {inference} ({reason}); "
-                                 "is it running? (scripts/serve.sh start)")
-                return
-            self._send(status, answer, kind)
+                self.connection.shutdown(socket.SHUT_WR)
+                while (left := end - time.monotonic()) > 0:
+                    self.connection.settimeout(left)
+                    if not self.connection.recv(65536):
+                        break
+            except OSError:
+                pass
 
-    return Handler
+    def _content_length(self) -> int | None:
+        """The declared body length, or None once the request has been answered.
+
+        Decided from the headers alone, before a byte of the body is read: a negative
+        length would make a read run to the end of the stream, past every limit.
+        """
+        self.close_connection = self._unread = True  # a refused body is never read
+        if self.headers.get_all("Transfer-Encoding"):
+            self._error(411, "chunked or otherwise encoded bodies are not accepted; send Content-Length")
+            return None
+        values = self.headers.get_all("Content-Length") or []
+        if not values:
+            self._error(411, "Content-Length required")
+            return None
+        value = values[0].strip(" \t")
+        if len(values) > 1:
+            self._error(400, "more than one Content-Length")
+            return None
+        if not value.isascii() or not value.isdigit():
+            self._error(400, f"Content-Length must be a number of bytes, not {value[:40]!r}")
+            return None
+        limit = self.server.forwarding.max_body
+        if not DIGITS.fullmatch(value) or int(value) > limit:
+            self._error(413, f"request body of {value[:40]} bytes is over the {limit}-byte limit")
+            return None
+        self._unread = False
+        return int(value)
+
+    def do_GET(self) -> None:
+        name = FILES.get(self.path.split("?", 1)[0])
+        if name is None:
+            self._error(404, f"no such page: {self.path}")
+            return
+        path = WEB / name
+        self._send(200, path.read_bytes(), TYPES[path.suffix])
+
+    def do_POST(self) -> None:
+        match = MODEL_NAME.match(self.path)
+        if match is None:
+            self._error(404, "only POST /predictions/<model> is forwarded")
+            return
+        length = self._content_length()
+        if length is None:
+            return
+        body = self.rfile.read(length)
+        if len(body) != length:  # the client closed early, or the deadline shut it down
+            self._error(400, f"request body ended after {len(body)} of {length} bytes")
+            return
+        if not self.server.claim(self.connection):
+            return  # the deadline answered 408 just now
+        # The request is in: from here the deadline no longer applies, only --timeout
+        # for TorchServe's answer.
+        headers = {"Content-Type": self.headers.get("Content-Type", "application/json")}
+        if self.headers.get("Authorization"):
+            headers["Authorization"] = self.headers["Authorization"]
+        inference = self.server.forwarding.inference
+        request = urllib.request.Request(f"{inference}/predictions/{match.group(1)}", data=body,
+                                         headers=headers, method="POST")
+        try:
+            with loopback.urlopen(request, timeout=self.server.forwarding.timeout) as response:
+                status, answer = response.status, response.read()
+                kind = response.headers.get("Content-Type", "application/json")
+        except urllib.error.HTTPError as exc:
+            status, answer, kind = exc.code, exc.read(), exc.headers.get("Content-Type", "application/json")
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            self._error(502, f"cannot reach TorchServe at {inference} ({reason}); "
+                             "is it running? (scripts/serve.sh start)")
+            return
+        self._send(status, answer, kind)
+
+
+class PageServer(BoundedServer):
+    """The bounded server with the page's handler and where it forwards to."""
+
+    def __init__(self, address: tuple[str, int], forwarding: Forwarding, max_connections: int = MAX_CONNECTIONS,
+                 read_timeout: float = READ_TIMEOUT) -> None:
+        self.forwarding = forwarding
+        super().__init__(address, PageHandler, max_connections, read_timeout)
 
 
 class DemoPage:
@@ -291,8 +197,8 @@ class DemoPage:
                  max_body: int | None = None) -> None:
         if max_body is None:
             max_body = int(server.props.get("max_request_size", 6553500))
-        handler = make_handler(server.address("inference"), max_body, timeout, read_timeout)
-        self.httpd = BoundedServer((host, port), handler, max_connections, read_timeout)
+        forwarding = Forwarding(server.address("inference"), max_body, timeout)
+        self.httpd = PageServer((host, port), forwarding, max_connections, read_timeout)
         self.url = f"http://{host}:{self.httpd.server_address[1]}/"
 
     def start(self) -> DemoPage:

@@ -21,7 +21,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from serving.tsctl import ROOT, CtlError, _port_in_use
+from serving.ts_client import ROOT, CtlError
+from serving.ts_config import port_in_use
 
 # TorchServe's loopback config takes 8080-8082 and 7070-7071: both servers can run at once.
 HTTP_PORT = 8085
@@ -61,7 +62,7 @@ def start(model_dir: str, name: str, port: int, timeout: float, extra: list[str]
         print(f"the KServe server is already running: {state['url']} serves {state['name']} (pid {state['pid']})")
         return int(state["pid"])
     url = f"http://127.0.0.1:{port}"
-    if _port_in_use(url):
+    if port_in_use(url):
         raise CtlError(f"port {port} is already in use: stop what holds it (ss -ltnp) or pass --port")
     log = directory / "logs" / "kserve.log"
     log.parent.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 
 from handlers.abstention import fraction_argument
-from table.events import DataError, read_rows, write_table
+from table.events import TEXT_FIELDS, DataError, add_column_flags, read_rows, write_table
 
 
 def chunks(items: list[Any], size: int) -> Iterator[tuple[int, list[Any]]]:
@@ -39,9 +39,9 @@ def predictor(args: argparse.Namespace):
 
         cascade = Cascade(args.run, max_batch=args.batch_size)
         return lambda events: cascade.predict(events, top_k=args.top_k, min_score=args.min_score)
-    from serving import tsctl
+    from serving.ts_client import Server
 
-    server = tsctl.Server()
+    server = Server()
 
     def remote(events: list[dict]) -> list[dict]:
         floor = {} if args.min_score is None else {"min_score": args.min_score}
@@ -62,8 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--run", help="predict in-process from this run directory")
     where.add_argument("--server", metavar="NAME", help="predict through the running TorchServe model NAME")
-    p.add_argument("--title-column", default="title")
-    p.add_argument("--description-column", default="description")
+    add_column_flags(p, TEXT_FIELDS)
     p.add_argument("--top-k", type=int, default=3, help="paths per row")
     p.add_argument("--min-score", type=fraction_argument, default=None,
                    help="abstain below this path_score (default: the rule recorded in the run's hierarchy.json)")
@@ -75,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    cols = {args.title_column: "title", args.description_column: "description"}
+    cols = {getattr(args, f"{field}_column"): field for field in TEXT_FIELDS}
     if not set(cols) & set(frame.columns):
         print(f"error: {args.input} has neither {args.title_column!r} nor {args.description_column!r}; "
               f"columns: {', '.join(map(str, frame.columns))}", file=sys.stderr)

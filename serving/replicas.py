@@ -20,9 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -30,183 +27,15 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
-from serving import loopback, tsctl
-
-
-class ReplicaError(RuntimeError):
-    pass
+from serving import loopback
+from serving.nginx import Nginx
+from serving.replica import Replica, ReplicaError
+from serving.ts_client import CtlError
 
 
-@dataclass
-class Replica:
-    """One TorchServe from a cluster layout, on loopback ports of its own."""
-
-    layout: Path
-    base: Path
-    config: Path = field(init=False)
-    server: tsctl.Server = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.base.mkdir(parents=True, exist_ok=True)
-        # The layout's config as the runtime reads it, with only the five listeners moved.
-        self.config = tsctl.config_on_free_ports(self.layout / "config" / "config.properties",
-                                                 self.base / "config.properties")
-        self.server = tsctl.Server(self.config, self.base / "serve", self.layout / "model-store")
-
-    @property
-    def url(self) -> str:
-        return self.server.address("inference")
-
-    def command(self) -> list[str]:
-        # KServe's runtime: torchserve --start --model-store=/mnt/models/model-store --ts-config=...
-        return [tsctl._torchserve(), "--start", f"--model-store={self.server.model_store}",
-                f"--ts-config={self.config}"]
-
-    def env(self) -> dict[str, str]:
-        env = self.server.env()
-        # None of the caller's TS_* variables, as in a fresh container (the cluster config
-        # reads none, but TorchServe's launcher itself reads TS_CONFIG_FILE).
-        for key in [k for k in env if k.startswith("TS_")]:
-            env.pop(key)
-        return env
-
-    def start(self, timeout: float = 240) -> None:
-        self.server.make_serve_dir()
-        log = self.server.serve_dir / "logs" / "launcher.log"
-        with log.open("a") as out:
-            subprocess.run(self.command(), cwd=self.server.serve_dir, env=self.env(), stdout=out,
-                           stderr=subprocess.STDOUT, check=False, umask=0o077)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.ready():
-                return
-            if self.pid_file.is_file() and not tsctl._alive(self.pid_file):
-                break
-            time.sleep(0.5)
-        raise ReplicaError(f"replica {self.base} not ready within {timeout:.0f}s; see {self.server.serve_dir}/logs")
-
-    @property
-    def pid_file(self) -> Path:
-        return self.server.serve_dir / "tmp" / ".model_server.pid"
-
-    def pid(self) -> int | None:
-        try:
-            return int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return None
-
-    def ready(self) -> bool:
-        """/ping healthy and the model's worker up (no key: the cluster config has tokens off)."""
-        try:
-            code, body = self.server._http("GET", self.url + "/ping", None, {}, timeout=5)
-        except tsctl.CtlError:
-            return False
-        if code != 200 or json.loads(body).get("status") != "Healthy":
-            return False
-        code, body = self.server._http("GET", self.server.address("management") + "/models", None, {}, timeout=5)
-        if code != 200 or not json.loads(body).get("models"):
-            return False
-        name = json.loads(body)["models"][0]["modelName"]
-        code, body = self.server._http("GET", f"{self.server.address('management')}/models/{name}", None, {},
-                                       timeout=5)
-        return code == 200 and any(w.get("status") == "READY" for w in json.loads(body)[0].get("workers", []))
-
-    def kill(self) -> None:
-        """A crash: SIGKILL to the frontend JVM and its workers, no clean shutdown."""
-        pid = self.pid()
-        if pid:
-            children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
-            for target in [pid, *map(int, children)]:
-                try:
-                    os.kill(target, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            self.pid_file.unlink(missing_ok=True)
-
-    def stop(self) -> None:
-        if self.pid_file.is_file():
-            subprocess.run([tsctl._torchserve(), "--stop"], cwd=self.server.serve_dir, env=self.env(),
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, timeout=120)
-            if not tsctl.wait_for_exit(self.pid(), 60):
-                self.kill()
-            self.pid_file.unlink(missing_ok=True)
-
-
-# -- nginx -------------------------------------------------------------------------------------
-NGINX_CONF = """\
-# Written by serving/replicas.py: {n} TorchServe replicas behind one address.
-worker_processes 1;
-pid {base}/nginx.pid;
-error_log {base}/error.log warn;
-events {{ worker_connections 512; }}
-http {{
-    log_format upstreams '$msec $upstream_addr $status $upstream_status';
-    access_log {base}/access.log upstreams;
-    client_body_temp_path {base}/body;
-    proxy_temp_path {base}/proxy;
-    fastcgi_temp_path {base}/fastcgi;
-    uwsgi_temp_path {base}/uwsgi;
-    scgi_temp_path {base}/scgi;
-    upstream torchserve {{
-{servers}
-        keepalive 16;
-    }}
-    server {{
-        listen 127.0.0.1:{port};
-        client_max_body_size 1m;
-        location / {{
-            proxy_pass http://torchserve;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_connect_timeout 2s;
-            proxy_read_timeout 60s;
-            # A refused or reset connection, or a 502/503 from a replica going away, is tried
-            # on the next replica. Inference is idempotent, so POST may be retried too.
-            proxy_next_upstream error timeout http_502 http_503 non_idempotent;
-            proxy_next_upstream_tries 2;
-        }}
-    }}
-}}
-"""
-
-
-class Nginx:
-    def __init__(self, base: Path, upstreams: list[str]) -> None:
-        self.base = base
-        self.port = tsctl.free_ports(1)[0]
-        base.mkdir(parents=True, exist_ok=True)
-        servers = "\n".join(f"        server {u.split('://', 1)[-1]} max_fails=1 fail_timeout=5s;" for u in upstreams)
-        self.conf = base / "nginx.conf"
-        self.conf.write_text(NGINX_CONF.format(n=len(upstreams), base=base, servers=servers, port=self.port))
-        self.binary = shutil.which("nginx") or "/usr/sbin/nginx"
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        subprocess.run([self.binary, "-t", "-q", "-c", str(self.conf), "-e", str(self.base / "error.log")], check=True)
-        subprocess.run([self.binary, "-c", str(self.conf), "-e", str(self.base / "error.log")], check=True)
-
-    def stop(self) -> None:
-        pid_file = self.base / "nginx.pid"
-        if pid_file.is_file():
-            pid = int(pid_file.read_text().strip())
-            os.kill(pid, signal.SIGTERM)
-            for _ in range(50):
-                try:
-                    os.kill(pid, 0)
-                except ProcessLookupError:
-                    break
-                time.sleep(0.1)
-
-
-# -- load --------------------------------------------------------------------------------------
 EVENTS = [{"title": "saxophone trio", "description": "late night swing set"},
           {"title": "marathon runners", "description": "city road race"},
           {"title": "dj club night", "description": "house music till dawn"},
@@ -280,8 +109,6 @@ def failover(layout: Path, base: Path, replicas: int = 2, requests: int = 20000,
     )["models"].popitem()[0]
     servers = [Replica(layout, base / f"replica{i}") for i in range(replicas)]
     nginx = Nginx(base / "nginx", [s.url for s in servers])
-    log: list[tuple[float, float, int]] = []
-    marks: dict[str, float] = {}
     try:
         for server in servers:
             server.start()
@@ -289,46 +116,58 @@ def failover(layout: Path, base: Path, replicas: int = 2, requests: int = 20000,
         url = f"{nginx.url}/predictions/{name}"
         if post(url, json.dumps(EVENTS[0]).encode()) != 200:
             raise ReplicaError("nginx does not answer a prediction before the load starts")
-        marks["start"] = time.time()
-        deadline = marks["start"] + seconds
-        stop = threading.Event()
-        loader = threading.Thread(target=drive, args=(url, deadline, requests, clients, log, stop), daemon=True)
-        loader.start()
-        time.sleep(phase_seconds)
         victim = servers[-1]
-        marks["kill"] = time.time()
-        victim.kill()
-        time.sleep(phase_seconds)
-        marks["restart"] = time.time()
-        victim.start()
-        marks["rejoined"] = time.time()
-        time.sleep(phase_seconds)
-        stop.set()
-        loader.join(timeout=120)
-        marks["end"] = time.time()
+        log, marks = kill_under_load(url, victim, requests, seconds, clients, phase_seconds)
         after = upstream_counts(nginx.base / "access.log", marks["rejoined"] + 5.5)  # past fail_timeout
         # The restarted replica serves again: nginx sends it its share once fail_timeout passes.
         direct = post(f"{victim.url}/predictions/{name}", json.dumps(EVENTS[1]).encode())
-        in_flight = [e for e in log if e[0] <= marks["kill"] + 0.05 and e[1] >= marks["kill"]]
-        failed = [e for e in log if e[2] != 200]
-        return {
-            "replicas": replicas, "clients": clients, "requests_sent": len(log),
-            "answered": sum(1 for e in log if e[2] == 200), "failed": len(failed),
-            "failed_statuses": sorted({e[2] for e in failed}),
-            "in_flight_at_kill": len(in_flight),
-            "failed_not_in_flight": sum(1 for e in failed if e not in in_flight),
-            "before_kill": phase(log, marks["start"], marks["kill"]),
-            "one_replica": phase(log, marks["kill"], marks["restart"]),
-            "restarting": phase(log, marks["restart"], marks["rejoined"]),
-            "after_rejoin": phase(log, marks["rejoined"], marks["end"]),
-            "restart_seconds": round(marks["rejoined"] - marks["restart"], 1),
-            "rejoined_replica_answers": direct,
-            "after_rejoin_per_replica": {u: after.get(u.split("://", 1)[-1], 0) for u in (s.url for s in servers)},
-        }
+        return {"replicas": replicas, "clients": clients, **summarize(log, marks),
+                "rejoined_replica_answers": direct,
+                "after_rejoin_per_replica": {u: after.get(u.split("://", 1)[-1], 0) for u in (s.url for s in servers)}}
     finally:
         nginx.stop()
         for server in servers:
             server.stop()
+
+
+def kill_under_load(url: str, victim: Replica, requests: int, seconds: float, clients: int,
+                    phase_seconds: float) -> tuple[list[tuple[float, float, int]], dict[str, float]]:
+    """Load ``url``, kill ``victim`` and start it again part way; the request log and when each phase began."""
+    log: list[tuple[float, float, int]] = []
+    marks = {"start": time.time()}
+    stop = threading.Event()
+    loader = threading.Thread(target=drive, args=(url, marks["start"] + seconds, requests, clients, log, stop),
+                              daemon=True)
+    loader.start()
+    time.sleep(phase_seconds)
+    marks["kill"] = time.time()
+    victim.kill()
+    time.sleep(phase_seconds)
+    marks["restart"] = time.time()
+    victim.start()
+    marks["rejoined"] = time.time()
+    time.sleep(phase_seconds)
+    stop.set()
+    loader.join(timeout=120)
+    marks["end"] = time.time()
+    return log, marks
+
+
+def summarize(log: list[tuple[float, float, int]], marks: dict[str, float]) -> dict[str, Any]:
+    """Requests answered and failed, overall and per phase; failures not explained by the kill."""
+    in_flight = [e for e in log if e[0] <= marks["kill"] + 0.05 and e[1] >= marks["kill"]]
+    failed = [e for e in log if e[2] != 200]
+    return {
+        "requests_sent": len(log), "answered": sum(1 for e in log if e[2] == 200), "failed": len(failed),
+        "failed_statuses": sorted({e[2] for e in failed}),
+        "in_flight_at_kill": len(in_flight),
+        "failed_not_in_flight": sum(1 for e in failed if e not in in_flight),
+        "before_kill": phase(log, marks["start"], marks["kill"]),
+        "one_replica": phase(log, marks["kill"], marks["restart"]),
+        "restarting": phase(log, marks["restart"], marks["rejoined"]),
+        "after_rejoin": phase(log, marks["rejoined"], marks["end"]),
+        "restart_seconds": round(marks["rejoined"] - marks["restart"], 1),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -346,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = failover(Path(args.layout).resolve(), base.resolve(), args.replicas, args.requests, args.seconds,
                           args.clients, phase_seconds=args.phase_seconds)
-    except (ReplicaError, subprocess.CalledProcessError, tsctl.CtlError) as exc:
+    except (ReplicaError, subprocess.CalledProcessError, CtlError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(report, indent=2))

@@ -7,7 +7,9 @@ print it and exit without a traceback.
 
 from __future__ import annotations
 
+import argparse
 import csv
+import dataclasses
 import math
 import json
 from collections import Counter
@@ -21,6 +23,7 @@ SPLITS = ("train", "val", "test")
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
                  "validation": "val", "dev": "val", "test": "test", "testing": "test"}
 FIELDS = ("title", "description", "taxonomy", "subtaxonomy")
+TEXT_FIELDS = ("title", "description")  # what the cascade reads of an event
 
 
 class DataError(ValueError):
@@ -38,9 +41,17 @@ class Columns:
     split: str = "split"
 
 
+def add_column_flags(parser: argparse.ArgumentParser,
+                     fields: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Columns))) -> None:
+    """One ``--FIELD-column`` flag per field of ``Columns`` (or of ``fields``) on a parser or argument group."""
+    for field in fields:
+        default = getattr(Columns, field)
+        parser.add_argument(f"--{field}-column", default=default, help=f"column holding {field} (default: {default})")
+
+
 def event_dicts(frame: pd.DataFrame) -> list[dict[str, str]]:
     """The rows of an events table as the cascade reads them: title and description."""
-    return frame[["title", "description"]].to_dict("records")
+    return frame[list(TEXT_FIELDS)].to_dict("records")
 
 
 def _where(refs: list[str], limit: int = 10) -> str:

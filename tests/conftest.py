@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from serving import tsctl
+from serving.ts_client import Server
+from serving.ts_config import config_on_free_ports
 from tests.live_server import SESSION, register
 from tests.tiny import make_tiny_base, tiny_events, write_csv
 
@@ -85,9 +86,9 @@ def server(tmp_path_factory: pytest.TempPathFactory, model_store: Path):
     this process's os.environ.
     """
     base = tmp_path_factory.mktemp("torchserve")
-    config = tsctl.config_on_free_ports(ROOT / "config.properties", base / "config.properties")
+    config = config_on_free_ports(ROOT / "config.properties", base / "config.properties")
     SESSION.vars = {"TS_CONFIG": str(config), "SERVE_DIR": str(base / "serve"), "MODEL_STORE": str(model_store)}
-    srv = tsctl.Server(config, base / "serve", model_store)
+    srv = Server(config, base / "serve", model_store)
     started = subprocess.run([str(ROOT / "scripts" / "serve.sh"), "start"], capture_output=True, text=True,
                              env=SESSION(), timeout=300)
     assert started.returncode == 0, started.stdout + started.stderr

@@ -316,7 +316,7 @@ def test_int8_of_a_run_without_trunk(tiny_run: Path, events_csv: Path, tmp_path:
     """A version-1 run (a whole checkpoint per level) still exports and serves int8: ids -> logits."""
     from handlers.run_layout import ONNX_FILE
     from handlers.run_dir import check_run_dir
-    from handlers.trunk import export_whole_run
+    from archives.export import export_whole_run
 
     legacy = export_whole_run(tiny_run, tmp_path / "legacy")
     data = json.loads((legacy / "hierarchy.json").read_text())
@@ -343,7 +343,7 @@ def test_int8_gate_refuses_exactly_above_max_drop(tiny_run: Path, events_csv: Pa
     import types
 
     import handlers.cascade
-    import training.evaluate
+    import table.scoring
     from archives.int8 import check_int8
 
     class Fake:
@@ -354,7 +354,7 @@ def test_int8_gate_refuses_exactly_above_max_drop(tiny_run: Path, events_csv: Pa
         return types.SimpleNamespace(scores={"path_accuracy": int8 if cascade.quantize == "int8" else fp32})
 
     monkeypatch.setattr(handlers.cascade, "Cascade", Fake)
-    monkeypatch.setattr(training.evaluate, "evaluate_frame", evaluate_frame)
+    monkeypatch.setattr(table.scoring, "evaluate_frame", evaluate_frame)
     problem = check_int8(tiny_run, tiny_run, str(events_csv), max_drop)
     drop = 100 * (fp32 - int8)
     if refused:

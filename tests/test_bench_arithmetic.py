@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from benchmarks.bench import layout_name, paired_rounds, parse_layout, percentile, ratios
+from benchmarks.bench import layout_name, paired_rounds, parse_layout, ratios
+from benchmarks.served import percentile
 from benchmarks.soak import growth_pct, kill_summary
 
 

@@ -20,7 +20,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 from serving.demo_page import DemoPage  # noqa: E402
-from serving.tsctl import Server  # noqa: E402
+from serving.ts_client import Server  # noqa: E402
 
 LIMIT = 1 << 20  # max_request_size of the test config: 1 MiB
 

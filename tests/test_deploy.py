@@ -25,7 +25,8 @@ import yaml
 
 
 from archives import kserve
-from serving import tsctl
+from serving.ts_client import Server
+from serving.ts_config import config_on_free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -247,8 +248,8 @@ def probe(mode: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 @pytest.mark.e2e
 def test_entrypoint_runs_torchserve_in_the_foreground_and_stops_cleanly(layout: Path, tmp_path: Path) -> None:
     # The layout's config as the image holds it, with only its listeners moved to free loopback ports.
-    config = tsctl.config_on_free_ports(layout / "config" / "config.properties", tmp_path / "config.properties")
-    server = tsctl.Server(config, tmp_path / "serve", layout / "model-store")
+    config = config_on_free_ports(layout / "config" / "config.properties", tmp_path / "config.properties")
+    server = Server(config, tmp_path / "serve", layout / "model-store")
     env = {**os.environ, "MODEL_BASE": str(layout), "CONFIG_PATH": str(config), "SERVE_DIR": str(server.serve_dir),
            "TORCHSERVE": str(Path(sys.executable).parent / "torchserve"), "PATH": f"{Path(sys.executable).parent}:"
            f"{os.environ['PATH']}"}

@@ -14,7 +14,7 @@ import pytest
 
 from handlers import kernel_caches
 from handlers.precision import bf16_is_native
-from serving import tsctl
+from serving.ts_client import Server
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,7 +23,7 @@ def test_every_launcher_gives_the_same_capacities(tmp_path: Path) -> None:
     entrypoint = (ROOT / "deploy" / "docker" / "entrypoint.sh").read_text()
     for name, value in kernel_caches.CACHE_ENV.items():
         assert re.search(rf'\b{name}="\${{{name}:-{value}}}"', entrypoint), name
-    env = tsctl.Server(serve_dir=tmp_path / "serve").env()
+    env = Server(serve_dir=tmp_path / "serve").env()
     assert {name: env[name] for name in kernel_caches.CACHE_ENV} == kernel_caches.CACHE_ENV
 
 

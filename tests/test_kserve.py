@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 from archives import kserve
-from serving import tsctl
-from serving.replicas import Replica
+from serving.ts_client import Server
+from serving.ts_config import read_properties
+from serving.replica import Replica
 from tests.protocol_calls import EVENTS, assert_same, call, in_process, metric, v1, v2, v2_answers
 
 pytestmark = pytest.mark.e2e
@@ -43,7 +44,7 @@ def test_layout_is_what_the_runtime_reads(layout: Path, model_store: Path) -> No
     assert sorted(str(p.relative_to(layout)) for p in layout.rglob("*") if p.is_file()) == [
         "config/config.properties", "model-store/events.mar"]
     assert (layout / "model-store" / "events.mar").read_bytes() == (model_store / "events.mar").read_bytes()
-    props = tsctl.read_properties(layout / "config" / "config.properties")
+    props = read_properties(layout / "config" / "config.properties")
     assert props["enable_envvars_config"] == "false" and props["disable_token_authorization"] == "true"
     assert props["enable_model_api"] == "false" and props["model_store"] == "/mnt/models/model-store"
     assert props["inference_address"] == "http://0.0.0.0:8085"
@@ -77,8 +78,8 @@ def answers(layout: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
         url, metrics = replica.url, replica.server.address("metrics")
         found["plain"] = [call(f"{url}/predictions/events", e) for e in EVENTS]
         found["plain_array"] = call(f"{url}/predictions/events", EVENTS)
-        found["no_key"] = tsctl.Server._http("GET", url + "/ping", None, {})
-        found["register"] = tsctl.Server._http(
+        found["no_key"] = Server._http("GET", url + "/ping", None, {})
+        found["register"] = Server._http(
             "POST", replica.server.address("management") + "/models?url=events.mar", None, {})
         found["describe"] = call(replica.server.address("management") + "/models/events")[1]
         found["v1_each"] = [v1(url, "events", [e]) for e in EVENTS]

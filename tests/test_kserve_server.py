@@ -29,7 +29,9 @@ import tritonclient.http as triton  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 
 from handlers.cascade import Cascade  # noqa: E402
-from serving import tsctl  # noqa: E402
+from serving.ts_client import Server  # noqa: E402
+from serving.ts_config import free_ports  # noqa: E402
+from serving.ts_process import wait_for_exit  # noqa: E402
 from tests.live_server import in_one_batch  # noqa: E402
 from tests.test_batch_isolation import HOSTILE  # noqa: E402
 from tests.test_robustness import CORPUS, bodies, check  # noqa: E402
@@ -44,7 +46,7 @@ NAME = "events"
 class Live:
     """The running server, shaped as the TorchServe helpers (tests/live_server.py) expect it."""
 
-    _http = staticmethod(tsctl.Server._http)
+    _http = staticmethod(Server._http)
 
     def __init__(self, url: str, grpc: str, serve_dir: Path) -> None:
         self.url, self.grpc, self.serve_dir = url, grpc, serve_dir
@@ -78,7 +80,7 @@ def live(tmp_path_factory: pytest.TempPathFactory, tiny_run: Path):
     assert built.returncode == 0, built.stderr
     serve_dir = tmp_path_factory.mktemp("kserve-serve")
     env = {**os.environ, "SERVE_DIR": str(serve_dir)}
-    port, grpc_port = tsctl.free_ports(2)
+    port, grpc_port = free_ports(2)
     started = serve("start", "--server", "kserve", "--run", str(store / f"{NAME}.mar"), "--name", NAME,
                     "--port", str(port), "--grpc-port", str(grpc_port), env=env)
     assert started.returncode == 0, started.stdout + started.stderr
@@ -90,7 +92,7 @@ def live(tmp_path_factory: pytest.TempPathFactory, tiny_run: Path):
     finally:
         stopped = serve("stop", env=env)
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr
-        assert tsctl.wait_for_exit(pid, 1)  # stop waited for the process; no orphan is left
+        assert wait_for_exit(pid, 1)  # stop waited for the process; no orphan is left
         assert not (serve_dir / "kserve.json").exists()
 
 

@@ -1,7 +1,7 @@
 """Replicas behind a real load balancer: two TorchServe processes from the cluster layout
 behind nginx (Debian package) with upstream retries; one is killed under load and comes back.
 
-serving/replicas.py holds the launch code; everything listens on loopback ports picked
+serving/replicas.py (with replica.py and nginx.py) holds the launch code; everything listens on loopback ports picked
 free at run time, and the load is bounded by request count and time.
 """
 
@@ -18,6 +18,7 @@ import pytest
 
 from archives import kserve
 from serving import replicas
+from serving.nginx import Nginx
 
 HAVE_NGINX = shutil.which("nginx") is not None or Path("/usr/sbin/nginx").exists()
 # CI installs nginx (.ci/run); there a missing nginx is a failure, not a skip.
@@ -27,7 +28,7 @@ needs_nginx = pytest.mark.skipif(not HAVE_NGINX and not os.environ.get("CI"),
 
 @needs_nginx
 def test_nginx_config_is_valid_and_retries_on_the_next_replica(tmp_path: Path) -> None:
-    nginx = replicas.Nginx(tmp_path / "nginx", ["http://127.0.0.1:18085", "http://127.0.0.1:18086"])
+    nginx = Nginx(tmp_path / "nginx", ["http://127.0.0.1:18085", "http://127.0.0.1:18086"])
     text = nginx.conf.read_text()
     assert "server 127.0.0.1:18085 max_fails=1" in text and "server 127.0.0.1:18086 max_fails=1" in text
     assert "proxy_next_upstream error timeout http_502 http_503 non_idempotent;" in text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 from pathlib import Path
@@ -76,7 +77,6 @@ def test_readme_test_command_is_what_ci_runs() -> None:
 
 def test_every_imported_package_is_pinned() -> None:
     """A package the code imports by name must be pinned, not arrive by chance with another."""
-    import ast
     import sys
     from importlib.metadata import packages_distributions
 
@@ -110,3 +110,77 @@ def test_scripts_hold_entry_points_only() -> None:
     edit = "sys.path." + "insert"  # spelled apart, so this file does not match itself
     for path in [*ROOT.glob("*/*.py"), *ROOT.glob("deploy/**/*.py")]:
         assert edit not in path.read_text(), f"{path.relative_to(ROOT)} edits sys.path"
+
+
+# Layers, bottom to top: what each package may import of the repository's other packages.
+LAYERS = {
+    "handlers": set(),  # what runs inside an archive: the builder copies every handlers/ module into it
+    "table": {"handlers"},
+    "training": {"handlers", "table"},
+    "serving": {"handlers", "table"},
+    "archives": {"handlers", "table"},
+}
+
+
+def imported_packages(path: Path) -> set[str]:
+    """The top-level names every import statement of a file reads, at module level or inside functions."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def layer_breaches(root: Path) -> list[str]:
+    ours = {p.name for p in root.iterdir() if (p / "__init__.py").is_file()}
+    breaches = []
+    for package, allowed in LAYERS.items():
+        for path in sorted((root / package).glob("**/*.py")):
+            for name in sorted(imported_packages(path) & ours - allowed - {package}):
+                breaches.append(f"{path.relative_to(root)} imports {name}")
+    return breaches
+
+
+def test_each_layer_imports_only_the_layers_below_it() -> None:
+    assert {"handlers", "table", "training", "serving", "archives", "benchmarks"} <= {
+        p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file()}
+    assert layer_breaches(ROOT) == []
+
+
+def imported_modules(path: Path, root: Path) -> set[str]:
+    """The repository modules a file imports (``from serving import tsctl`` is serving.tsctl)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found |= {f"{node.module}.{alias.name}" if (root / node.module / f"{alias.name}.py").is_file()
+                      else node.module for alias in node.names}
+    return {name for name in found if (root / (name.replace(".", "/") + ".py")).is_file()}
+
+
+def import_cycles(root: Path) -> list[list[str]]:
+    graph = {".".join(path.relative_to(root).with_suffix("").parts): imported_modules(path, root)
+             for package in LAYERS.keys() | {"benchmarks"} for path in (root / package).glob("*.py")}
+    cycles, state = [], {}  # state: 1 on the current path, 2 done
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for other in sorted(graph.get(module, ())):
+            if state.get(other) == 1:
+                cycles.append(path[path.index(other):] + [module, other])
+            elif other in graph and not state.get(other):
+                visit(other, path + [module])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if not state.get(module):
+            visit(module, [])
+    return cycles
+
+
+def test_no_module_imports_itself_through_others() -> None:
+    """Module-level or inside a function, an import circle means two modules that are one."""
+    assert import_cycles(ROOT) == []

@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 from handlers.settings import LAYOUTS, HandlerSettings
-from serving.tsctl import read_properties
+from serving.ts_config import read_properties
 from tests.live_server import in_one_batch, register
 
 pytestmark = pytest.mark.e2e

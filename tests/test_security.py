@@ -106,7 +106,7 @@ def test_a_wrong_key_is_renewed(registered) -> None:
 
 def test_restore_registers_only_archives_from_the_store(registered, tmp_path: Path,
                                                         capsys: pytest.CaptureFixture) -> None:
-    from serving.tsctl import restore
+    from serving.ts_models import restore
 
     # An unpacked archive outside the store: TorchServe registers such a folder, handler code
     # included (test_a_directory_path_registers_code_from_outside_the_store), so only
@@ -128,10 +128,11 @@ def test_restore_registers_only_archives_from_the_store(registered, tmp_path: Pa
 
 def test_ts_config_file_in_the_environment_is_ignored(tmp_path: Path) -> None:
     """TorchServe reads TS_CONFIG_FILE before --ts-config: serve.sh must start on its own config anyway."""
-    from serving import tsctl
+    from serving.ts_client import Server
+    from serving.ts_config import config_on_free_ports, port_in_use
 
-    config = tsctl.config_on_free_ports(ROOT / "config.properties", tmp_path / "config.properties")
-    other = tsctl.config_on_free_ports(ROOT / "config.properties", tmp_path / "other.properties")
+    config = config_on_free_ports(ROOT / "config.properties", tmp_path / "config.properties")
+    other = config_on_free_ports(ROOT / "config.properties", tmp_path / "other.properties")
     (tmp_path / "store").mkdir()
     env = {**os.environ, "TS_CONFIG": str(config), "SERVE_DIR": str(tmp_path / "serve"),
            "MODEL_STORE": str(tmp_path / "store"), "TS_CONFIG_FILE": str(other)}
@@ -139,11 +140,11 @@ def test_ts_config_file_in_the_environment_is_ignored(tmp_path: Path) -> None:
         started = subprocess.run([str(ROOT / "scripts" / "serve.sh"), "start", "--no-restore", "--timeout", "90"],
                                  env=env, capture_output=True, text=True, timeout=300)
         assert started.returncode == 0, started.stdout + started.stderr
-        server = tsctl.Server(config, tmp_path / "serve", tmp_path / "store")
+        server = Server(config, tmp_path / "serve", tmp_path / "store")
         assert server.ping()
         log = (tmp_path / "serve" / "logs" / "ts_log.log").read_text()
         assert f"Config file: {config}" in log and f"Config file: {other}" not in log
-        assert not tsctl._port_in_use(tsctl.Server(other).address("inference"))
+        assert not port_in_use(Server(other).address("inference"))
     finally:
         subprocess.run([str(ROOT / "scripts" / "serve.sh"), "stop"], env=env, capture_output=True, timeout=120)
 
@@ -153,14 +154,14 @@ def test_a_taken_grpc_port_is_named_before_starting(tmp_path: Path, api: str) ->
     import socket
     import subprocess
 
-    from serving import tsctl
+    from serving.ts_config import config_on_free_ports, read_properties
 
-    config = tsctl.config_on_free_ports(Path(tsctl.ROOT) / "config.properties", tmp_path / "config.properties")
-    port = int(tsctl.read_properties(config)[f"{api}_port"])
+    config = config_on_free_ports(ROOT / "config.properties", tmp_path / "config.properties")
+    port = int(read_properties(config)[f"{api}_port"])
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", port))
         holder.listen()
-        result = subprocess.run([str(Path(tsctl.ROOT) / "scripts" / "serve.sh"), "start"], capture_output=True,
+        result = subprocess.run([str(ROOT / "scripts" / "serve.sh"), "start"], capture_output=True,
                                 text=True, timeout=60,
                                 env={**os.environ, "TS_CONFIG": str(config), "SERVE_DIR": str(tmp_path / "serve")})
     assert result.returncode == 2
@@ -173,7 +174,7 @@ def test_keys_never_go_through_a_proxy(registered, trap, tmp_path: Path) -> None
     import http.client
     import sys
 
-    from serving.tsctl import free_ports
+    from serving.ts_config import free_ports
 
     env = trap.env(SESSION())
     try:

@@ -346,7 +346,7 @@ def test_java_missing_and_port_taken_are_reported(registered, tmp_path: Path) ->
 def test_every_port_listens_on_loopback_only(registered) -> None:
     import psutil
 
-    from serving.tsctl import read_properties
+    from serving.ts_config import read_properties
 
     props = read_properties(ROOT / "config.properties")
     for api in ("inference", "management", "metrics"):

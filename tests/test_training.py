@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_run_directory_follows_the_contract(tiny_run: Path, tmp_path: Path) -> None:
-    from handlers.trunk import export_level
+    from archives.export import export_level
 
     h = Hierarchy.load(tiny_run)
     assert h.base_model["source"] == "local"

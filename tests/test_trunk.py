@@ -11,11 +11,12 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForSequenceClassification
 
+from archives.export import export_level, export_whole_run
 from handlers.cascade import Cascade
 from handlers.hierarchy import Hierarchy, HierarchyError
 from handlers.run_layout import TOP_FILE, WEIGHTS_FILE
 from handlers.run_dir import check_run_dir
-from handlers.trunk import export_level, export_whole_run, in_trunk
+from handlers.trunk import in_trunk
 from training.layout import split_run
 from tests.tiny import tiny_events
 
