@@ -295,7 +295,8 @@ def test_a_killed_run_leaves_no_worker_and_the_next_run_removes_its_folder(
                       "--subtaxonomy-epochs", FOREVER, "--patience", FOREVER, "--max-length", "16",
                       "--parallel-models", "2", "--threads", "2"], tmp, tmp_path / "cache")
     try:
-        pids = {int(read_until(launcher, rf"\[local, model {i}/2\] .* pid (\d+)").group(1)) for i in (1, 2)}
+        # The two workers start together: their start lines come in either order.
+        pids = {int(read_until(launcher, r"\[local, model [12]/2\] .* pid (\d+)").group(1)) for _ in range(2)}
         workers = [psutil.Process(pid) for pid in pids]
         for worker in workers:
             worker.suspend()
