@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.workload import held_out_events
     from handlers.cascade import Cascade
     from handlers.settings import HandlerSettings
+    from handlers.precision import row_bucket
 
     torch.set_num_threads(args.threads)
     events = held_out_events(args.data, Path(args.run), 100_000)
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         for model in [cascade.trunk, *cascade.models.values()]:
             for linear in (m for m in getattr(model, "modules", list)() if isinstance(m, torch.nn.Linear)):
                 linear.register_forward_pre_hook(
-                    lambda m, inputs: keys.append((inputs[0].numel() // m.in_features, m.in_features, m.out_features)))
+                    lambda m, inputs: keys.append((row_bucket(inputs[0].numel() // m.in_features), m.in_features, m.out_features)))
     rng = random.Random(args.seed)
     rows: list[dict[str, Any]] = []
     done, next_row, started = 0, 0, time.perf_counter()

@@ -1,11 +1,13 @@
-"""A bound on the compiled kernels a serving process keeps: one per input shape, otherwise.
+"""The capacities of the compiled-kernel caches a serving process keeps: one kernel per input shape.
 
 On a CPU, a bfloat16 Linear runs through oneDNN, and two caches keep a compiled kernel for
-every shape it has run: oneDNN's primitive cache and the LRU cache of PyTorch's ideep layer,
-1,024 entries each by default. A served batch's shape is (events x longest tokens), new for
-most batches, so a bf16 worker's memory grows with every shape it meets until both caches
-are full: measured at about 0.4 MB per shape for one weight shape (benchmarks/memory_growth.py,
-docs/results.md, "Worker memory under traffic"). Capped here, it stops growing once they are.
+every shape it has run: oneDNN's primitive cache and the LRU cache of PyTorch's ideep layer.
+A served batch's shape is (events x tokens) rows, new for most batches, so a bf16 worker's
+memory grew with traffic. Two things bound it: ``precision.row_bucket`` rounds a Linear's rows
+to a few hundred counts, so the kernels traffic needs stop being new; and these capacities, set
+explicitly at 1,024 entries each (the libraries' own default), hold them all: a smaller cache
+thrashes and costs served rate (CLINC150: 128 entries without the rounding served 29% fewer
+events/s; docs/results.md, "Worker memory under traffic").
 
 Both libraries read their capacity from the environment when a kernel first runs, so the
 values must be in place before a model does: ``apply`` puts them in this process's
@@ -19,9 +21,8 @@ from __future__ import annotations
 import os
 from typing import MutableMapping
 
-# Entries per cache: what a cache miss costs against the memory it bounds, measured on the
-# sample-events run (docs/results.md, "How big a cache").
-CAPACITY = 128
+# Entries per cache: with rows rounded, every kernel CLINC150's traffic needs fits (docs/results.md).
+CAPACITY = 1024
 CACHE_ENV = {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": str(CAPACITY), "LRU_CACHE_CAPACITY": str(CAPACITY)}
 
 

@@ -5,6 +5,7 @@ it natively. No TorchServe import: it ships in the archive with the cascade.
 from __future__ import annotations
 
 import contextlib
+import types
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,37 @@ def bf16_linears(model: Any) -> Any:
         for module in model.modules():
             if isinstance(module, torch.nn.Linear):
                 module.to(torch.bfloat16)
+                module.forward = types.MethodType(_bucketed_linear, module)
     return model
+
+
+def row_bucket(rows: int) -> int:
+    """The row count a bf16 Linear runs with: ``rows`` rounded up to one of 16 steps per
+    doubling (exact up to 16), so at most 1/16 of a call is padding.
+
+    oneDNN compiles a kernel per input shape and a Linear's input is (events x tokens) rows:
+    served batches bring new row counts for as long as traffic lasts, each a kernel compiled
+    and cached (handlers/kernel_caches.py). Rounded, short queries' batches come in a few
+    hundred row counts instead of thousands, so the caches hold every kernel and stop growing
+    (docs/results.md, "Worker memory under traffic").
+    """
+    if rows <= 16:
+        return rows
+    step = 1 << (rows.bit_length() - 5)
+    return -(-rows // step) * step
+
+
+def _bucketed_linear(self: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """``Linear.forward`` on ``row_bucket`` rows: zero rows added, their outputs dropped; every
+    real row's output is computed as before (a row's output depends on that row alone)."""
+    rows = x.numel() // self.in_features if x.numel() else 0
+    bucket = row_bucket(rows)
+    if bucket == rows:
+        return torch.nn.functional.linear(x, self.weight, self.bias)
+    flat = x.reshape(rows, self.in_features)
+    padded = torch.cat([flat, flat.new_zeros(bucket - rows, self.in_features)])
+    out = torch.nn.functional.linear(padded, self.weight, self.bias)[:rows]
+    return out.reshape(*x.shape[:-1], self.out_features)
 
 
 def autocast(precision: str, device: torch.device) -> Any:

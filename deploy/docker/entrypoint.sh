@@ -23,7 +23,7 @@ case "$SERVER" in
 esac
 
 # Either server's per-shape kernel caches bounded (handlers/kernel_caches.py, CACHE_ENV).
-export ONEDNN_PRIMITIVE_CACHE_CAPACITY="${ONEDNN_PRIMITIVE_CACHE_CAPACITY:-128}" LRU_CACHE_CAPACITY="${LRU_CACHE_CAPACITY:-128}"
+export ONEDNN_PRIMITIVE_CACHE_CAPACITY="${ONEDNN_PRIMITIVE_CACHE_CAPACITY:-1024}" LRU_CACHE_CAPACITY="${LRU_CACHE_CAPACITY:-1024}"
 
 if [ "$SERVER" = kserve ]; then
     # serving/kserve_server.py (on the image's sys.path) on HTTP_PORT (default 8085, TorchServe's
