@@ -45,10 +45,11 @@ import pandas as pd
 import torch
 
 from handlers.abstention import choose_min_score
-from handlers.batching import STATES_CALL_COST, IDS_CALL_COST, autocast, padded_chunks
+from handlers.batching import IDS_CALL_COST, STATES_CALL_COST, padded_chunks
 from handlers.cascade import Cascade
 from handlers.encoded import Encoded
 from handlers.hierarchy import Level
+from handlers.precision import autocast
 from table.record import split_frame
 from table.events import event_dicts
 
