@@ -9,6 +9,7 @@ wraps, so these figures are the figures of the served model.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -21,6 +22,8 @@ from handlers.hierarchy import HierarchyError
 from table.events import Columns, DataError
 from table.scoring import evaluate_frame, summary_line
 from table.record import split_frame
+
+COLUMN_FIELDS = tuple(f.name for f in dataclasses.fields(Columns))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,12 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                         help="torch arithmetic, as the archive's setting of that name (default auto: bf16 where "
                              "this CPU computes it natively, as a default archive serves here)")
-    for field in ("title", "description", "taxonomy", "subtaxonomy", "split"):
+    for field in COLUMN_FIELDS:
         parser.add_argument(f"--{field}-column", help=f"column holding {field} (default: the run's)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    given = {f: getattr(args, f"{f}_column") for f in ("title", "description", "taxonomy", "subtaxonomy", "split")}
+    given = {f: getattr(args, f"{f}_column") for f in COLUMN_FIELDS}
     columns = Columns(**{f: c or f for f, c in given.items()}) if any(given.values()) else None
     try:
         frame = split_frame(Path(args.run), args.data, columns)

@@ -6,6 +6,7 @@ import argparse
 
 from handlers.abstention import DEFAULT_COVERAGE, coverage_argument
 from handlers.text import DEFAULT_MAX_WINDOWS
+from table.events import add_column_flags
 
 DEFAULT_EXPERIMENT = "event-taxonomy"  # MLflow's experiment name unless --experiment is given
 
@@ -44,8 +45,7 @@ def _data_options(p: argparse.ArgumentParser) -> None:
     io.add_argument("--data", required=True, help="events table: .csv, .tsv, .jsonl or .parquet")
     io.add_argument("--output", required=True, help="run directory to create")
     io.add_argument("--overwrite", action="store_true", help="replace RUN_DIR if it exists (only once the new run succeeded)")
-    for field in ("title", "description", "taxonomy", "subtaxonomy", "split"):
-        io.add_argument(f"--{field}-column", default=field, help=f"column holding {field} (default: {field})")
+    add_column_flags(io)
     io.add_argument("--separator", default=". ", help="joins title and description into one text (default: '. ')")
     io.add_argument("--seed", type=int, default=42, help="seed for the split, initialisation and shuffling")
 
