@@ -81,8 +81,7 @@ def _bucketed_linear(self: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
     bucket = row_bucket(rows)
     if bucket == rows:
         return torch.nn.functional.linear(x, self.weight, self.bias)
-    flat = x.reshape(rows, self.in_features)
-    padded = torch.cat([flat, flat.new_zeros(bucket - rows, self.in_features)])
+    padded = torch.nn.functional.pad(x.reshape(rows, self.in_features), (0, 0, 0, bucket - rows))
     out = torch.nn.functional.linear(padded, self.weight, self.bias)[:rows]
     return out.reshape(*x.shape[:-1], self.out_features)
 
