@@ -48,9 +48,11 @@ class EventModel(Model):
         self.batcher: RequestBatcher | None = None
 
     def load(self) -> bool:
-        self.handler = load_handler(self.source.model_dir, self.source.settings, self.gpu_id)
         self.batcher = RequestBatcher(lambda bodies: answer_batch(self.handler, bodies), self.source.batch_size,
                                       self.source.max_batch_delay_ms / 1000, self.max_waiting)
+        # Loaded on the thread its batches run on: one OpenMP pool (serving/request_batcher.py).
+        self.handler = self.batcher.on_model_thread(load_handler, self.source.model_dir, self.source.settings,
+                                                    self.gpu_id)
         self.ready = True
         return self.ready
 

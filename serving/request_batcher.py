@@ -7,6 +7,13 @@ so the event loop keeps taking requests while the model works, and the next batc
 meanwhile. ``run`` answers every item of its batch on its own (the handler's per-request
 statuses): one bad request never fails another. Should ``run`` itself raise, only that
 batch's requests get the exception.
+
+The model lives on that one thread: ``on_model_thread`` runs its loading there too. PyTorch's
+OpenMP pool belongs to the thread that runs it; a second thread running the model starts a
+second pool, and with more OpenMP threads than cores libgomp stops spinning between parallel
+regions, so each small region pays a wake-up. On 2 cores a one-event CLINC150 call took 15 ms
+from a second thread against 7 ms from the first (docs/results.md, "KServe's model server
+beside TorchServe").
 """
 
 from __future__ import annotations
@@ -36,6 +43,10 @@ class RequestBatcher(Generic[T, R]):
         self._arrived: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch")
+
+    def on_model_thread(self, fn: Callable[..., R], *args: object) -> R:
+        """``fn(*args)`` on the thread the batches run on, waited for: load the model with it."""
+        return self._executor.submit(fn, *args).result()
 
     async def submit(self, item: T) -> R:
         """The answer to one item, once the batch it joined has run."""

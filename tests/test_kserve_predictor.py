@@ -128,6 +128,28 @@ def test_a_request_over_max_items_is_a_413_before_any_work(model: EventModel) ->
     assert v2.value.code == v1.value.code == 413
 
 
+def test_the_handler_loads_on_the_batch_thread(tiny_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real load, watched: it runs where the batches run, never on the caller's thread."""
+    import threading
+
+    from serving import kserve_model
+
+    threads: list[int] = []
+
+    def watched(*args, **kwargs):
+        threads.append(threading.get_ident())
+        return load_handler(*args, **kwargs)
+
+    load_handler = kserve_model.load_handler
+    monkeypatch.setattr(kserve_model, "load_handler", watched)
+    m = EventModel("events", ModelSource(tiny_run, SETTINGS, batch_size=4, max_batch_delay_ms=1, origin="test"))
+    try:
+        assert m.load()
+        assert threads == [m.batcher.on_model_thread(threading.get_ident)] and threads[0] != threading.get_ident()
+    finally:
+        m.stop()
+
+
 def test_bodies_reach_the_handler_as_torchserve_hands_them_over() -> None:
     assert torchserve_body("application/json", b'{"a": 1}') == {"a": 1}
     assert torchserve_body("application/json", b'{"a": ') == b'{"a": '

@@ -125,3 +125,14 @@ def test_a_batcher_outlives_the_event_loop_it_first_ran_on() -> None:
         assert batcher.batches == 3
     finally:
         batcher.close()
+
+
+def test_the_model_loads_on_the_thread_its_batches_run_on() -> None:
+    """One thread for the model: a second thread running it starts a second OpenMP pool."""
+    batcher = RequestBatcher(lambda items: [threading.get_ident() for _ in items], max_size=4, max_delay_s=0.001)
+    try:
+        loaded_on = batcher.on_model_thread(threading.get_ident)
+        assert loaded_on != threading.get_ident()
+        assert run(batcher.submit(0)) == loaded_on
+    finally:
+        batcher.close()
