@@ -54,11 +54,13 @@ def load_run(served: Served, events: list[dict], total: int, concurrency: int, m
     memory: dict[int, float] = {0: proc.memory_info().rss / 2**20}
     stop = threading.Event()
 
-    def sample() -> None:  # RSS each time the request count passes a mark
-        mark = every
+    def sample() -> None:  # RSS each time the request count passes a mark, printed as progress
+        mark, started = every, time.perf_counter()
         while mark < total and not stop.is_set():
             if len(log) >= mark:
                 memory[mark] = proc.memory_info().rss / 2**20
+                print(f"  {mark:>7,} / {total:,} requests  {mark / (time.perf_counter() - started):6.1f} /s  "
+                      f"worker RSS {memory[mark]:7.1f} MB", flush=True)
                 mark += every
             time.sleep(0.02)
 
