@@ -3,15 +3,15 @@ are the served models' own, and the distances and the combined rule compute what
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import torch
-
 from sklearn.covariance import LedoitWolf
 
-from benchmarks.abstention import (Mahalanobis, NearestNeighbours, PerTaxonomy, kept_by_either, part_outputs,
-                                   rank_average, top_outputs)
+from benchmarks.abstention import (Mahalanobis, NearestNeighbours, PerTaxonomy, kept_by_either, main,
+                                   part_outputs, rank_average, top_outputs)
 from handlers.cascade import Cascade
 from table.events import event_dicts
 from table.record import split_frame
@@ -142,3 +142,19 @@ def test_three_scores_rank_as_the_mean_of_their_val_cdfs() -> None:
     assert np.allclose(ranks["val"], [(0.25 + 1 + 0.25) / 3, (0.5 + 0.75 + 1) / 3, (0.75 + 0.5 + 0.75) / 3,
                                       (1 + 0.25 + 0.5) / 3])
     assert np.allclose(ranks["test"], [(0.5 + 1 + 0.75) / 3, (0 + 0.25 + 0.5) / 3])
+
+
+def test_the_benchmark_scores_every_part_with_the_leaf_scores_and_keeps_the_val_share(tiny_run: Path,
+                                                                                     tmp_path: Path) -> None:
+    oos = tmp_path / "oos.csv"
+    rows = [f"{'train' if i % 2 else 'val'},weather forecast {i},rain snow sunshine wind {i}" for i in range(12)]
+    oos.write_text("split,title,description\n" + "\n".join(rows) + "\n")
+    output = tmp_path / "abstention.json"
+    assert main(["--run", str(tiny_run), "--oos", str(oos), "--coverage", "0.9", "--every-subtaxonomy",
+                 "--threads", "2", "--output", str(output)]) == 0
+    found = {row["method"]: row for row in json.loads(output.read_text())["rows"]}
+    for name in ("maha_sub_cls", "maha_sub_pre", "maha_sub_every_cls", "maha_path_cls",
+                 "or(path_score,maha_sub_cls)", "rank(path_score,maha_sub_every_cls)",
+                 "rank(path_score,maha_cls,maha_sub_cls)", "rank(path_score,maha_cls,maha_path_cls)"):
+        assert found[name]["val_coverage"] >= 0.9, name  # the threshold keeps the val share it was set for
+        assert 0 <= found[name]["oos_refused"] <= 1 and 0 <= found[name]["test_accuracy_abstain_wrong"] <= 1
