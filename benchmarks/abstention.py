@@ -21,13 +21,23 @@ that pick are on rows the pick did not see. Scores (higher: more in scope):
                covariance, fitted on the train split) of the taxonomy top's final features:
                cls, the first-position hidden state that enters the head; pre, the head's
                ReLU(pre_classifier) output that enters the classifier layer;
+  maha_sub_{cls,pre}  as maha_*, on the features of the answer's taxonomy's own subtaxonomy
+               top, to that taxonomy's leaf centroids, the covariance shared within the taxonomy
+               and fitted on its train rows alone (their own taxonomy's top), shrunk toward a
+               multiple of the identity by the Ledoit-Wolf estimate (more for a taxonomy of few
+               rows); a taxonomy of one leaf has no top: the taxonomy top's features stand in;
+  maha_sub_every_cls  (--every-subtaxonomy) every subtaxonomy top on every event: minus the
+               smallest of maha_sub_cls's distances over every taxonomy's leaves;
+  maha_path_cls  [taxonomy top cls ; the answer's subtaxonomy top cls] (train rows: their own
+               taxonomy's top), minus the distance to the centroid of the answer's own path
+               (shared covariance over all paths, Ledoit-Wolf shrunk);
   knn{1,10}_{cls,pre}  cosine similarity of those features to their k-th nearest train event;
   mahalanobis  as maha_*, on the mean-pooled trunk features (runs with a shared trunk only);
   tfidf_agreement  the geometric mean of path_score and the run's TF-IDF models' probability
                of the same path (runs whose levels all have a lexical model in use);
   or(A,B)      abstain when A or B is below its own threshold, both set at one val quantile
                so that the pair keeps the target val coverage;
-  rank(A,B)    the mean of A's and B's ranks among the val scores (empirical CDF on val).
+  rank(A,B[,C])  the mean of the scores' ranks among the val scores (empirical CDF on val).
 Prints a markdown table and writes it with the raw figures (JSON) to --output.
 """
 
@@ -43,6 +53,7 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.covariance import ledoit_wolf_shrinkage
 
 from handlers.abstention import choose_min_score
 from handlers.batching import IDS_CALL_COST, STATES_CALL_COST, padded_chunks
@@ -55,7 +66,9 @@ from table.events import event_dicts
 
 PARTS = ("val", "test", "oos", "oos_train")  # oos: out-of-scope val rows; oos_train: the selection's
 FEATURE_SCORES = ("maha_cls", "maha_pre", "knn1_cls", "knn10_cls", "knn1_pre", "knn10_pre")
-COMBINED_WITH = ("maha_cls", "maha_pre", "knn10_cls", "knn10_pre", "tax_energy", "sub_energy")
+COMBINED_WITH = ("maha_cls", "maha_pre", "knn10_cls", "knn10_pre", "tax_energy", "sub_energy",
+                 "maha_sub_cls", "maha_sub_pre", "maha_sub_every_cls", "maha_path_cls")  # each with path_score
+RANKED_TOGETHER = (("path_score", "maha_cls", "maha_sub_cls"), ("path_score", "maha_cls", "maha_path_cls"))
 
 
 def answers_of(cascade: Cascade, frame: pd.DataFrame, batch: int = 256) -> list[dict[str, Any]]:
@@ -115,11 +128,21 @@ def top_outputs(cascade: Cascade, level: Level, inputs: Encoded) -> TopOutputs:
                         .numpy().astype(np.float64) for key in TopOutputs._fields))
 
 
-def part_outputs(cascade: Cascade, frame: pd.DataFrame, answers: list[dict[str, Any]] | None,
-                 batch: int = 256) -> dict[str, np.ndarray]:
-    """Per event of ``frame``: pooled trunk features, the taxonomy top's logits and features,
-    and with ``answers`` the subtaxonomy model of each answer's taxonomy's logits and both
-    levels' top-1 probabilities as the cascade mixes them."""
+def subtaxonomy_outputs(cascade: Cascade, taxonomy: str, inputs: Encoded, tax: TopOutputs) -> TopOutputs:
+    """The subtaxonomy top of ``taxonomy`` on ``inputs``; a taxonomy of one leaf has no model, so
+    its features are the taxonomy top's (``tax``, of the same events) and its logits one zero."""
+    level = cascade.hierarchy.subtaxonomies[taxonomy]
+    out = top_outputs(cascade, level, inputs)
+    return out if level.checkpoint is not None else out._replace(cls=tax.cls, pre=tax.pre)
+
+
+def part_outputs(cascade: Cascade, frame: pd.DataFrame, routes: list[str] | None, probs: bool = False,
+                 every: bool = False, batch: int = 256) -> dict[str, np.ndarray]:
+    """Per event of ``frame``: pooled trunk features and the taxonomy top's logits and features;
+    with ``routes`` (per event a taxonomy: its answer's, or a train row's own), that taxonomy's
+    subtaxonomy top's logits and features (sub_*); with ``probs``, both levels' top-1
+    probabilities as the cascade mixes them; with ``every``, the features of every taxonomy's
+    subtaxonomy top (every_cls: events x taxonomies x dim, float32)."""
     hierarchy, events = cascade.hierarchy, event_dicts(frame)
     rows: dict[str, list[np.ndarray]] = {}
     for start in range(0, len(events), batch):
@@ -128,21 +151,29 @@ def part_outputs(cascade: Cascade, frame: pd.DataFrame, answers: list[dict[str, 
         got = {"tax_logits": tax.logits, "cls": tax.cls, "pre": tax.pre}
         if inputs.states is not None:
             got["pooled"] = pooled(inputs)
-        if answers is not None:
+        if probs:
             got["tax_top1"] = cascade.level_probs(hierarchy.taxonomy, inputs).max(dim=1).values.numpy()
-            mine = answers[start : start + batch]
-            sub_max, sub_energy, sub_top1 = (np.zeros(len(mine)) for _ in range(3))
+        if routes is not None:
+            mine = routes[start : start + batch]
+            got.update(sub_max_logit=np.zeros(len(mine)), sub_energy=np.zeros(len(mine)),
+                       sub_cls=np.zeros_like(tax.cls), sub_pre=np.zeros_like(tax.pre))
+            if probs:
+                got["sub_top1"] = np.zeros(len(mine))
             by_taxonomy: dict[str, list[int]] = {}
-            for i, answer in enumerate(mine):
-                by_taxonomy.setdefault(answer["path"][0], []).append(i)
+            for i, taxonomy in enumerate(mine):
+                by_taxonomy.setdefault(taxonomy, []).append(i)
             for taxonomy, members in by_taxonomy.items():
-                level = hierarchy.subtaxonomies[taxonomy]
                 part = inputs.take(members)
-                logits = top_outputs(cascade, level, part).logits
-                sub_max[members] = logits.max(axis=1)
-                sub_energy[members] = torch.logsumexp(torch.from_numpy(logits), dim=1).numpy()
-                sub_top1[members] = cascade.level_probs(level, part).max(dim=1).values.numpy()
-            got.update(sub_max_logit=sub_max, sub_energy=sub_energy, sub_top1=sub_top1)
+                sub = subtaxonomy_outputs(cascade, taxonomy, part, TopOutputs(*(x[members] for x in tax)))
+                got["sub_max_logit"][members] = sub.logits.max(axis=1)
+                got["sub_energy"][members] = torch.logsumexp(torch.from_numpy(sub.logits), dim=1).numpy()
+                got["sub_cls"][members], got["sub_pre"][members] = sub.cls, sub.pre
+                if probs:
+                    level = hierarchy.subtaxonomies[taxonomy]
+                    got["sub_top1"][members] = cascade.level_probs(level, part).max(dim=1).values.numpy()
+        if every:
+            got["every_cls"] = np.stack([subtaxonomy_outputs(cascade, taxonomy, inputs, tax).cls.astype(np.float32)
+                                         for taxonomy in hierarchy.taxonomy.labels], axis=1)
         for key, value in got.items():
             rows.setdefault(key, []).append(value)
     return {key: np.concatenate(value) for key, value in rows.items()}
@@ -174,27 +205,81 @@ def tfidf_agreement(cascade: Cascade, frame: pd.DataFrame, answers: list[dict[st
 
 
 class Mahalanobis:
-    """Class centroids and one shared covariance (slightly shrunk, so it inverts) of train features.
+    """Class centroids and one shared covariance of train features, shrunk toward a multiple of
+    the identity so that it inverts: by ``shrink`` times its mean eigenvalue added, or (``shrink``
+    None) by the Ledoit-Wolf estimate, cov' = (1 - s) cov + s mean-eigenvalue I, whose s grows as
+    the rows get few against the dimensions (``self.shrink`` keeps the s used).
 
     What a run would store: the centroids (classes x dim) and a whitening matrix (dim x dim)."""
 
-    def __init__(self, features: np.ndarray, labels: list[str], shrink: float = 1e-3) -> None:
-        names = sorted(set(labels))
-        index = np.array([names.index(label) for label in labels])
-        means = np.stack([features[index == c].mean(axis=0) for c in range(len(names))])
+    def __init__(self, features: np.ndarray, labels: list[str], shrink: float | None = 1e-3) -> None:
+        self.names = sorted(set(labels))
+        index = np.array([self.names.index(label) for label in labels])
+        means = np.stack([features[index == c].mean(axis=0) for c in range(len(self.names))])
         centred = features - means[index]
         cov = centred.T @ centred / len(features)
-        cov += shrink * np.trace(cov) / cov.shape[0] * np.eye(cov.shape[0])
+        scale = max(np.trace(cov) / cov.shape[0], 1e-12) * np.eye(cov.shape[0])
+        if shrink is None:
+            s = float(ledoit_wolf_shrinkage(centred, assume_centered=True)) if len(features) > 1 else 1.0
+            self.shrink = s if np.isfinite(s) else 1.0
+            cov = (1 - self.shrink) * cov + self.shrink * scale
+        else:
+            self.shrink = shrink
+            cov += shrink * scale
         # precision = W W^T, so (x - m)^T precision (x - m) = |x W - m W|^2.
         self.whiten = np.linalg.cholesky(np.linalg.inv(cov))
         self.centroids = means @ self.whiten
         self.centroid_norms = (self.centroids**2).sum(axis=1)
 
+    def distances(self, features: np.ndarray) -> np.ndarray:
+        """Squared distances, events x centroids (in ``self.names`` order)."""
+        z = features @ self.whiten
+        return (z**2).sum(axis=1, keepdims=True) - 2 * z @ self.centroids.T + self.centroid_norms
+
     def score(self, features: np.ndarray) -> np.ndarray:
         """Minus the smallest squared distance to a centroid: higher is more in scope."""
-        z = features @ self.whiten
-        distances = (z**2).sum(axis=1, keepdims=True) - 2 * z @ self.centroids.T + self.centroid_norms
-        return -distances.min(axis=1)
+        return -self.distances(features).min(axis=1)
+
+    def score_of(self, features: np.ndarray, labels: list[str]) -> np.ndarray:
+        """Minus the squared distance of each event to its own label's centroid (-inf for a label
+        that had no train row)."""
+        distances = np.hstack([self.distances(features), np.full((len(features), 1), np.inf)])
+        column = {name: c for c, name in enumerate(self.names)}
+        return -distances[np.arange(len(features)), [column.get(label, len(self.names)) for label in labels]]
+
+
+class PerTaxonomy:
+    """One ``Mahalanobis`` per taxonomy, on features of that taxonomy's own subtaxonomy top: its
+    leaves' centroids and a covariance of its train rows alone, Ledoit-Wolf shrunk (a taxonomy of
+    few rows is shrunk the more). What a run would store: each taxonomy's centroids and whitening."""
+
+    def __init__(self, features: np.ndarray, taxonomies: list[str], leaves: list[str]) -> None:
+        rows: dict[str, list[int]] = {}
+        for i, taxonomy in enumerate(taxonomies):
+            rows.setdefault(taxonomy, []).append(i)
+        self.models = {taxonomy: Mahalanobis(features[members], [leaves[i] for i in members], shrink=None)
+                       for taxonomy, members in rows.items()}
+
+    def score(self, features: np.ndarray, taxonomies: list[str]) -> np.ndarray:
+        """Per event, its taxonomy's model's score of its features (-inf for a taxonomy with no
+        train row)."""
+        out = np.full(len(features), -np.inf)
+        rows: dict[str, list[int]] = {}
+        for i, taxonomy in enumerate(taxonomies):
+            rows.setdefault(taxonomy, []).append(i)
+        for taxonomy, members in rows.items():
+            if taxonomy in self.models:
+                out[members] = self.models[taxonomy].score(features[members])
+        return out
+
+    def score_every(self, every: np.ndarray, taxonomies: list[str]) -> np.ndarray:
+        """The best score over every taxonomy (``every``: events x ``taxonomies`` x dim, each
+        taxonomy's top's features): minus the smallest distance to any leaf."""
+        return np.max([self.models[t].score(every[:, j].astype(np.float64)) if t in self.models
+                       else np.full(len(every), -np.inf) for j, t in enumerate(taxonomies)], axis=0)
+
+    def stored_mb(self) -> float:
+        return sum(4 * (m.centroids.size + m.whiten.size) for m in self.models.values()) / 1e6
 
 
 class NearestNeighbours:
@@ -241,14 +326,14 @@ def kept_by_either(a: Scores, b: Scores, coverage: float) -> tuple[dict[str, np.
     return kept(high), thresholds(high)
 
 
-def rank_average(a: Scores, b: Scores) -> Scores:
+def rank_average(*scores: Scores) -> Scores:
     """The mean of each score's empirical CDF over the val scores."""
-    def ranks(scores: Scores) -> Scores:
-        ordered = np.sort(scores["val"])
-        return {part: np.searchsorted(ordered, values, side="right") / len(ordered) for part, values in scores.items()}
+    def ranks(one: Scores) -> Scores:
+        ordered = np.sort(one["val"])
+        return {part: np.searchsorted(ordered, values, side="right") / len(ordered) for part, values in one.items()}
 
-    ra, rb = ranks(a), ranks(b)
-    return {part: (ra[part] + rb[part]) / 2 for part in ra}
+    each = [ranks(one) for one in scores]
+    return {part: sum(r[part] for r in each) / len(each) for part in each[0]}
 
 
 def measure(kept: dict[str, np.ndarray], right: dict[str, np.ndarray]) -> dict[str, float]:
@@ -270,9 +355,12 @@ def per_event_ms(score: Callable[[np.ndarray], Any], features: np.ndarray, event
 
 
 def all_scores(cascade: Cascade, frame: pd.DataFrame, parts: dict[str, pd.DataFrame],
-               answers: dict[str, list[dict[str, Any]]]) -> tuple[dict[str, Scores], dict[str, dict[str, Any]]]:
-    """Every score by name and part, and per score what it costs per event and needs stored."""
-    outputs = {part: part_outputs(cascade, rows, answers[part]) for part, rows in parts.items()}
+               answers: dict[str, list[dict[str, Any]]], every: bool = False
+               ) -> tuple[dict[str, Scores], dict[str, dict[str, Any]]]:
+    """Every score by name and part, and per score what it costs per event and needs stored;
+    ``every``: also maha_sub_every_cls (every subtaxonomy top runs on every event)."""
+    routes = {part: [a["path"][0] for a in answers[part]] for part in parts}
+    outputs = {part: part_outputs(cascade, rows, routes[part], probs=True, every=every) for part, rows in parts.items()}
     methods: dict[str, Scores] = {}
     cost: dict[str, dict[str, Any]] = {}
 
@@ -291,7 +379,7 @@ def all_scores(cascade: Cascade, frame: pd.DataFrame, parts: dict[str, pd.DataFr
     add("sub_energy", lambda p: outputs[p]["sub_energy"], None, "nothing (hook on the head)")
     add("energy_sum", lambda p: energy[p] + outputs[p]["sub_energy"], None, "nothing (hook on the head)")
     train = frame[frame.split == "train"]
-    train_out = part_outputs(cascade, train, None)
+    train_out = part_outputs(cascade, train, list(train.taxonomy))
     paths = [f"{t} / {s}" for t, s in zip(train.taxonomy, train.subtaxonomy)]
     for feature in ("cls", "pre"):
         dim = train_out[feature].shape[1]
@@ -305,6 +393,27 @@ def all_scores(cascade: Cascade, frame: pd.DataFrame, parts: dict[str, pd.DataFr
             ms = per_event_ms(knn.score, outputs["test"][feature])
             add(f"knn{k}_{feature}", lambda p, m=knn, f=feature: m.score(outputs[p][f]), ms,
                 f"{len(train)} train features x {dim} (float32: {4 * len(train) * dim / 1e6:.1f} MB)")
+        sub = PerTaxonomy(train_out[f"sub_{feature}"], list(train.taxonomy), list(train.subtaxonomy))
+        first = routes["test"][0]
+        ms = per_event_ms(lambda row, m=sub: m.score(row, [first]), outputs["test"][f"sub_{feature}"])
+        shrinks = ", ".join(f"{m.shrink:.3f}" for m in sub.models.values())
+        add(f"maha_sub_{feature}", lambda p, m=sub, f=feature: m.score(outputs[p][f"sub_{f}"], routes[p]), ms,
+            f"per taxonomy, its leaves' centroids + a whitening matrix (float32: {sub.stored_mb():.2f} MB; "
+            f"Ledoit-Wolf shrinkage {shrinks})")
+        if feature == "cls" and every:
+            labels = cascade.hierarchy.taxonomy.labels
+            ms = per_event_ms(lambda row, m=sub: m.score_every(row.reshape(1, len(labels), -1), labels),
+                              outputs["test"]["every_cls"].reshape(len(parts["test"]), -1))
+            add("maha_sub_every_cls", lambda p, m=sub: m.score_every(outputs[p]["every_cls"], labels), ms,
+                f"as maha_sub_cls ({sub.stored_mb():.2f} MB); every subtaxonomy top runs on every event")
+    joined = {p: np.hstack([outputs[p]["cls"], outputs[p]["sub_cls"]]) for p in parts}
+    model = Mahalanobis(np.hstack([train_out["cls"], train_out["sub_cls"]]), paths, shrink=None)
+    answer_paths = {p: [" / ".join(a["path"]) for a in answers[p]] for p in parts}
+    ms = per_event_ms(lambda row, m=model: m.score_of(row, answer_paths["test"][:1]), joined["test"])
+    dim = joined["test"].shape[1]
+    add("maha_path_cls", lambda p, m=model: m.score_of(joined[p], answer_paths[p]), ms,
+        f"{len(model.centroids)} centroids x {dim} + a {dim}x{dim} whitening matrix (float32: "
+        f"{4 * (model.centroids.size + model.whiten.size) / 1e6:.2f} MB; Ledoit-Wolf shrinkage {model.shrink:.3f})")
     agreement = {part: tfidf_agreement(cascade, rows, answers[part]) for part, rows in parts.items()}
     if all(v is not None for v in agreement.values()):
         add("tfidf_agreement", lambda p: agreement[p], None, "nothing (the TF-IDF models are in the run)")
@@ -326,6 +435,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="target shares of in-scope val answers kept")
     p.add_argument("--output", default="abstention.json", help="where to write the table and figures")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.add_argument("--every-subtaxonomy", action="store_true",
+                   help="also maha_sub_every_cls: every subtaxonomy top runs on every event (slower)")
     p.add_argument("--target-accuracy", type=float, default=0.955,
                    help="the pick: most out-of-scope train rows refused among rows at least this accurate on val")
     args = p.parse_args(argv)
@@ -340,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     right = {name: np.array([tuple(a["path"]) == t for a, t in zip(answers[name], zip(parts[name].taxonomy,
                                                                                   parts[name].subtaxonomy))])
              for name in ("val", "test")}
-    methods, cost = all_scores(cascade, frame, parts, answers)
+    methods, cost = all_scores(cascade, frame, parts, answers, args.every_subtaxonomy)
     rows = [{"method": "none", "coverage": None, **measure(kept_by_threshold(methods["path_score"], 1.0), right)}]
     rule = cascade.hierarchy.abstention
     rows.append({"method": "recorded", "coverage": rule.coverage,
@@ -348,12 +459,15 @@ def main(argv: list[str] | None = None) -> int:
     for coverage in args.coverage:
         for name, scores in methods.items():
             rows.append({"method": name, "coverage": coverage, **measure(kept_by_threshold(scores, coverage), right)})
-        for other in COMBINED_WITH:
+        for other in (name for name in COMBINED_WITH if name in methods):
             rows.append({"method": f"or(path_score,{other})", "coverage": coverage,
                          **measure(kept_by_either(methods["path_score"], methods[other], coverage)[0], right)})
             rows.append({"method": f"rank(path_score,{other})", "coverage": coverage,
                          **measure(kept_by_threshold(rank_average(methods["path_score"], methods[other]), coverage),
                                    right)})
+        for names in RANKED_TOGETHER:
+            rows.append({"method": f"rank({','.join(names)})", "coverage": coverage,
+                         **measure(kept_by_threshold(rank_average(*(methods[n] for n in names)), coverage), right)})
     rows.sort(key=lambda r: (r["method"] not in ("none", "recorded"), r["method"], r["coverage"] or 0))
     table = ["| score | target val coverage | test coverage | in-scope test acc (abstain = wrong) | "
              "out-of-scope val refused | selection: in-scope val acc | selection: out-of-scope train refused |",
