@@ -22,8 +22,9 @@ from tests.tiny import COMMON, VOCAB, write_csv
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parent.parent
 # RSS growth from request 3,000 to 6,000, in percent: a bf16 worker's kernels for every new row count
-# must stop growing it (handlers/precision.py row_bucket, handlers/kernel_caches.py).
-MAX_GROWTH_PCT = 4.0
+# must stop growing it (handlers/precision.py row_bucket, handlers/kernel_caches.py). Measured on
+# 2 cores: 2.2% with the rounding; 4.3% and 4.9% with it removed, and once under 4%.
+MAX_GROWTH_PCT = 3.0
 
 
 def varied_events(path: Path, n: int = 600, seed: int = 0) -> Path:
