@@ -59,7 +59,7 @@ def bf16_linears(model: Any) -> Any:
 
 
 # Row counts per doubling (a power of two): 8 compiles about half the kernels 16 did, for at
-# most 1/8 of a call's rows as padding; CLINC150 served 20% more events/s with it, in 17% less
+# most 1/8 of a call's rows as padding; CLINC150 served 20% more events/s with it, in 16% less
 # memory (docs/results.md, "Worker memory under traffic").
 ROW_STEPS = 8
 
@@ -70,9 +70,9 @@ def row_bucket(rows: int) -> int:
 
     oneDNN compiles a kernel per input shape and a Linear's input is (events x tokens) rows:
     served batches bring new row counts for as long as traffic lasts, each a kernel compiled
-    and cached (handlers/kernel_caches.py), about 0.55 MB each for MiniLM's sizes. Rounded, a weight
-    meets at most ``ROW_STEPS`` row counts per doubling, so the caches hold every kernel traffic
-    needs and stop growing (docs/results.md, "Worker memory under traffic").
+    and cached (handlers/kernel_caches.py), about 0.55 MB each for MiniLM's sizes. Rounded, a
+    weight meets at most ``ROW_STEPS`` row counts per doubling, so the caches hold every kernel
+    traffic needs and stop growing (docs/results.md, "Worker memory under traffic").
     """
     if rows <= ROW_STEPS:
         return rows
