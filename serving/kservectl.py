@@ -21,6 +21,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from serving import server_env
 from serving.ts_client import ROOT, CtlError
 from serving.ts_config import port_in_use
 
@@ -68,7 +69,7 @@ def start(model_dir: str, name: str, port: int, timeout: float, extra: list[str]
     log.parent.mkdir(parents=True, exist_ok=True)
     command = [python, "-m", "serving.kserve_server", "--model-dir", str(Path(model_dir).resolve()),
                "--name", name, "--host", "127.0.0.1", "--http-port", str(port), *extra]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = server_env.apply({**os.environ, "PYTHONPATH": str(ROOT)})
     with log.open("a") as out:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True, umask=0o077)

@@ -21,8 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from handlers import kernel_caches
-from serving import loopback
+from serving import loopback, server_env
 from serving.ts_config import LISTENERS, read_properties
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,7 +88,7 @@ class Server:
         # server per serve directory keeps two servers from fighting over them.
         env.update(TMPDIR=str(tmp), TEMP=str(tmp), LOG_LOCATION=str(self.serve_dir / "logs"),
                    METRICS_LOCATION=str(self.serve_dir / "logs"))
-        kernel_caches.apply(env)  # workers' per-shape kernel caches bounded (handlers/kernel_caches.py)
+        server_env.apply(env)  # workers' kernel caches and allocator (serving/server_env.py)
         return env
 
     # -- keys ----------------------------------------------------------------------------

@@ -189,6 +189,22 @@ def test_bad_input_gets_400_and_the_worker_stays_up(registered) -> None:
     assert workers and all(w["status"] == "READY" for w in workers)
 
 
+def test_workers_start_with_the_server_environment(registered) -> None:
+    """The kernel caches' capacities and glibc's mmap threshold reach TorchServe's workers."""
+    import os
+
+    import psutil
+
+    from handlers.kernel_caches import CACHE_ENV
+    from serving.server_env import ALLOCATOR_ENV, apply
+
+    code, body = registered.call("management", "GET", "/models/events")
+    pids = [w["pid"] for w in json.loads(body)[0]["workers"] if w.get("pid")]
+    expected = {k: v for k, v in apply(dict(os.environ)).items() if k in {**CACHE_ENV, **ALLOCATOR_ENV}}
+    assert code == 200 and pids and len(expected) == 4
+    assert expected.items() <= psutil.Process(pids[0]).environ().items()
+
+
 def test_bad_request_in_a_batch_does_not_fail_its_neighbours(registered) -> None:
     good = [json.dumps({"title": f"saxophone {i}", "id": i}).encode() for i in range(6)]
     bodies = [good[0], b'{"oops"', *good[1:4], b'{"title": 7}', *good[4:]]  # 8: events.mar's batch size

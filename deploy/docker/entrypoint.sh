@@ -22,8 +22,10 @@ case "$SERVER" in
     *) echo "entrypoint: SERVER=$SERVER is not a model server here (torchserve or kserve)" >&2; exit 2 ;;
 esac
 
-# Either server's per-shape kernel caches bounded (handlers/kernel_caches.py, CACHE_ENV).
+# Either server's per-shape kernel caches bounded (handlers/kernel_caches.py, CACHE_ENV) and
+# glibc's mmap threshold fixed (serving/server_env.py, ALLOCATOR_ENV).
 export ONEDNN_PRIMITIVE_CACHE_CAPACITY="${ONEDNN_PRIMITIVE_CACHE_CAPACITY:-1024}" LRU_CACHE_CAPACITY="${LRU_CACHE_CAPACITY:-1024}"
+export MALLOC_MMAP_THRESHOLD_="${MALLOC_MMAP_THRESHOLD_:-16777216}" MALLOC_TRIM_THRESHOLD_="${MALLOC_TRIM_THRESHOLD_:-33554432}"
 
 if [ "$SERVER" = kserve ]; then
     # serving/kserve_server.py (on the image's sys.path) on HTTP_PORT (default 8085, TorchServe's
