@@ -8,12 +8,13 @@
   keeps what they leave behind: a worker's memory stepped up tens of MB whenever the largest
   batches came, long after its kernels were all compiled. Fixed, such blocks are mapped and
   given back when freed. Fixing the mmap threshold also freezes the trim threshold at 128 KiB,
-  which gave memory back so often that short queries lost 15% of their rate: hence the second
+  which gave memory back so often that short queries lost 13-18% of their rate: hence the second
   setting (docs/results.md, "Worker memory under traffic").
 
 TorchServe's workers inherit the frontend's environment (serving/ts_client.py), the KServe server
-is started with it (serving/kservectl.py), and the image's entrypoint exports the same values.
-A value already set wins.
+is started with it (serving/kservectl.py), the image's entrypoint exports the same values, and
+the KServe server's InferenceService, whose command skips the entrypoint, sets them. A value
+already set wins.
 """
 
 from __future__ import annotations

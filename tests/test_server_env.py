@@ -20,3 +20,13 @@ def test_the_image_entrypoint_exports_the_same_values() -> None:
     entrypoint = (ROOT / "deploy" / "docker" / "entrypoint.sh").read_text()
     for name, value in {**CACHE_ENV, **ALLOCATOR_ENV}.items():
         assert f'{name}="${{{name}:-{value}}}"' in entrypoint, name
+
+
+def test_the_kserve_servers_inferenceservice_sets_them_too() -> None:
+    """Its container runs the server with its own command, past the entrypoint."""
+    import yaml
+
+    manifest = yaml.safe_load((ROOT / "deploy" / "kserve" / "inferenceservice-kserve-server.yaml").read_text())
+    (container,) = manifest["spec"]["predictor"]["containers"]
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    assert ALLOCATOR_ENV.items() <= env.items()
