@@ -41,8 +41,10 @@ class Columns:
     split: str = "split"
 
 
-def add_column_flags(parser: argparse.ArgumentParser,
-                     fields: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Columns))) -> None:
+COLUMN_FIELDS = tuple(f.name for f in dataclasses.fields(Columns))  # one --FIELD-column flag each
+
+
+def add_column_flags(parser: argparse.ArgumentParser, fields: tuple[str, ...] = COLUMN_FIELDS) -> None:
     """One ``--FIELD-column`` flag per field of ``Columns`` (or of ``fields``) on a parser or argument group."""
     for field in fields:
         default = getattr(Columns, field)

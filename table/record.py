@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from handlers.run_layout import RECORD_FILE, SPLIT_FILE
-from table.events import Columns, DataError, load_events, split_events
+from table.events import COLUMN_FIELDS, Columns, DataError, load_events, split_events
 
 RECORD_VERSION = 1
 
@@ -59,7 +59,7 @@ class TrainingRecord:
             raise DataError(f"{path} is missing or unreadable ({exc}); this run cannot say what it was trained "
                             "on: pass --data, or train it again with python -m training.train") from None
         args = data.get("args", {})
-        columns = data.get("columns") or {f.name: args.get(f"{f.name}_column", f.name) for f in dataclasses.fields(Columns)}
+        columns = data.get("columns") or {f: args.get(f"{f}_column", f) for f in COLUMN_FIELDS}
         known = {f.name for f in dataclasses.fields(cls)} - {"extra", "columns"}
         return cls(columns=Columns(**columns), seed=int(data.get("seed", args.get("seed", 42))),
                    **{k: data[k] for k in known if k in data and k != "seed"},

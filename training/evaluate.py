@@ -9,7 +9,6 @@ wraps, so these figures are the figures of the served model.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -19,11 +18,9 @@ import torch
 
 from handlers.cascade import Cascade
 from handlers.hierarchy import HierarchyError
-from table.events import Columns, DataError
+from table.events import COLUMN_FIELDS, Columns, DataError
 from table.scoring import evaluate_frame, summary_line
 from table.record import split_frame
-
-COLUMN_FIELDS = tuple(f.name for f in dataclasses.fields(Columns))
 
 
 def main(argv: list[str] | None = None) -> int:
