@@ -76,6 +76,14 @@ def answers_of(cascade: Cascade, frame: pd.DataFrame, batch: int = 256) -> list[
     return [a for s in range(0, len(events), batch) for a in cascade.predict(events[s : s + batch])]
 
 
+def positions(keys: list[str]) -> dict[str, list[int]]:
+    """Each distinct key's positions in ``keys``, in order of first appearance."""
+    out: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        out.setdefault(key, []).append(i)
+    return out
+
+
 def pooled(inputs: Encoded) -> np.ndarray:
     """Per event, the mean of the trunk's hidden states over every token of every window."""
     sums = torch.zeros((len(inputs.texts), inputs.states[0].shape[-1]))
@@ -159,10 +167,7 @@ def part_outputs(cascade: Cascade, frame: pd.DataFrame, routes: list[str] | None
                        sub_cls=np.zeros_like(tax.cls), sub_pre=np.zeros_like(tax.pre))
             if probs:
                 got["sub_top1"] = np.zeros(len(mine))
-            by_taxonomy: dict[str, list[int]] = {}
-            for i, taxonomy in enumerate(mine):
-                by_taxonomy.setdefault(taxonomy, []).append(i)
-            for taxonomy, members in by_taxonomy.items():
+            for taxonomy, members in positions(mine).items():
                 part = inputs.take(members)
                 sub = subtaxonomy_outputs(cascade, taxonomy, part, TopOutputs(*(x[members] for x in tax)))
                 got["sub_max_logit"][members] = sub.logits.max(axis=1)
@@ -192,10 +197,7 @@ def tfidf_agreement(cascade: Cascade, frame: pd.DataFrame, answers: list[dict[st
     tax = cascade.lexical[hierarchy.taxonomy.lexical].predict_proba(texts)
     for i, answer in enumerate(answers):
         lexical[i] = tax[i, hierarchy.taxonomy.labels.index(answer["path"][0])]
-    by_taxonomy: dict[str, list[int]] = {}
-    for i, answer in enumerate(answers):
-        by_taxonomy.setdefault(answer["path"][0], []).append(i)
-    for taxonomy, members in by_taxonomy.items():
+    for taxonomy, members in positions([answer["path"][0] for answer in answers]).items():
         level = hierarchy.subtaxonomies[taxonomy]
         if len(level.labels) > 1:
             probs = cascade.lexical[level.lexical].predict_proba([texts[i] for i in members])
@@ -254,20 +256,14 @@ class PerTaxonomy:
     few rows is shrunk the more). What a run would store: each taxonomy's centroids and whitening."""
 
     def __init__(self, features: np.ndarray, taxonomies: list[str], leaves: list[str]) -> None:
-        rows: dict[str, list[int]] = {}
-        for i, taxonomy in enumerate(taxonomies):
-            rows.setdefault(taxonomy, []).append(i)
         self.models = {taxonomy: Mahalanobis(features[members], [leaves[i] for i in members], shrink=None)
-                       for taxonomy, members in rows.items()}
+                       for taxonomy, members in positions(taxonomies).items()}
 
     def score(self, features: np.ndarray, taxonomies: list[str]) -> np.ndarray:
         """Per event, its taxonomy's model's score of its features (-inf for a taxonomy with no
         train row)."""
         out = np.full(len(features), -np.inf)
-        rows: dict[str, list[int]] = {}
-        for i, taxonomy in enumerate(taxonomies):
-            rows.setdefault(taxonomy, []).append(i)
-        for taxonomy, members in rows.items():
+        for taxonomy, members in positions(taxonomies).items():
             if taxonomy in self.models:
                 out[members] = self.models[taxonomy].score(features[members])
         return out
