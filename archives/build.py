@@ -130,7 +130,7 @@ def stage(run_dir: Path, hierarchy: Hierarchy, dest: Path) -> None:
         weights = sorted(p.name for p in (run_dir / folder).iterdir() if p.suffix in (".safetensors", ".onnx"))
         for item in ["config.json", *weights]:
             shutil.copy2(run_dir / folder / item, dest / folder / item)
-    for folder in hierarchy.lexical_folders():
+    for folder in hierarchy.data_folders():
         shutil.copytree(run_dir / folder, dest / folder)
     package = dest / "handlers"
     package.mkdir()

@@ -22,7 +22,7 @@ def export_run_int8(run_dir: Path, hierarchy: Hierarchy, dest: Path) -> None:
     dest.mkdir(parents=True)
     hierarchy.save(dest)
     shutil.copytree(run_dir / TOKENIZER_DIR, dest / TOKENIZER_DIR)
-    for folder in hierarchy.lexical_folders():  # TF-IDF stays as it is: no export needed
+    for folder in hierarchy.data_folders():  # TF-IDF stays as it is: no export needed
         shutil.copytree(run_dir / folder, dest / folder)
     trunk = hierarchy.trunk
     folders = ([trunk.folder] if trunk else []) + hierarchy.checkpoints()  # the trunk once, then each level's top

@@ -21,6 +21,8 @@ from transformers import AutoModelForSequenceClassification
 
 from handlers.trunk import TopClassifier, TrunkEncoder
 
+CLASSIFIER_OUTPUTS = ["logits", "first"]
+
 
 def export_int8(folder: str | Path, out: str | Path, trunk_layers: int | None = None, trunk: bool = False) -> Path:
     """Export one checkpoint folder to ONNX, fuse it for ONNX Runtime, quantize it to int8.
@@ -29,15 +31,15 @@ def export_int8(folder: str | Path, out: str | Path, trunk_layers: int | None = 
     shared trunk of ``trunk_layers`` layers it is either the trunk (``trunk=True``: ids ->
     hidden states) or a level's top (hidden states -> logits), as handlers/trunk.py runs them.
     """
-    model, example, inputs, output = _exportable(Path(folder), trunk_layers, trunk)
+    model, example, inputs, outputs = _exportable(Path(folder), trunk_layers, trunk)
     out = Path(out)
     with tempfile.TemporaryDirectory(prefix="onnx-export-") as tmp:
         fp32, fused = Path(tmp) / "model.onnx", Path(tmp) / "fused.onnx"
         axes = {name: {0: "batch", 1: "tokens"} for name in inputs}
-        axes[output] = {0: "batch", 1: "tokens"} if output == "hidden_states" else {0: "batch"}
+        axes.update({name: {0: "batch", 1: "tokens"} if name == "hidden_states" else {0: "batch"} for name in outputs})
         with warnings.catch_warnings(), torch.inference_mode():
             warnings.simplefilter("ignore")
-            torch.onnx.export(model, example, str(fp32), input_names=inputs, output_names=[output],
+            torch.onnx.export(model, example, str(fp32), input_names=inputs, output_names=outputs,
                               dynamic_axes=axes, opset_version=17, dynamo=False)
         # The attention fusion needs the head count and width: it cannot read them off this graph.
         config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
@@ -54,8 +56,22 @@ def export_int8(folder: str | Path, out: str | Path, trunk_layers: int | None = 
     return out
 
 
-def _exportable(folder: Path, trunk_layers: int | None, trunk: bool) -> tuple[Any, tuple, list[str], str]:
-    """The module to export with eager attention, an example input, input names and the output name.
+class _WithFirst(torch.nn.Module):
+    """A transformers sequence classifier that also returns its first position's last hidden
+    state: the [CLS] state the scope score reads (handlers/scope.py)."""
+
+    def __init__(self, model: torch.nn.Module, key: str) -> None:
+        super().__init__()
+        self.model, self.key = model, key
+
+    def forward(self, first: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.model(**{self.key: first}, attention_mask=attention_mask, output_hidden_states=True)
+        return out.logits, out.hidden_states[-1][:, 0]
+
+
+def _exportable(folder: Path, trunk_layers: int | None, trunk: bool) -> tuple[Any, tuple, list[str], list[str]]:
+    """The module to export with eager attention, an example input, input names and output names
+    (a classifier's: its logits and its first position's last hidden state).
 
     Eager attention exports as plain MatMul/Softmax, which ONNX Runtime fuses into its
     Attention kernel; the SDPA export does not fuse and runs slower. A top is exported with
@@ -66,12 +82,14 @@ def _exportable(folder: Path, trunk_layers: int | None, trunk: bool) -> tuple[An
     if trunk_layers is None:
         model = AutoModelForSequenceClassification.from_pretrained(str(folder), use_safetensors=True,
                                                                    attn_implementation="eager")
-        return model.eval(), (ids, torch.ones_like(ids)), ["input_ids", "attention_mask"], "logits"
+        return (_WithFirst(model.eval(), "input_ids"), (ids, torch.ones_like(ids)), ["input_ids", "attention_mask"],
+                CLASSIFIER_OUTPUTS)
     if trunk:
         model = TrunkEncoder.load(folder, trunk_layers)
         model.encoder.set_attn_implementation("eager")
-        return model.eval(), (ids, torch.ones_like(ids)), ["input_ids", "attention_mask"], "hidden_states"
+        return model.eval(), (ids, torch.ones_like(ids)), ["input_ids", "attention_mask"], ["hidden_states"]
     model = TopClassifier.load(folder, trunk_layers, first_position=False)
     model.model.set_attn_implementation("eager")
     hidden = torch.randn((2, 8, model.model.config.dim))
-    return model.eval(), (hidden, torch.ones_like(ids)), ["hidden_states", "attention_mask"], "logits"
+    return (_WithFirst(model.model.eval(), "inputs_embeds"), (hidden, torch.ones_like(ids)),
+            ["hidden_states", "attention_mask"], CLASSIFIER_OUTPUTS)

@@ -10,7 +10,9 @@ abstentions counted wrong and the coverage, and on the out-of-scope val rows of 
 the share refused. The out-of-scope train rows of ``--oos`` (and in-scope val accuracy) pick
 the best score ("selection" columns), so the reported test and out-of-scope val figures of
 that pick are on rows the pick did not see. Scores (higher: more in scope):
-  recorded     the run's own rule from hierarchy.json (path_score, its recorded threshold);
+  recorded     the run's own rule from hierarchy.json, as the served answers apply it;
+  scope_score  the served answers' scope score (a run whose rule reads it: handlers/scope.py,
+               which is rank(path_score,maha_cls,maha_sub_cls) fitted by training);
   path_score   the plain threshold on the answer's path_score at each --coverage;
   level_agreement  the taxonomy level's top-1 probability times the top-1 probability of the
                answer's taxonomy's subtaxonomy level (each as the cascade mixes it);
@@ -53,9 +55,8 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.covariance import ledoit_wolf_shrinkage
 
-from handlers.abstention import choose_min_score
+from handlers.abstention import SCOPE_SCORE, choose_min_score
 from handlers.batching import IDS_CALL_COST, STATES_CALL_COST, padded_chunks
 from handlers.cascade import Cascade
 from handlers.encoded import Encoded
@@ -63,6 +64,7 @@ from handlers.hierarchy import Level
 from handlers.precision import autocast
 from table.record import split_frame
 from table.events import event_dicts
+from training.scope_fit import TAXONOMY_SHRINK, positions, whitening
 
 PARTS = ("val", "test", "oos", "oos_train")  # oos: out-of-scope val rows; oos_train: the selection's
 FEATURE_SCORES = ("maha_cls", "maha_pre", "knn1_cls", "knn10_cls", "knn1_pre", "knn10_pre")
@@ -74,14 +76,6 @@ RANKED_TOGETHER = (("path_score", "maha_cls", "maha_sub_cls"), ("path_score", "m
 def answers_of(cascade: Cascade, frame: pd.DataFrame, batch: int = 256) -> list[dict[str, Any]]:
     events = event_dicts(frame)
     return [a for s in range(0, len(events), batch) for a in cascade.predict(events[s : s + batch])]
-
-
-def positions(keys: list[str]) -> dict[str, list[int]]:
-    """Each distinct key's positions in ``keys``, in order of first appearance."""
-    out: dict[str, list[int]] = {}
-    for i, key in enumerate(keys):
-        out.setdefault(key, []).append(i)
-    return out
 
 
 def pooled(inputs: Encoded) -> np.ndarray:
@@ -214,23 +208,9 @@ class Mahalanobis:
 
     What a run would store: the centroids (classes x dim) and a whitening matrix (dim x dim)."""
 
-    def __init__(self, features: np.ndarray, labels: list[str], shrink: float | None = 1e-3) -> None:
-        self.names = sorted(set(labels))
-        index = np.array([self.names.index(label) for label in labels])
-        means = np.stack([features[index == c].mean(axis=0) for c in range(len(self.names))])
-        centred = features - means[index]
-        cov = centred.T @ centred / len(features)
-        scale = max(np.trace(cov) / cov.shape[0], 1e-12) * np.eye(cov.shape[0])
-        if shrink is None:
-            s = float(ledoit_wolf_shrinkage(centred, assume_centered=True)) if len(features) > 1 else 1.0
-            self.shrink = s if np.isfinite(s) else 1.0
-            cov = (1 - self.shrink) * cov + self.shrink * scale
-        else:
-            self.shrink = shrink
-            cov += shrink * scale
-        # precision = W W^T, so (x - m)^T precision (x - m) = |x W - m W|^2.
-        self.whiten = np.linalg.cholesky(np.linalg.inv(cov))
-        self.centroids = means @ self.whiten
+    def __init__(self, features: np.ndarray, labels: list[str], shrink: float | None = TAXONOMY_SHRINK) -> None:
+        self.names, means, self.whiten, self.shrink = whitening(features, labels, shrink)
+        self.centroids = means @ self.whiten  # precision = W Wᵀ: (x - m)ᵀ precision (x - m) = |x W - m W|²
         self.centroid_norms = (self.centroids**2).sum(axis=1)
 
     def distances(self, features: np.ndarray) -> np.ndarray:
@@ -366,6 +346,9 @@ def all_scores(cascade: Cascade, frame: pd.DataFrame, parts: dict[str, pd.DataFr
         cost[name] = {"ms_per_event": ms, "stored": stored}
 
     add("path_score", lambda p: np.array([a["path_score"] for a in answers[p]]), None, "nothing (the answer's)")
+    if all(SCOPE_SCORE in a for a in answers["val"]):
+        add(SCOPE_SCORE, lambda p: np.array([a[SCOPE_SCORE] for a in answers[p]]), None,
+            "the run's scope model (handlers/scope.py), computed by the served pass")
     add("level_agreement", lambda p: outputs[p]["tax_top1"] * outputs[p]["sub_top1"], None,
         "nothing (the levels' probabilities are computed)")
     energy = {p: torch.logsumexp(torch.from_numpy(outputs[p]["tax_logits"]), dim=1).numpy() for p in parts}
@@ -451,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [{"method": "none", "coverage": None, **measure(kept_by_threshold(methods["path_score"], 1.0), right)}]
     rule = cascade.hierarchy.abstention
     rows.append({"method": "recorded", "coverage": rule.coverage,
-                 **measure({k: v >= rule.min_score for k, v in methods["path_score"].items()}, right)})
+                 **measure({part: np.array([not a["abstain"] for a in answers[part]]) for part in parts}, right)})
     for coverage in args.coverage:
         for name, scores in methods.items():
             rows.append({"method": name, "coverage": coverage, **measure(kept_by_threshold(scores, coverage), right)})

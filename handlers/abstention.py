@@ -1,11 +1,15 @@
 """Abstention: when no path fits, an answer says so (``"abstain": true``) and still shows its paths.
 
-The rule is one threshold on the answer's score (``path_score`` of a cascade, ``score`` of a
-single-level archive): an answer scoring below ``min_score`` abstains. Training chooses the
-threshold on the val split for a target ``coverage`` (the share of val answers kept) and
-records it in hierarchy.json; evaluation, batch prediction and serving apply it through
-``mark``, and a request may give its own ``min_score``. A run recorded without a rule never
-abstains. No torch and no TorchServe import here.
+The rule is one threshold on one score of the answer: an answer scoring below ``min_score``
+abstains. The score is the rule's ``score``: ``scope`` (a cascade trained with its default
+flags) reads the answer's ``scope_score``, how much the event looks like the val split's
+(handlers/scope.py: path_score and two feature distances, ranked against val's; its fitted
+file in the run's ``folder``); ``path_score`` reads the answer's ``path_score`` (``score`` of a
+single-level archive). Training chooses the threshold on the val split for a target
+``coverage`` (the share of val answers kept) and records it in hierarchy.json; evaluation,
+batch prediction and serving apply it through ``mark``, and a request may give its own
+``min_score`` for the same score. A run recorded without a rule never abstains. No torch and
+no TorchServe import here.
 """
 
 from __future__ import annotations
@@ -14,31 +18,42 @@ import argparse
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-DEFAULT_COVERAGE = 0.97
+DEFAULT_COVERAGE = 0.99
+SCORES = ("scope", "path_score")  # the first: training's default
+SCOPE_SCORE = "scope_score"  # the answer's field that the scope rule reads
 
 
 @dataclass(frozen=True)
 class Abstention:
-    """Answers scoring below ``min_score`` abstain; ``coverage``: the val share it was chosen to keep."""
+    """Answers whose ``score`` is below ``min_score`` abstain; ``coverage``: the val share it was
+    chosen to keep; ``folder``: the run's scope model (the scope score only)."""
 
     min_score: float = 0.0
     coverage: float | None = None
+    score: str = "path_score"
+    folder: str | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_score <= 1.0:
             raise ValueError(f"abstention min_score {self.min_score} must be from 0 to 1")
         if self.coverage is not None and not 0.0 < self.coverage <= 1.0:
             raise ValueError(f"abstention coverage {self.coverage} must be above 0 and at most 1")
+        if self.score not in SCORES:
+            raise ValueError(f"abstention score {self.score!r} must be one of {', '.join(SCORES)}")
+        if (self.score == "scope") != (self.folder is not None):
+            raise ValueError("the scope score needs the folder of its scope model, and only it has one")
 
     def to_json(self) -> dict[str, Any]:
-        return {"score": "path_score", "min_score": self.min_score, "coverage": self.coverage}
+        data = {"score": self.score, "min_score": self.min_score, "coverage": self.coverage}
+        return {**data, "folder": self.folder} if self.folder is not None else data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> "Abstention":
         if not data:
             return cls()
-        coverage = data.get("coverage")
-        return cls(float(data.get("min_score", 0.0)), None if coverage is None else float(coverage))
+        coverage, folder = data.get("coverage"), data.get("folder")
+        return cls(float(data.get("min_score", 0.0)), None if coverage is None else float(coverage),
+                   str(data.get("score", "path_score")), None if folder is None else str(folder))
 
 
 def fraction_argument(value: str) -> float:
@@ -62,8 +77,12 @@ def _argument(value: str, low: float, wanted: str) -> float:
 
 
 def answer_score(answer: Mapping[str, Any]) -> float:
-    """The score the rule reads: a path answer's ``path_score``, a level answer's ``score``."""
-    return float(answer["path_score"] if "path_score" in answer else answer["score"])
+    """The score the rule reads: the answer's ``scope_score`` when it has one (a run whose rule
+    is ``scope``), else a path answer's ``path_score``, a level answer's ``score``."""
+    for key in (SCOPE_SCORE, "path_score", "score"):
+        if key in answer:
+            return float(answer[key])
+    raise KeyError("the answer has no score")
 
 
 def abstains(score: float, min_score: float) -> bool:

@@ -27,7 +27,8 @@ class PathAnswer(TypedDict, total=False):
     path: list[str]
     path_score: float
     top_k: list[PathOption]
-    abstain: bool  # no path fits: path_score under the rule's threshold (handlers/abstention.py)
+    scope_score: float  # on a run whose rule is scope: how much the event looks like val's (handlers/scope.py)
+    abstain: bool  # no path fits: the rule's score under its threshold (handlers/abstention.py)
     id: str | int
 
 

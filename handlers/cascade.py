@@ -20,12 +20,14 @@ import torch
 from transformers import AutoTokenizer
 
 from handlers import abstention, ranking, routing
-from handlers.answers import LevelAnswer, PathAnswer, level_answer
-from handlers.batching import IDS_CALL_COST, STATES_CALL_COST, padded_chunks
+from handlers.answers import LevelAnswer, PathAnswer, level_answer, round_score
+from handlers.batching import IDS_CALL_COST, padded_chunks
 from handlers.precision import autocast, bf16_linears, resolve_precision
 from handlers.checkpoints import load_model
 from handlers.encoded import Encoded, PathScores
 from handlers.hierarchy import Hierarchy, Level
+from handlers.level_pass import LevelPass, run_level
+from handlers.scope import ScopeModel
 from handlers.run_layout import TOKENIZER_DIR
 from handlers.lexical import LexicalFeatures, LexicalModel
 from handlers.ranking import PathColumns
@@ -104,6 +106,9 @@ class Cascade:
         self.lexical = {level.lexical: LexicalModel.load(self.run_dir / level.lexical, self.lexical_features,
                                                           max_chars)
                         for level in levels if level.lexical and level.lexical_weight > 0}
+        folder = self.hierarchy.abstention.folder
+        self.scope = ScopeModel.load(self.run_dir / folder) if folder and not self.hierarchy.single_level else None
+        self.with_first = self.scope is not None  # the levels' [CLS] states, which the scope score reads
 
     def index_paths(self, labels: Sequence[str]) -> None:
         """Read path scores against these paths level labels (handlers/ranking.py)."""
@@ -144,41 +149,34 @@ class Cascade:
     def level_probs(self, level: Level, inputs: Encoded) -> torch.Tensor:
         """Class probabilities of one level; with a lexical model, the mix chosen on val
         (at weight 1 the lexical model's alone: no model pass)."""
+        return self.level_pass(level, inputs, with_first=False).probs
+
+    def level_pass(self, level: Level, inputs: Encoded, with_first: bool | None = None) -> LevelPass:
+        """``level_probs`` and, with ``with_first`` (default: when the scope score needs them),
+        the model's [CLS] states (None at lexical weight 1, or with no model)."""
+        with_first = self.with_first if with_first is None else with_first
         if level.lexical not in self.lexical:
-            return self._model_probs(level, inputs)
+            return self._model_pass(level, inputs, with_first)
         lexical = torch.from_numpy(self.lexical_probs(self.lexical[level.lexical], inputs))
         if level.lexical_weight >= 1.0:
-            return lexical
-        return (1 - level.lexical_weight) * self._model_probs(level, inputs) + level.lexical_weight * lexical
+            return LevelPass(lexical, None)
+        model = self._model_pass(level, inputs, with_first)
+        return LevelPass((1 - level.lexical_weight) * model.probs + level.lexical_weight * lexical, model.first)
 
     def lexical_probs(self, model: LexicalModel, inputs: Encoded) -> Any:
         """A lexical model's probabilities, from the batch's features when it reads the run's."""
         shared = inputs.lexical is not None and model.features is self.lexical_features
         return model.predict_proba(inputs.texts, inputs.lexical if shared else None)
 
-    @torch.inference_mode()
     def _model_probs(self, level: Level, inputs: Encoded) -> torch.Tensor:
         """Per event, the model's probabilities: the mean over the event's windows."""
-        n = len(inputs.texts)
+        return self._model_pass(level, inputs, False).probs
+
+    def _model_pass(self, level: Level, inputs: Encoded, with_first: bool) -> LevelPass:
         if level.checkpoint is None:
-            return torch.ones((n, 1))
-        model = self.models[level.checkpoint]
-        out = torch.empty((len(inputs.ids), len(level.labels)))
-        call_cost = IDS_CALL_COST if inputs.states is None else STATES_CALL_COST
-        for chunk, input_ids, mask in padded_chunks(inputs.ids, self.max_batch, self.pad_id, call_cost):
-            if inputs.states is None:
-                first = input_ids.to(self.device)
-            else:  # the trunk's hidden states, padded like the ids (masked positions are never attended to)
-                first = torch.nn.utils.rnn.pad_sequence([inputs.states[i] for i in chunk], batch_first=True)
-            with autocast(self.precision, self.device):
-                logits = model(first, mask.to(self.device))
-            logits = getattr(logits, "logits", logits)
-            out[torch.tensor(chunk)] = torch.softmax(logits.float(), dim=-1).cpu()
-        if len(inputs.ids) == n:  # one window per event
-            return out
-        owner = torch.tensor(inputs.owner)
-        pooled = torch.zeros((n, out.shape[1])).index_add_(0, owner, out)
-        return pooled / torch.bincount(owner, minlength=n).unsqueeze(1)
+            return LevelPass(torch.ones((len(inputs.texts), 1)), None)
+        return run_level(self.models[level.checkpoint], len(level.labels), inputs, self.max_batch, self.pad_id,
+                         self.device, self.precision, with_first)
 
     def passes(self, top_k: int, windows: int | None = None) -> int:
         """The most model passes one event with this ``top_k`` can cost, for the handler's cap
@@ -210,9 +208,18 @@ class Cascade:
             tax_probs = self.level_probs(self.hierarchy.taxonomy, self.encode(events))
             answers = [level_answer(self.hierarchy.taxonomy.labels, tax_probs[i], ks[i]) for i in range(n)]
         else:
-            scores = self.path_scores(events, ks, timings)
-            answers = [self.path_answer(*scores.of(i), ks[i]) for i in range(n)]
+            answers, scores = self.path_answers(events, ks, timings)
+            if self.scope is not None:
+                signals = self.scope.answer_signals(answers, scores, self.hierarchy.taxonomy.labels)
+                for answer, score in zip(answers, self.scope.scores(signals).tolist()):
+                    answer[abstention.SCOPE_SCORE] = round_score(score)
         return abstention.mark(answers, self.hierarchy.abstention, min_score)
+
+    def path_answers(self, events: Sequence[Event], ks: Sequence[int],
+                     timings: dict[str, float] | None = None) -> tuple[list[PathAnswer], PathScores]:
+        """A cascade's answers before abstention, and the scores they were made of."""
+        scores = self.path_scores(events, ks, timings)
+        return [self.path_answer(*scores.of(i), ks[i]) for i in range(len(events))], scores
 
     def path_scores(self, events: Sequence[Event], ks: Sequence[int],
                     timings: dict[str, float] | None = None) -> PathScores:
@@ -220,13 +227,14 @@ class Cascade:
         levels' of the taxonomies each answer needs (handlers/routing.py), and the paths
         level's when it is mixed in."""
         clock, inputs = time.perf_counter(), self.encode(events)
-        tax_probs = self.level_probs(self.hierarchy.taxonomy, inputs)
+        tax = self.level_pass(self.hierarchy.taxonomy, inputs)
         paths = self.level_probs(self.hierarchy.paths, inputs) if self.paths_weight > 0 else None
         _add(timings, TAXONOMY_MS, clock)
         clock = time.perf_counter()
-        sub_probs = self.routed_passes(inputs, tax_probs, paths, ks)
+        firsts: list[dict[int, torch.Tensor]] | None = [{} for _ in events] if self.with_first else None
+        sub_probs = self.routed_passes(inputs, tax.probs, paths, ks, firsts)
         _add(timings, SUBTAXONOMY_MS, clock)
-        return PathScores(tax_probs, sub_probs, paths)
+        return PathScores(tax.probs, sub_probs, paths, tax.first, firsts)
 
     def candidate_taxonomies(self, tax_probs: torch.Tensor, ks: Sequence[int],
                              paths: torch.Tensor | None = None) -> list[set[int]]:
@@ -238,15 +246,17 @@ class Cascade:
         return None if paths is None or self.columns is None else self.columns.best_taxonomies(paths)
 
     def routed_passes(self, inputs: Encoded, tax_probs: torch.Tensor, paths: torch.Tensor | None,
-                      ks: Sequence[int]) -> list[dict[int, torch.Tensor]]:
+                      ks: Sequence[int], firsts: list[dict[int, torch.Tensor]] | None = None
+                      ) -> list[dict[int, torch.Tensor]]:
         """Per event, subtaxonomy probabilities of the candidate taxonomies its answer needs:
         first the sure ones, then the other candidates whose paths could still score into its
-        top k. The answers are those of running every candidate (see handlers/routing.py)."""
+        top k. The answers are those of running every candidate (see handlers/routing.py).
+        ``firsts``, when given, receives each pass's [CLS] states likewise."""
         best_path = self._best_path_taxonomy(paths)
         candidates = self.candidate_taxonomies(tax_probs, ks, paths)
         if not self.routing:
-            return [dict(sorted(f.items())) for f in self.subtaxonomy_passes(inputs, candidates)]
-        found = self.subtaxonomy_passes(inputs, routing.sure_taxonomies(tax_probs, best_path))
+            return [dict(sorted(f.items())) for f in self.subtaxonomy_passes(inputs, candidates, firsts)]
+        found = self.subtaxonomy_passes(inputs, routing.sure_taxonomies(tax_probs, best_path), firsts)
         rest: list[set[int]] = [chosen - got.keys() for chosen, got in zip(candidates, found)]
         if not any(rest):
             return [dict(sorted(f.items())) for f in found]
@@ -258,12 +268,14 @@ class Cascade:
                 floor = routing.kth_best([score for score, _, _ in ranked], k)
                 rest[i] = {t for t in rest[i] if float(bounds[i, t]) >= floor}
         if any(rest):
-            for i, more in enumerate(self.subtaxonomy_passes(inputs, rest)):
+            for i, more in enumerate(self.subtaxonomy_passes(inputs, rest, firsts)):
                 found[i].update(more)
         return [dict(sorted(f.items())) for f in found]
 
-    def subtaxonomy_passes(self, inputs: Encoded, candidates: Sequence[set[int]]) -> list[dict[int, torch.Tensor]]:
-        """Per event, subtaxonomy probabilities by taxonomy index: one pass per taxonomy model."""
+    def subtaxonomy_passes(self, inputs: Encoded, candidates: Sequence[set[int]],
+                           firsts: list[dict[int, torch.Tensor]] | None = None) -> list[dict[int, torch.Tensor]]:
+        """Per event, subtaxonomy probabilities by taxonomy index: one pass per taxonomy model
+        (``firsts``, when given, receives the [CLS] states of the passes that have them)."""
         members_of: dict[int, list[int]] = {}
         for i, chosen in enumerate(candidates):
             for t in chosen:
@@ -271,9 +283,11 @@ class Cascade:
         found: list[dict[int, torch.Tensor]] = [{} for _ in candidates]
         for t, members in members_of.items():
             level = self.hierarchy.subtaxonomies[self.hierarchy.taxonomy.labels[t]]
-            probs = self.level_probs(level, inputs.take(members))
+            probs, first = self.level_pass(level, inputs.take(members), with_first=firsts is not None)
             for row, i in enumerate(members):
                 found[i][t] = probs[row]
+                if firsts is not None and first is not None:
+                    firsts[i][t] = first[row]
         return found
 
     def path_answer(self, tax_probs: torch.Tensor, sub_probs: dict[int, torch.Tensor], paths: torch.Tensor | None,

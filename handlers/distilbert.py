@@ -176,11 +176,20 @@ class DistilBertPart(nn.Module):
         self.head = Head(settings, labels) if labels is not None else None
 
     def forward(self, inputs: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self._hidden(inputs, attention_mask)
+        return self.head(hidden[:, 0]) if self.head is not None else hidden
+
+    def logits_and_first(self, inputs: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """With a head: the logits and the first position's last hidden state, which the head reads."""
+        first = self._hidden(inputs, attention_mask)[:, 0]
+        return self.head(first), first
+
+    def _hidden(self, inputs: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.embeddings(inputs) if self.embeddings is not None else inputs
         mask = attention_mask.bool()[:, None, None, :]  # broadcast over heads and queries
         for layer in self.layers:
             hidden = layer(hidden, mask)
-        return self.head(hidden[:, 0]) if self.head is not None else hidden
+        return hidden
 
     @classmethod
     def from_stock(cls, settings: Settings, first: int, last: int, state: Mapping[str, torch.Tensor],

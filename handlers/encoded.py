@@ -14,6 +14,9 @@ class PathScores(NamedTuple):
     taxonomy: torch.Tensor
     subtaxonomy: list[dict[int, torch.Tensor]]  # per event, by candidate taxonomy index
     paths: torch.Tensor | None
+    # The [CLS] states the scope score reads (handlers/scope.py), when the cascade computes them:
+    taxonomy_first: torch.Tensor | None = None  # events x width
+    subtaxonomy_first: list[dict[int, torch.Tensor]] | None = None  # per event, by taxonomy index
 
     def of(self, i: int) -> tuple[torch.Tensor, dict[int, torch.Tensor], torch.Tensor | None]:
         return self.taxonomy[i], self.subtaxonomy[i], None if self.paths is None else self.paths[i]

@@ -136,6 +136,10 @@ class Hierarchy:
     def __post_init__(self) -> None:
         if self.lexical_features is not None:
             check_checkpoint_path(self.lexical_features)
+        if self.abstention.folder is not None:
+            check_checkpoint_path(self.abstention.folder)
+            if self.single_level:
+                raise HierarchyError("a single-level hierarchy has no scope score to abstain on: use path_score")
         if self.paths is None:
             return
         if not 0.0 <= self.paths_weight <= 1.0:
@@ -158,6 +162,12 @@ class Hierarchy:
         levels = self.levels() + ([self.paths] if self.paths is not None else [])
         folders = [self.lexical_features] + [lvl.lexical for lvl in levels]
         return list(dict.fromkeys(f for f in folders if f is not None))
+
+    def data_folders(self) -> list[str]:
+        """The folders an archive takes from the run besides the tokenizer and the checkpoints:
+        the lexical ones, then the scope model's (handlers/scope.py)."""
+        scope = [self.abstention.folder] if self.abstention.folder is not None else []
+        return list(dict.fromkeys(self.lexical_folders() + scope))
 
     def checkpoints(self) -> list[str]:
         """Every checkpoint folder, taxonomy first, each once."""

@@ -16,7 +16,8 @@ import torch
 
 class OnnxGraph:
     """An ONNX Runtime session called like the torch module it was exported from:
-    ``graph(ids_or_hidden_states, attention_mask)`` -> its one output (logits or hidden states)."""
+    ``graph(ids_or_hidden_states, attention_mask)`` -> its first output (logits or hidden states);
+    a classifier's second output is its first position's last hidden state (``logits_and_first``)."""
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
         import onnxruntime as ort
@@ -34,8 +35,18 @@ class OnnxGraph:
         self.inputs = [i.name for i in self.session.get_inputs()]
 
     def __call__(self, first: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self._run(first, attention_mask)[0]
+
+    def logits_and_first(self, first: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A classifier's logits and its first position's last hidden state (the export's second output)."""
+        outputs = self._run(first, attention_mask)
+        if len(outputs) < 2:
+            raise ValueError("this int8 graph has no first-position output: rebuild the archive")
+        return outputs[0], outputs[1]
+
+    def _run(self, first: torch.Tensor, attention_mask: torch.Tensor) -> list[torch.Tensor]:
         first = first.float() if self.inputs[0] == "hidden_states" else first
-        (output,) = self.session.run(None, {self.inputs[0]: first.cpu().numpy(),
-                                            self.inputs[1]: attention_mask.cpu().numpy()})
-        return torch.from_numpy(output)
+        outputs = self.session.run(None, {self.inputs[0]: first.cpu().numpy(),
+                                          self.inputs[1]: attention_mask.cpu().numpy()})
+        return [torch.from_numpy(output) for output in outputs]
 

@@ -39,17 +39,23 @@ def check_run_dir(run_dir: str | Path, hierarchy: Hierarchy | None = None) -> Hi
             problem = check_lexical(_inside(run_dir, level.lexical, name), level.labels, features)
             if problem:
                 raise HierarchyError(f"lexical model for {name!r}: {problem}")
+    if hierarchy.abstention.folder is not None:
+        from handlers.scope import check_scope
+
+        problem = check_scope(_inside(run_dir, hierarchy.abstention.folder, "scope model"))
+        if problem:
+            raise HierarchyError(f"the abstention rule's scope model: {problem}")
     return hierarchy
 
 
 def check_inside_run(run_dir: Path, hierarchy: Hierarchy) -> None:
     """Every file and folder an archive takes from the run (tokenizer, trunk, checkpoints,
-    lexical models) resolves inside the run: a symbolic link out of it would carry a file
+    lexical models, scope model) resolves inside the run: a symbolic link out of it would carry a file
     from elsewhere into the archive. Links that stay inside the run are followed. Builds call
     it; a local evaluation may read a run whose tokenizer is linked from elsewhere."""
     root = run_dir.resolve()
     folders = [TOKENIZER_DIR, *([hierarchy.trunk.folder] if hierarchy.trunk else []), *hierarchy.checkpoints(),
-               *hierarchy.lexical_folders()]
+               *hierarchy.data_folders()]
     for relative in folders:
         pending, seen = [run_dir / relative], set()
         while pending:

@@ -10,6 +10,7 @@ A run directory (what ``python -m training.train`` writes and ``archives/build.p
       subtaxonomy/<slug>/     one level per taxonomy with two or more subtaxonomies
       paths/                  the paths head: one classifier over every full path (when kept)
       lexical/                TF-IDF models per level, lexical/_paths, and the features they read
+      scope/                  the scope model abstention reads (when the rule is scope)
       training.json           the resolved training configuration, data and split
       split.csv               which row went to train, val or test
       metrics.json, report.md, *.png   the evaluation
@@ -29,6 +30,7 @@ PATHS_DIR = "paths"  # the path warm-up's top: one classifier over every taxonom
 LEXICAL_DIR = "lexical"
 PATHS_LEXICAL = f"{LEXICAL_DIR}/_paths"  # TF-IDF over every full path; no level's slug starts with "_"
 LEXICAL_FEATURES = f"{LEXICAL_DIR}/_features"  # the TF-IDF features every lexical model reads
+SCOPE_DIR = "scope"  # what the scope score reads: centroids, whitening, val's signals (handlers/scope.py)
 
 WEIGHTS_FILE = "model.safetensors"  # a stock checkpoint's weights (and the trunk's)
 TOP_FILE = "top.safetensors"  # a level's own layers and head, on top of the shared trunk

@@ -6,8 +6,8 @@
 
 Reads CSV, JSON Lines or Parquet (same column flags as training) and writes the same
 formats (chosen by OUT's extension): every input column kept (as text), plus taxonomy, subtaxonomy,
-their scores, path_score, ``abstain`` (true where no path fits: the run's rule, or
-``--min-score``) and the top-k paths as JSON. Rows with no text get empty
+their scores, path_score, scope_score (a run whose abstention reads it), ``abstain`` (true
+where no path fits: the run's rule, or ``--min-score``) and the top-k paths as JSON. Rows with no text get empty
 predictions and an ``error`` column instead of stopping the run.
 """
 
@@ -23,7 +23,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 
-from handlers.abstention import fraction_argument
+from handlers.abstention import SCOPE_SCORE, fraction_argument
 from table.events import TEXT_FIELDS, DataError, add_column_flags, read_rows, write_table
 
 
@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     add_column_flags(p, TEXT_FIELDS)
     p.add_argument("--top-k", type=int, default=3, help="paths per row")
     p.add_argument("--min-score", type=fraction_argument, default=None,
-                   help="abstain below this path_score (default: the rule recorded in the run's hierarchy.json)")
+                   help="abstain below this score (the one the run's rule reads: scope_score, or path_score; "
+                        "default: the rule's own threshold, recorded in the run's hierarchy.json)")
     p.add_argument("--batch-size", type=int, default=32, help="events per call (the server caps arrays at 64)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
@@ -104,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     out["subtaxonomy_pred"] = [answers[i]["subtaxonomy"]["label"] if i in answers else "" for i in range(len(frame))]
     out["subtaxonomy_score"] = [answers[i]["subtaxonomy"]["score"] if i in answers else None for i in range(len(frame))]
     out["path_score"] = [answers[i]["path_score"] if i in answers else None for i in range(len(frame))]
+    if any(SCOPE_SCORE in answer for answer in answers.values()):
+        out[SCOPE_SCORE] = [answers[i].get(SCOPE_SCORE) if i in answers else None for i in range(len(frame))]
     out["abstain"] = [bool(answers[i].get("abstain")) if i in answers else None for i in range(len(frame))]
     out["top_k"] = [json.dumps(answers[i]["top_k"], ensure_ascii=False) if i in answers else ""
                     for i in range(len(frame))]

@@ -48,7 +48,8 @@ def test_the_training_flag_takes_a_coverage_or_off(capsys) -> None:
     from training.options import parse_args
 
     base = ["--data", "x.csv", "--output", "run"]
-    assert parse_args(base).abstain_coverage == 0.97
+    assert parse_args(base).abstain_coverage == 0.99 and parse_args(base).abstain_score == "scope"
+    assert parse_args(base + ["--abstain-score", "path_score"]).abstain_score == "path_score"
     assert parse_args(base + ["--abstain-coverage", "0.99"]).abstain_coverage == 0.99
     assert parse_args(base + ["--abstain-coverage", "off"]).abstain_coverage is None
     for bad in ("0", "1.2", "most", "nan"):
@@ -67,15 +68,15 @@ def test_mark_applies_the_rule_or_the_callers_min_score() -> None:
 
 def test_training_chose_the_rule_on_val_and_recorded_it(tiny_run: Path) -> None:
     rule = Hierarchy.load(tiny_run).abstention
-    assert rule.coverage == 0.97 and rule.min_score > 0
+    assert rule.coverage == 0.99 and rule.min_score > 0 and (rule.score, rule.folder) == ("scope", "scope")
     cascade = Cascade(tiny_run)
     val = split_frame(tiny_run).query("split == 'val'")
     answers = evaluate_frame(cascade, val).answers
-    assert rule.min_score == choose_min_score([a["path_score"] for a in answers], 0.97)
+    assert rule.min_score == choose_min_score([a["scope_score"] for a in answers], 0.99)
     metrics = json.loads((tiny_run / "metrics.json").read_text())
-    assert metrics["abstention"]["min_score"] == rule.min_score
+    assert metrics["abstention"]["min_score"] == rule.min_score and metrics["abstention"]["score"] == "scope"
     kept = metrics["splits"]["val"]["abstention"]
-    assert kept["coverage"] >= 0.97 and kept["abstained"] == sum(a["abstain"] for a in answers)
+    assert kept["coverage"] >= 0.99 and kept["abstained"] == sum(a["abstain"] for a in answers)
     assert "abstention_coverage.png" in (tiny_run / "report.md").read_text()
 
 
@@ -84,8 +85,8 @@ def test_the_rule_round_trips_and_older_runs_never_abstain(tiny_run: Path, tmp_p
     hierarchy.save(tmp_path)
     assert Hierarchy.load(tmp_path) == hierarchy
     data = json.loads((tiny_run / HIERARCHY_FILE).read_text())
-    assert data["abstention"] == {"score": "path_score", "min_score": hierarchy.abstention.min_score,
-                                  "coverage": 0.97}
+    assert data["abstention"] == {"score": "scope", "min_score": hierarchy.abstention.min_score,
+                                  "coverage": 0.99, "folder": "scope"}
     older = {k: v for k, v in data.items() if k != "abstention"}
     assert Hierarchy.from_json(older).abstention == Abstention()
     assert "abstention" not in Hierarchy.from_json(older).to_json()
@@ -100,7 +101,7 @@ def test_every_answer_says_whether_it_abstains_and_keeps_its_paths(tiny_run: Pat
         assert answer["abstain"] is True and len(answer["top_k"]) == 2 and answer["path"]
     assert [a["abstain"] for a in cascade.predict(events, min_score=0.0)] == [False, False]
     rule = cascade.hierarchy.abstention.min_score
-    assert [a["abstain"] for a in cascade.predict(events)] == [a["path_score"] < rule for a in cascade.predict(events)]
+    assert [a["abstain"] for a in cascade.predict(events)] == [a["scope_score"] < rule for a in cascade.predict(events)]
 
 
 def test_the_handler_takes_min_score_per_event_and_refuses_bad_ones(tiny_run: Path, caplog) -> None:

@@ -12,6 +12,7 @@ import torch
 
 from handlers import routing
 from handlers.cascade import Cascade
+from handlers.abstention import Abstention
 from handlers.hierarchy import Hierarchy
 from tests.tiny import VOCAB
 
@@ -86,7 +87,7 @@ def test_timings_reported_per_level(cascade: Cascade) -> None:
 def test_single_level_run(tiny_run: Path, tmp_path: Path) -> None:
     h = Hierarchy.load(tiny_run)
     level = h.subtaxonomies["sports"]
-    single = dataclasses.replace(h, taxonomy=level, subtaxonomies={}, name="sports only")
+    single = dataclasses.replace(h, taxonomy=level, subtaxonomies={}, name="sports only", abstention=Abstention())
     shutil.copytree(tiny_run / "tokenizer", tmp_path / "tokenizer")
     shutil.copytree(tiny_run / level.checkpoint, tmp_path / level.checkpoint)
     for folder in [h.trunk.folder, h.lexical_features, level.lexical]:

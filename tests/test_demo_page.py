@@ -75,6 +75,8 @@ def test_page_shows_the_served_prediction(browser, page: DemoPage, registered) -
     guess = "Best guess: " if answer["abstain"] else ""  # an abstention: a notice, the paths still shown
     assert browser.find_element(By.ID, "path").text == guess + " › ".join(answer["path"])
     assert browser.find_element(By.ID, "abstain").is_displayed() is answer["abstain"]
+    if answer["abstain"]:
+        assert f"scope score {answer['scope_score']:.3f}" in browser.find_element(By.ID, "abstain").text
     assert browser.find_element(By.ID, "path-score").text == f"{100 * answer['path_score']:.1f}%"
     assert browser.find_element(By.ID, "taxonomy").text == answer["taxonomy"]["label"]
     assert browser.find_element(By.ID, "subtaxonomy").text == answer["subtaxonomy"]["label"]

@@ -60,6 +60,7 @@ def assert_contract(run: Path) -> None:
     assert (run / "trunk" / "model.safetensors").is_file()
     assert (run / "tokenizer" / "tokenizer.json").is_file() and (run / "report.md").is_file()
     folders = {"subtaxonomy", "taxonomy", "tokenizer", "trunk"} | ({"lexical"} if h.lexical_folders() else set())
+    folders |= {h.abstention.folder} if h.abstention.folder else set()
     assert sorted(p.name for p in run.iterdir() if p.is_dir()) == sorted(folders)
     assert (run / "split.csv").is_file() and (run / "training.json").is_file()
     assert not list(run.parent.glob(f".{run.name}.*"))

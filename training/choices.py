@@ -5,8 +5,8 @@ and the val rows, and makes each choice on the cascade the run will serve, in th
 1. lexical weights: a TF-IDF model per level, mixed in where it helps (training/lexical_fit.py);
 2. decoding: greedy or joint (training/decoding.py);
 3. the paths level: its weight, and the paths head's and the TF-IDF paths model's shares;
-4. abstention: the path_score threshold that keeps the target share of val answers
-   (training/abstain.py).
+4. abstention: the scope model fitted on train (or none, for a rule on path_score alone) and
+   the threshold that keeps the target share of val answers (training/abstain.py).
 Then it writes the final hierarchy once, atomically, and removes from the run what that
 hierarchy does not read (the paths head, the TF-IDF paths model, unused features).
 """
@@ -22,7 +22,7 @@ import pandas as pd
 
 from handlers.cascade import Cascade
 from handlers.hierarchy import Hierarchy
-from handlers.run_layout import LEXICAL_DIR, LEXICAL_FEATURES, PATHS_DIR, PATHS_LEXICAL
+from handlers.run_layout import LEXICAL_DIR, LEXICAL_FEATURES, PATHS_DIR, PATHS_LEXICAL, SCOPE_DIR
 from table.scoring import Evaluation, evaluate_frame
 from training.abstain import choose_abstention
 from training.config import TrainingConfig
@@ -58,7 +58,8 @@ def settle_on_val(run_dir: Path, hierarchy: Hierarchy, frame: pd.DataFrame, conf
     result = None
     if not val.empty:
         result = tried.get(cascade.decoding) or evaluate_frame(cascade, val, given=val_given)
-        choose_abstention(cascade, val, result, config.abstain_coverage, choices)
+        choose_abstention(cascade, run_dir, train, val, result, config.abstain_coverage, config.abstain_score,
+                          choices)
     write_run(run_dir, cascade.hierarchy)
     return Settled(cascade.hierarchy, cascade, result, choices, lexical)
 
@@ -73,6 +74,8 @@ def write_run(run_dir: Path, hierarchy: Hierarchy) -> None:
         shutil.rmtree(run_dir / PATHS_LEXICAL, ignore_errors=True)
     if hierarchy.lexical_features != LEXICAL_FEATURES:
         shutil.rmtree(run_dir / LEXICAL_FEATURES, ignore_errors=True)
+    if hierarchy.abstention.folder != SCOPE_DIR:
+        shutil.rmtree(run_dir / SCOPE_DIR, ignore_errors=True)
     lexical = run_dir / LEXICAL_DIR
     if lexical.is_dir() and not any(lexical.iterdir()):
         lexical.rmdir()  # no empty folder in the run

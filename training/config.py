@@ -56,6 +56,7 @@ class TrainingConfig:
     decoding: str
     paths_weight: str | float
     abstain_coverage: float | None
+    abstain_score: str
     precision: str  # auto until resolved by the CPU: then bf16 or fp32
     threads: int | None
     parallel_models: int

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from handlers.abstention import DEFAULT_COVERAGE, coverage_argument
+from handlers.abstention import DEFAULT_COVERAGE, SCORES, coverage_argument
 from handlers.text import DEFAULT_MAX_WINDOWS
 from table.events import add_column_flags
 
@@ -116,8 +116,13 @@ def _training_options(p: argparse.ArgumentParser) -> None:
                         "that scores best on val, kept when it gains at least 0.25 points over no head; off: no head. "
                         "With --lexical auto a TF-IDF model over the paths is weighed in too (its share chosen on val)")
     t.add_argument("--abstain-coverage", type=coverage_argument, default=DEFAULT_COVERAGE, metavar="C|off",
-                   help="answers abstain (\"abstain\": true, no path fits) below a path_score threshold chosen so "
-                        f"that a share C of val answers is kept (default {DEFAULT_COVERAGE}); off: never abstain")
+                   help="answers abstain (\"abstain\": true, no path fits) below a threshold on --abstain-score "
+                        f"chosen so that a share C of val answers is kept (default {DEFAULT_COVERAGE}); off: never abstain")
+    t.add_argument("--abstain-score", choices=SCORES, default=SCORES[0],
+                   help="what abstention reads: scope (default), how much an event looks like the val split's "
+                        "(its path_score and the Mahalanobis distances of the taxonomy and subtaxonomy models' "
+                        "[CLS] states to the train split's centroids, ranked against val's; one pass over the "
+                        "train split to fit); path_score: the answer's path_score alone")
     t.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="CPU training arithmetic: bf16 autocast trains about twice as fast on CPUs with native "
                         "bf16 (avx512_bf16, AMX); auto: bf16 on such CPUs, fp32 elsewhere (a GPU uses fp16)")

@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.metrics import confusion_matrix  # noqa: E402
 
-from handlers.abstention import Abstention  # noqa: E402
+from handlers.abstention import SCOPE_SCORE, Abstention  # noqa: E402
 from table.scoring import abstention_scores  # noqa: E402
 
 
@@ -86,20 +86,24 @@ def coverage_curve(scores: Sequence[float], right: Sequence[bool]) -> tuple[list
 def plot_coverage(rows: pd.DataFrame, answers: list[dict[str, Any]], rule: Abstention, split: str,
                   path: Path) -> Path:
     """Coverage against accuracy of the answers kept, per level (taxonomy by its own score,
-    path by path_score), with the run's operating point on the path curve."""
+    path by path_score, and path by the scope score when the rule reads it), with the run's
+    operating point on the curve of the rule's score."""
     truth = list(zip(rows.taxonomy, rows.subtaxonomy))
     fig, ax = plt.subplots(figsize=(6, 4))
+    path_right = [tuple(a["path"]) == t for a, t in zip(answers, truth)]
     levels = {
         "taxonomy": ([a["taxonomy"]["score"] for a in answers], [a["taxonomy"]["label"] == t for a, (t, _) in
                                                                  zip(answers, truth)]),
-        "path": ([a["path_score"] for a in answers], [tuple(a["path"]) == t for a, t in zip(answers, truth)]),
+        "path by path_score": ([a["path_score"] for a in answers], path_right),
     }
+    if answers and SCOPE_SCORE in answers[0]:
+        levels["path by scope_score"] = ([a[SCOPE_SCORE] for a in answers], path_right)
     for name, (scores, right) in levels.items():
         ax.plot(*coverage_curve(scores, right), label=name)
     point = abstention_scores(list(rows.taxonomy), list(rows.subtaxonomy), answers)
     if point["accuracy_when_answered"] is not None:
         ax.plot([point["coverage"]], [point["accuracy_when_answered"]], "o", color="black",
-                label=f"path_score >= {rule.min_score:.4f}")
+                label=f"{rule.score} >= {rule.min_score:.4f}")
     ax.set_xlabel("coverage (share of answers kept)")
     ax.set_ylabel("accuracy of the answers kept")
     ax.set_title(f"abstention ({split})")

@@ -90,7 +90,7 @@ def abstention_line(metrics: dict[str, Any]) -> str:
     parts = [f"{split} coverage {_pct(m['abstention']['coverage'])}, path acc counting abstentions wrong "
              f"{_pct(m['abstention']['accuracy_abstain_wrong'])}, when answered "
              f"{_pct(m['abstention']['accuracy_when_answered'])}" for split, m in metrics["splits"].items()]
-    return (f"Abstention: path_score below {rule['min_score']:.6f} (chosen for val coverage "
+    return (f"Abstention: {rule.get('score', 'path_score')} below {rule['min_score']:.6f} (chosen for val coverage "
             f"{rule['target_coverage']}): " + "; ".join(parts))
 
 

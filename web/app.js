@@ -26,6 +26,8 @@ function explain(status, body) {
 function showAnswer(answer) {
   $("error").hidden = true;
   $("abstain").hidden = !answer.abstain;
+  $("scope-score").textContent = "scope_score" in answer
+    ? `scope score ${answer.scope_score.toFixed(3)}, below the model's threshold` : "its path score is below the model's threshold";
   $("path").textContent = (answer.abstain ? "Best guess: " : "") + answer.path.join(" › ");
   $("path-score").textContent = percent(answer.path_score);
   for (const level of ["taxonomy", "subtaxonomy"]) {
