@@ -192,7 +192,8 @@ class Cascade:
         min_score: float | Sequence[float | None] | None = None,
     ) -> list[PathAnswer] | list[LevelAnswer]:
         """JSON-ready answers, one per event, in order: a ``PathAnswer`` each for a cascade, a
-        ``LevelAnswer`` each for a single-level archive; each says whether it abstains.
+        ``LevelAnswer`` each for a single-level archive; each says whether it abstains, and on a
+        run whose rule reads it a path answer carries its ``scope_score`` (handlers/scope.py).
 
         ``top_k`` is one number for all events or one per event; ``min_score`` likewise, the
         caller's abstention threshold (None: hierarchy.json's rule, handlers/abstention.py).

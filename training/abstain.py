@@ -31,11 +31,13 @@ def choose_abstention(cascade: Cascade, run_dir: Path, train: pd.DataFrame, val:
     """Settle the cascade's rule on val's evaluation (its answers marked again, its scores
     updated; the scope model, when the rule reads it, written to the run) and return it."""
     answers = result.answers
-    if coverage is not None and score == "scope" and not scope_possible(cascade):
-        print("abstention: the taxonomy level runs no model, so the rule reads path_score", flush=True)
-        score = "path_score"
-    if coverage is not None and score == "scope" and answers and not train.empty:
-        add_scope_scores(cascade, run_dir, train, val, answers)
+    if coverage is not None and score == "scope":
+        if scope_possible(cascade) and answers and not train.empty:
+            add_scope_scores(cascade, run_dir, train, val, answers)
+        else:
+            print("abstention: no scope score (the taxonomy level runs no model, or no train rows), "
+                  "so the rule reads path_score", flush=True)
+            score = "path_score"
     min_score = choose_min_score([answer_score(a) for a in answers], coverage)
     rule = Abstention()
     if min_score > 0:
