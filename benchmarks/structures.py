@@ -80,6 +80,7 @@ def compare_structures(run: Path, events: list[dict], batch_sizes: list[int], th
 
     from handlers.precision import bf16_is_native
     from handlers.cascade import Cascade
+    from handlers.abstention import Abstention
     from handlers.hierarchy import Hierarchy
     from archives.export import export_whole_run
 
@@ -91,7 +92,8 @@ def compare_structures(run: Path, events: list[dict], batch_sizes: list[int], th
         whole = export_whole_run(run, Path(tmp) / "whole")
         flat = Path(tmp) / "flat"  # the taxonomy model alone, whole: one full pass per event
         export_whole_run(run, flat)
-        dataclasses.replace(Hierarchy.load(flat), subtaxonomies={}, name="flat", paths=None, paths_weight=0.0).save(flat)
+        dataclasses.replace(Hierarchy.load(flat), subtaxonomies={}, name="flat", paths=None, paths_weight=0.0,
+                            abstention=Abstention()).save(flat)
         default = (hierarchy.decoding, top_k or HandlerSettings().top_k)
         setups = [("flat", flat, ("greedy", 1)), (STOCK, flat, ("greedy", 1))]
         setups += [(name, source, mode) for mode in dict.fromkeys([("greedy", 1), default])

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     output.write_text(json.dumps(scores, indent=2) + "\n")
     print(summary_line(args.split, scores) + f" ({cascade.precision})")
     kept, rule = scores["abstention"], cascade.hierarchy.abstention
-    print(f"abstention: path_score below {rule.min_score:.6f}: coverage {kept['coverage']:.4f}, path acc "
+    print(f"abstention: {rule.score} below {rule.min_score:.6f}: coverage {kept['coverage']:.4f}, path acc "
           f"counting abstentions wrong {kept['accuracy_abstain_wrong']:.4f}, when answered "
           f"{kept['accuracy_when_answered'] or 0:.4f}")
     print(f"wrote {output}")
