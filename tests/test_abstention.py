@@ -78,6 +78,15 @@ def test_training_chose_the_rule_on_val_and_recorded_it(tiny_run: Path) -> None:
     kept = metrics["splits"]["val"]["abstention"]
     assert kept["coverage"] >= 0.99 and kept["abstained"] == sum(a["abstain"] for a in answers)
     assert "abstention_coverage.png" in (tiny_run / "report.md").read_text()
+    points = {p["coverage"]: p for p in metrics["abstention"]["operating_points"]}
+    values = [a["scope_score"] for a in answers]
+    for coverage, point in points.items():  # other thresholds, chosen the same way
+        assert point["min_score"] == choose_min_score(values, coverage)
+        kept = [v >= point["min_score"] for v in values]
+        right = [tuple(a["path"]) == t for a, t in zip(answers, zip(val.taxonomy, val.subtaxonomy))]
+        assert point["val_accuracy_abstain_wrong"] == sum(k and r for k, r in zip(kept, right)) / len(val)
+    assert points[0.99]["min_score"] == rule.min_score and points[0.9]["min_score"] >= rule.min_score
+    assert f"| 0.9 | {points[0.9]['min_score']:.6f} |" in (tiny_run / "report.md").read_text()
 
 
 def test_the_rule_round_trips_and_older_runs_never_abstain(tiny_run: Path, tmp_path: Path) -> None:

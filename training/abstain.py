@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from handlers.abstention import SCOPE_SCORE, Abstention, answer_score, choose_min_score, mark
+from handlers.abstention import SCOPE_SCORE, Abstention, answer_score, choose_min_score, mark, scores
 from handlers.answers import round_score
 from handlers.cascade import Cascade
 from handlers.run_layout import SCOPE_DIR
@@ -24,6 +24,8 @@ from handlers.scope import SIGNALS
 from table.events import event_dicts
 from table.scoring import Evaluation, abstention_scores
 from training.scope_fit import fit_scope, scope_possible
+
+OPERATING_POINTS = (0.9, 0.95, 0.97, 0.98, 0.985, 0.99, 0.995)  # val coverages the report tabulates
 
 
 def choose_abstention(cascade: Cascade, run_dir: Path, train: pd.DataFrame, val: pd.DataFrame, result: Evaluation,
@@ -48,12 +50,29 @@ def choose_abstention(cascade: Cascade, run_dir: Path, train: pd.DataFrame, val:
         for answer in answers:
             answer.pop(SCOPE_SCORE, None)
     mark(answers, rule)
-    metrics["abstention"] = {"score": rule.score, "min_score": rule.min_score, "target_coverage": coverage}
+    metrics["abstention"] = {"score": rule.score, "min_score": rule.min_score, "target_coverage": coverage,
+                             "operating_points": operating_points(val, answers) if rule.min_score > 0 else []}
     if answers:
         kept = result.scores["abstention"] = abstention_scores(list(val.taxonomy), list(val.subtaxonomy), answers)
         print(f"abstention on val: {rule.score} below {rule.min_score:.6f} abstains "
               f"(coverage {kept['coverage']:.4f}, target {coverage})", flush=True)
     return rule
+
+
+def operating_points(val: pd.DataFrame, answers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rule's other thresholds on val: per coverage in ``OPERATING_POINTS``, the min_score
+    that keeps it and val's path accuracy then, for a reviewer choosing another (a request's
+    min_score, or hierarchy.json's, without training again)."""
+    values = [answer_score(a) for a in answers]
+    right = [tuple(a["path"]) == t for a, t in zip(answers, zip(val.taxonomy, val.subtaxonomy))]
+    points = []
+    for coverage in OPERATING_POINTS:
+        threshold = choose_min_score(values, coverage)
+        kept = scores(right, [v < threshold for v in values])
+        points.append({"coverage": coverage, "min_score": threshold,
+                       "val_accuracy_abstain_wrong": kept["accuracy_abstain_wrong"],
+                       "val_accuracy_when_answered": kept["accuracy_when_answered"]})
+    return points
 
 
 def add_scope_scores(cascade: Cascade, run_dir: Path, train: pd.DataFrame, val: pd.DataFrame,

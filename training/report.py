@@ -43,7 +43,7 @@ def write_report(run_dir: Path, metrics: dict[str, Any], summaries: list[dict[st
         lines += [f"Paths level: weight {head['weight']}{' (' + ', '.join(parts) + ')' if parts else ''} "
                   f"(val path accuracy {_pct(by_weight[str(head['weight'])])}; without it {_pct(by_weight['0.0'])})", ""]
     if "abstention" in metrics:
-        lines += [abstention_line(metrics), ""]
+        lines += [abstention_line(metrics), ""] + operating_point_lines(metrics["abstention"])
     if info["split"]["rare_in_train"]:
         lines += ["Paths too rare to stratify, kept in train only: "
                   + ", ".join(info["split"]["rare_in_train"]), ""]
@@ -92,6 +92,19 @@ def abstention_line(metrics: dict[str, Any]) -> str:
              f"{_pct(m['abstention']['accuracy_when_answered'])}" for split, m in metrics["splits"].items()]
     return (f"Abstention: {rule.get('score', 'path_score')} below {rule['min_score']:.6f} (chosen for val coverage "
             f"{rule['target_coverage']}): " + "; ".join(parts))
+
+
+def operating_point_lines(rule: dict[str, Any]) -> list[str]:
+    """The rule's other operating points on val, as a table (none without a rule)."""
+    points = rule.get("operating_points") or []
+    if not points:
+        return []
+    lines = [f"Other operating points on val ({rule['score']} below min_score abstains; a request's `min_score`, "
+             "or hierarchy.json's, moves it without training again):", "",
+             "| val coverage | min_score | val path acc counting abstentions wrong | when answered |", "|---|---|---|---|"]
+    lines += [f"| {p['coverage']} | {p['min_score']:.6f} | {_pct(p['val_accuracy_abstain_wrong'])} | "
+              f"{_pct(p['val_accuracy_when_answered'])} |" for p in points]
+    return lines + [""]
 
 
 def energy_lines(energy: dict[str, Any]) -> list[str]:
