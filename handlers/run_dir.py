@@ -42,10 +42,23 @@ def check_run_dir(run_dir: str | Path, hierarchy: Hierarchy | None = None) -> Hi
     if hierarchy.abstention.folder is not None:
         from handlers.scope import check_scope
 
-        problem = check_scope(_inside(run_dir, hierarchy.abstention.folder, "scope model"))
+        problem = check_scope(_inside(run_dir, hierarchy.abstention.folder, "scope model"),
+                              _width(run_dir, hierarchy.taxonomy))
         if problem:
             raise HierarchyError(f"the abstention rule's scope model: {problem}")
     return hierarchy
+
+
+def _width(run_dir: Path, level: Level) -> int | None:
+    """The hidden width of a level's checkpoint (its config.json), or None."""
+    if level.checkpoint is None:
+        return None
+    try:
+        config = json.loads((run_dir / level.checkpoint / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    width = config.get("dim", config.get("hidden_size"))
+    return width if isinstance(width, int) else None
 
 
 def check_inside_run(run_dir: Path, hierarchy: Hierarchy) -> None:

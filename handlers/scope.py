@@ -127,8 +127,8 @@ def _lifted(values: torch.Tensor) -> torch.Tensor:
     return (values + margin).contiguous()
 
 
-def check_scope(folder: Path) -> str | None:
-    """Why the run's scope model cannot be read, or None."""
+def check_scope(folder: Path, width: int | None = None) -> str | None:
+    """Why the run's scope model cannot be read, or does not fit states ``width`` wide, or None."""
     path = folder / SCOPE_FILE
     if not path.is_file():
         return f"{path} not found"
@@ -138,4 +138,7 @@ def check_scope(folder: Path) -> str | None:
         return f"{path} is not readable: {type(exc).__name__}: {exc}"
     if set(model.val) != set(SIGNALS):
         return f"{path} has no val signals"
+    widths = {d.whiten.shape[0] for d in [model.taxonomy, *model.subtaxonomies.values()]}
+    if width is not None and widths != {width}:
+        return f"{path} measures states {sorted(widths)} wide, but the run's models are {width} wide"
     return None

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from handlers.abstention import Abstention
 from handlers.hierarchy import Hierarchy
 
 from handlers.run_layout import TOKENIZER_DIR
@@ -38,11 +39,12 @@ def full_size_run(tiny_run: Path, dest: Path) -> Path:
 
     hierarchy = Hierarchy.load(tiny_run)
     # Whole checkpoints, no trunk: every pass costs a full 6-layer model, the most a run can cost.
-    hierarchy = replace(hierarchy, text=replace(hierarchy.text, max_length=128), trunk=None)
+    # Random full-size models: the tiny run's scope model (32 wide) does not fit them, so no abstention.
+    hierarchy = replace(hierarchy, text=replace(hierarchy.text, max_length=128), trunk=None, abstention=Abstention())
     dest.mkdir(parents=True)
     hierarchy.save(dest)
     shutil.copytree(tiny_run / TOKENIZER_DIR, dest / TOKENIZER_DIR)
-    for folder in hierarchy.lexical_folders():
+    for folder in hierarchy.data_folders():
         shutil.copytree(tiny_run / folder, dest / folder)
     vocab = len(AutoTokenizer.from_pretrained(str(tiny_run / TOKENIZER_DIR)))
     levels = [hierarchy.taxonomy, *hierarchy.subtaxonomies.values()]

@@ -17,7 +17,7 @@ from benchmarks.abstention import top_outputs
 from handlers.cascade import Cascade
 from handlers.hierarchy import HierarchyError
 from handlers.run_dir import check_run_dir
-from handlers.scope import SCOPE_FILE, Distances, ScopeModel
+from handlers.scope import SCOPE_FILE, SIGNALS, Distances, ScopeModel
 from table.events import event_dicts
 from table.record import split_frame
 from training.scope_fit import TAXONOMY_SHRINK, fitted_distances, train_states
@@ -131,6 +131,11 @@ def test_a_run_without_its_scope_model_is_refused_by_name(tiny_run: Path, tmp_pa
         check_run_dir(run)
     (run / "scope" / SCOPE_FILE).write_bytes(b"not a safetensors file")
     with pytest.raises(HierarchyError, match="scope model: .*not readable"):
+        check_run_dir(run)
+    narrow = Distances(torch.eye(5), torch.zeros((2, 5)))  # fitted on other models' states
+    ScopeModel(narrow, {"music": narrow}, val={name: torch.zeros(3) for name in SIGNALS}).save(run / "scope")
+    width = json.loads((run / "taxonomy" / "config.json").read_text())["dim"]
+    with pytest.raises(HierarchyError, match=rf"measures states \[5\] wide, but the run's models are {width} wide"):
         check_run_dir(run)
     data = json.loads((run / "hierarchy.json").read_text())
     data["abstention"]["folder"] = "../elsewhere"
