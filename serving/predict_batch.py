@@ -55,7 +55,7 @@ def predictor(args: argparse.Namespace):
     return remote
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", help="events table")
     p.add_argument("output", help="where to write predictions (.csv, .tsv, .jsonl or .parquet)")
@@ -69,17 +69,11 @@ def main(argv: list[str] | None = None) -> int:
                         "default: the rule's own threshold, recorded in the run's hierarchy.json)")
     p.add_argument("--batch-size", type=int, default=32, help="events per call (the server caps arrays at 64)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = p.parse_args(argv)
-    try:
-        frame = pd.DataFrame(read_rows(args.input)[0])
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    cols = {getattr(args, f"{field}_column"): field for field in TEXT_FIELDS}
-    if not set(cols) & set(frame.columns):
-        print(f"error: {args.input} has neither {args.title_column!r} nor {args.description_column!r}; "
-              f"columns: {', '.join(map(str, frame.columns))}", file=sys.stderr)
-        return 2
+    return p.parse_args(argv)
+
+
+def table_events(frame: pd.DataFrame, cols: dict[str, str]) -> tuple[list[dict[str, str]], list[int], dict[int, str]]:
+    """The events of the rows that have text, their row numbers, and why each other row has none."""
     events, rows = [], []
     errors: dict[int, str] = {}
     for i, record in enumerate(frame.to_dict("records")):
@@ -90,6 +84,39 @@ def main(argv: list[str] | None = None) -> int:
             continue
         events.append(event)
         rows.append(i)
+    return events, rows, errors
+
+
+def with_predictions(frame: pd.DataFrame, answers: dict[int, dict], errors: dict[int, str]) -> pd.DataFrame:
+    """``frame`` with the answers' columns added (empty where a row has no answer)."""
+    out = frame.copy()
+    rows = range(len(frame))
+    out["taxonomy_pred"] = [answers[i]["taxonomy"]["label"] if i in answers else "" for i in rows]
+    out["taxonomy_score"] = [answers[i]["taxonomy"]["score"] if i in answers else None for i in rows]
+    out["subtaxonomy_pred"] = [answers[i]["subtaxonomy"]["label"] if i in answers else "" for i in rows]
+    out["subtaxonomy_score"] = [answers[i]["subtaxonomy"]["score"] if i in answers else None for i in rows]
+    out["path_score"] = [answers[i]["path_score"] if i in answers else None for i in rows]
+    if any(SCOPE_SCORE in answer for answer in answers.values()):
+        out[SCOPE_SCORE] = [answers[i].get(SCOPE_SCORE) if i in answers else None for i in rows]
+    out["abstain"] = [bool(answers[i].get("abstain")) if i in answers else None for i in rows]
+    out["top_k"] = [json.dumps(answers[i]["top_k"], ensure_ascii=False) if i in answers else "" for i in rows]
+    out["error"] = [errors.get(i, "") for i in rows]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        frame = pd.DataFrame(read_rows(args.input)[0])
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    cols = {getattr(args, f"{field}_column"): field for field in TEXT_FIELDS}
+    if not set(cols) & set(frame.columns):
+        print(f"error: {args.input} has neither {args.title_column!r} nor {args.description_column!r}; "
+              f"columns: {', '.join(map(str, frame.columns))}", file=sys.stderr)
+        return 2
+    events, rows, errors = table_events(frame, cols)
     predict = predictor(args)
     from tqdm.auto import tqdm
 
@@ -99,20 +126,8 @@ def main(argv: list[str] | None = None) -> int:
             for offset, answer in enumerate(predict(batch)):
                 answers[rows[start + offset]] = answer
             bar.update(len(batch))
-    out = frame.copy()
-    out["taxonomy_pred"] = [answers[i]["taxonomy"]["label"] if i in answers else "" for i in range(len(frame))]
-    out["taxonomy_score"] = [answers[i]["taxonomy"]["score"] if i in answers else None for i in range(len(frame))]
-    out["subtaxonomy_pred"] = [answers[i]["subtaxonomy"]["label"] if i in answers else "" for i in range(len(frame))]
-    out["subtaxonomy_score"] = [answers[i]["subtaxonomy"]["score"] if i in answers else None for i in range(len(frame))]
-    out["path_score"] = [answers[i]["path_score"] if i in answers else None for i in range(len(frame))]
-    if any(SCOPE_SCORE in answer for answer in answers.values()):
-        out[SCOPE_SCORE] = [answers[i].get(SCOPE_SCORE) if i in answers else None for i in range(len(frame))]
-    out["abstain"] = [bool(answers[i].get("abstain")) if i in answers else None for i in range(len(frame))]
-    out["top_k"] = [json.dumps(answers[i]["top_k"], ensure_ascii=False) if i in answers else ""
-                    for i in range(len(frame))]
-    out["error"] = [errors.get(i, "") for i in range(len(frame))]
     try:
-        write_table(out, args.output)
+        write_table(with_predictions(frame, answers, errors), args.output)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
