@@ -20,13 +20,12 @@ import torch
 from transformers import AutoTokenizer
 
 from handlers import abstention, ranking, routing
-from handlers.answers import LevelAnswer, PathAnswer, level_answer, round_score
-from handlers.batching import IDS_CALL_COST, padded_chunks
-from handlers.precision import autocast, bf16_linears, resolve_precision
+from handlers.answers import LevelAnswer, PathAnswer, level_answer
+from handlers.precision import bf16_linears, resolve_precision
 from handlers.checkpoints import load_model
 from handlers.encoded import Encoded, PathScores
 from handlers.hierarchy import Hierarchy, Level
-from handlers.level_pass import LevelPass, run_level
+from handlers.level_pass import LevelPass, run_level, trunk_states
 from handlers.scope import ScopeModel
 from handlers.run_layout import TOKENIZER_DIR
 from handlers.lexical import LexicalFeatures, LexicalModel
@@ -106,8 +105,7 @@ class Cascade:
         self.lexical = {level.lexical: LexicalModel.load(self.run_dir / level.lexical, self.lexical_features,
                                                           max_chars)
                         for level in levels if level.lexical and level.lexical_weight > 0}
-        folder = self.hierarchy.abstention.folder
-        self.scope = ScopeModel.load(self.run_dir / folder) if folder and not self.hierarchy.single_level else None
+        self.scope = ScopeModel.load(self.run_dir / folder) if (folder := self.hierarchy.abstention.folder) else None
         self.with_first = self.scope is not None  # the levels' [CLS] states, which the scope score reads
 
     def index_paths(self, labels: Sequence[str]) -> None:
@@ -132,18 +130,9 @@ class Cascade:
         features = self.lexical_features
         lexical = features.transform(texts) if features is not None and any(
             model.features is features for model in self.lexical.values()) else None
-        return Encoded(ids, texts, self._trunk_states(ids) if self.trunk is not None else None, owner, lexical)
-
-    @torch.inference_mode()
-    def _trunk_states(self, ids: Sequence[Sequence[int]]) -> list[torch.Tensor]:
-        """Per event, the trunk's hidden states over its own tokens (no padding)."""
-        states: list[torch.Tensor] = [torch.empty(0)] * len(ids)
-        for chunk, input_ids, mask in padded_chunks(ids, self.max_batch, self.pad_id, IDS_CALL_COST):
-            with autocast(self.precision, self.device):
-                hidden = self.trunk(input_ids.to(self.device), mask.to(self.device))
-            for row, i in enumerate(chunk):
-                states[i] = hidden[row, : len(ids[i])]
-        return states
+        states = None if self.trunk is None else trunk_states(self.trunk, ids, self.max_batch, self.pad_id,
+                                                              self.device, self.precision)
+        return Encoded(ids, texts, states, owner, lexical)
 
     # -- one level -----------------------------------------------------------------------
     def level_probs(self, level: Level, inputs: Encoded) -> torch.Tensor:
@@ -173,9 +162,7 @@ class Cascade:
         return self._model_pass(level, inputs, False).probs
 
     def _model_pass(self, level: Level, inputs: Encoded, with_first: bool) -> LevelPass:
-        if level.checkpoint is None:
-            return LevelPass(torch.ones((len(inputs.texts), 1)), None)
-        return run_level(self.models[level.checkpoint], len(level.labels), inputs, self.max_batch, self.pad_id,
+        return run_level(self.models.get(level.checkpoint), len(level.labels), inputs, self.max_batch, self.pad_id,
                          self.device, self.precision, with_first)
 
     def passes(self, top_k: int, windows: int | None = None) -> int:
@@ -211,9 +198,7 @@ class Cascade:
         else:
             answers, scores = self.path_answers(events, ks, timings)
             if self.scope is not None:
-                signals = self.scope.answer_signals(answers, scores, self.hierarchy.taxonomy.labels)
-                for answer, score in zip(answers, self.scope.scores(signals).tolist()):
-                    answer[abstention.SCOPE_SCORE] = round_score(score)
+                self.scope.add_scores(answers, scores, self.hierarchy.taxonomy.labels)
         return abstention.mark(answers, self.hierarchy.abstention, min_score)
 
     def path_answers(self, events: Sequence[Event], ks: Sequence[int],

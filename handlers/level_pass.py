@@ -1,6 +1,7 @@
-"""One level model's pass over a batch: its probabilities and, when asked, its [CLS] states.
+"""One level model's pass over a batch: its probabilities and, when asked, its [CLS] states;
+and the shared trunk's pass that the levels' tops read.
 
-The cascade (handlers/cascade.py) runs every level through here. Windows are batched by
+The cascade (handlers/cascade.py) runs the trunk and every level through here. Windows are batched by
 length (handlers/batching.py); an event's probabilities and state are the means over its
 windows. The [CLS] state is the first position's last hidden state, which the head reads:
 the feature the scope score measures (handlers/scope.py). No TorchServe import here.
@@ -8,7 +9,7 @@ the feature the scope score measures (handlers/scope.py). No TorchServe import h
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Sequence
 
 import torch
 
@@ -34,8 +35,11 @@ def logits_and_first(model: Any, first: torch.Tensor, mask: torch.Tensor) -> tup
 @torch.inference_mode()
 def run_level(model: Any, labels: int, inputs: Encoded, max_batch: int, pad_id: int, device: torch.device,
               precision: str, with_first: bool = False) -> LevelPass:
-    """Per event, the model's probabilities (and [CLS] states with ``with_first``)."""
+    """Per event, the model's probabilities (and [CLS] states with ``with_first``); with no model
+    (a taxonomy of one subtaxonomy), probability 1 for its one label."""
     n, windows = len(inputs.texts), len(inputs.ids)
+    if model is None:
+        return LevelPass(torch.ones((n, 1)), None)
     out = torch.empty((windows, labels))
     states: torch.Tensor | None = None
     call_cost = IDS_CALL_COST if inputs.states is None else STATES_CALL_COST
@@ -59,6 +63,19 @@ def run_level(model: Any, labels: int, inputs: Encoded, max_batch: int, pad_id: 
         return LevelPass(out, states)
     return LevelPass(_mean_by_event(out, inputs.owner, n), None if states is None else
                      _mean_by_event(states, inputs.owner, n))
+
+
+@torch.inference_mode()
+def trunk_states(trunk: Any, ids: Sequence[Sequence[int]], max_batch: int, pad_id: int, device: torch.device,
+                 precision: str) -> list[torch.Tensor]:
+    """Per window, the shared trunk's hidden states over its own tokens (no padding)."""
+    states: list[torch.Tensor] = [torch.empty(0)] * len(ids)
+    for chunk, input_ids, mask in padded_chunks(ids, max_batch, pad_id, IDS_CALL_COST):
+        with autocast(precision, device):
+            hidden = trunk(input_ids.to(device), mask.to(device))
+        for row, i in enumerate(chunk):
+            states[i] = hidden[row, : len(ids[i])]
+    return states
 
 
 def _mean_by_event(rows: torch.Tensor, owner: list[int], n: int) -> torch.Tensor:

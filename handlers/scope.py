@@ -25,6 +25,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from handlers.abstention import SCOPE_SCORE
+from handlers.answers import round_score
 from handlers.encoded import PathScores
 
 SCOPE_FILE = "scope.safetensors"
@@ -83,6 +85,16 @@ class ScopeModel:
                for i, taxonomy in enumerate(taxonomies)]
         path_scores = [float(answer["path_score"]) for answer in answers]
         return self.signals(path_scores, scores.taxonomy_first, torch.stack(own), taxonomies)
+
+    def add_scores(self, answers: Sequence[dict[str, Any]], scores: PathScores,
+                   taxonomy_labels: Sequence[str]) -> None:
+        """Give each answer its ``scope_score`` from the scores it was made of."""
+        self.assign(answers, self.answer_signals(answers, scores, taxonomy_labels))
+
+    def assign(self, answers: Sequence[dict[str, Any]], signals: Mapping[str, torch.Tensor]) -> None:
+        """Give each answer its ``scope_score`` from its signals (rounded as the answers' scores are)."""
+        for answer, value in zip(answers, self.scores(signals).tolist()):
+            answer[SCOPE_SCORE] = round_score(value)
 
     def scores(self, signals: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """The scope score of each answer: the mean of its signals' ranks among val's."""

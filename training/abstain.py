@@ -17,10 +17,9 @@ import pandas as pd
 import torch
 
 from handlers.abstention import SCOPE_SCORE, Abstention, answer_score, choose_min_score, mark, scores
-from handlers.answers import round_score
 from handlers.cascade import Cascade
 from handlers.run_layout import SCOPE_DIR
-from handlers.scope import SIGNALS
+from handlers.scope import SIGNALS, ScopeModel
 from table.events import event_dicts
 from table.scoring import Evaluation, abstention_scores
 from training.scope_fit import fit_scope, scope_possible
@@ -89,8 +88,7 @@ def add_scope_scores(cascade: Cascade, run_dir: Path, train: pd.DataFrame, val: 
             raise RuntimeError("val's answers changed between two passes of the same cascade")
         parts.append(scope.answer_signals(again, scores, cascade.hierarchy.taxonomy.labels))
     signals = {name: torch.cat([part[name] for part in parts]) for name in SIGNALS}
-    scope.val = {name: values.sort().values for name, values in signals.items()}
+    scope = ScopeModel(scope.taxonomy, scope.subtaxonomies, val=signals)
     scope.save(run_dir / SCOPE_DIR)
     cascade.scope = scope
-    for answer, value in zip(answers, scope.scores(signals).tolist()):
-        answer[SCOPE_SCORE] = round_score(value)
+    scope.assign(answers, signals)
